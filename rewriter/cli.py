@@ -1,0 +1,294 @@
+"""The command line: parse, dispatch, and turn the one error type into a message.
+
+`main()` only parses and dispatches; commands raise RewriterError and `main()` prints
+`error: ...` once and returns 1 (usage errors 2). Stdout carries only the manifest
+stream (or the report a command was asked for); everything else goes to stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Annotated, Any, Optional, TextIO, TypeVar
+
+import typer
+
+from rewriter import __version__
+from rewriter.errors import RewriterError
+from rewriter.render import Prober, plan, rewrite
+from rewriter.report import Reporter
+from rewriter.settings import Flags, Settings, resolve
+
+COMMANDS = ("render", "scan", "cache")
+
+app = typer.Typer(
+    name="rewriter",
+    help=(
+        "Route a vendor's private images through the license proxy at render time.\n\n"
+        "Reads rendered manifests (multi-document YAML) on stdin and writes them to stdout "
+        "with private images rewritten to <proxy>/proxy/<app-slug>/<image>, "
+        "imagePullSecrets added, and one dockerconfigjson Secret per namespace. "
+        "`rewriter [OPTIONS]` is `rewriter render [OPTIONS]`."
+    ),
+    add_completion=False,
+    no_args_is_help=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+cache_app = typer.Typer(help="Inspect or empty the probe cache.", rich_markup_mode=None)
+app.add_typer(cache_app, name="cache")
+
+
+def _env(name: str) -> list[str]:
+    """REWRITER_<NAME>, and the same with ARGOCD_ENV_ (an Application's plugin.env)."""
+    var = "REWRITER_" + name.upper().replace("-", "_")
+    return [var, "ARGOCD_ENV_" + var]
+
+
+def _opt(name: str, help_text: str, panel: str, **kwargs: Any) -> Any:
+    return typer.Option(
+        f"--{name}", envvar=_env(name), help=help_text, rich_help_panel=panel, **kwargs
+    )
+
+
+LICENSE, RULES, PROBE, OUTPUT = "License", "Decisions", "Probe and cache", "Input and output"
+
+# One typer option per Flags field: the help text is the user's documentation.
+FLAG_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "license": (Optional[Path], _opt("license", "KOTS License YAML: app slug and license ID.", LICENSE, metavar="FILE")),
+    "app_slug": (Optional[str], _opt("app-slug", "Application slug: images go to <proxy>/proxy/<slug>/...", LICENSE)),
+    "license_id": (Optional[str], _opt("license-id", "License ID for the pull secret. Prefer REWRITER_LICENSE_ID or --license-id-file: arguments are visible to every user of the machine.", LICENSE)),
+    "license_id_file": (Optional[Path], _opt("license-id-file", "Read the license ID from this file (e.g. a mounted Kubernetes Secret).", LICENSE, metavar="FILE")),
+    "application": (Optional[Path], _opt("application", "KOTS Application YAML: additionalNamespaces, custom domains, proxyPublicImages.", LICENSE, metavar="FILE")),
+    "proxy_host": (Optional[str], _opt("proxy-host", "Proxy registry host [default: proxy.replicated.com].", RULES)),
+    "registry_host": (Optional[str], _opt("registry-host", "Vendor registry host [default: registry.replicated.com]; a custom domain also moves images off registry.replicated.com.", RULES)),
+    "public": (Optional[list[str]], _opt("public", "Glob over the normalized name (docker.io/library/nginx) of images to keep. Repeatable; `*` also matches `/`.", RULES, metavar="GLOB")),
+    "private": (Optional[list[str]], _opt("private", "Glob of images to route through the proxy, e.g. 'quay.io/my-org/*', or '*' for all. Repeatable; --public wins.", RULES, metavar="GLOB")),
+    "on_probe_error": (Optional[str], _opt("on-probe-error", "When a probe gets no answer: proxy (treat as private), keep, or fail [default: proxy].", RULES, metavar="proxy|keep|fail")),
+    "strict": (Optional[bool], _opt("strict", "Unparseable image values are errors, not warnings.", RULES, show_default=False)),
+    "offline": (Optional[bool], _opt("offline", "No network: decide by rules and cached answers only.", PROBE, show_default=False)),
+    "cache": (Optional[str], _opt("cache", "Probe cache: an absolute SQLite path, redis://host:port/db, or none [default: the user cache dir, rewriter/probes.sqlite].", PROBE, metavar="PATH|URL|none")),
+    "cache_ttl": (Optional[float], _opt("cache-ttl", "Seconds a public/private answer is trusted [default: 86400].", PROBE, metavar="SECONDS")),
+    "timeout": (Optional[float], _opt("timeout", "Seconds per registry request [default: 5].", PROBE, metavar="SECONDS")),
+    "deadline": (Optional[float], _opt("deadline", "Seconds for all probes of a render; later answers count as failed [default: 30].", PROBE, metavar="SECONDS")),
+    "concurrency": (Optional[int], _opt("concurrency", "Probes in parallel [default: 16].", PROBE, metavar="N")),
+    "insecure_registry": (Optional[list[str]], _opt("insecure-registry", "Allow plain HTTP to this registry. Repeatable.", PROBE, metavar="HOST[:PORT]")),
+    "ca_bundle": (Optional[Path], _opt("ca-bundle", "CA certificates for probing registries.", PROBE, metavar="FILE")),
+    "namespace": (Optional[str], _opt("namespace", "Namespace of resources without one [default: $ARGOCD_APP_NAMESPACE or $HELM_NAMESPACE].", OUTPUT)),
+    "additional_namespace": (Optional[list[str]], _opt("additional-namespace", "Also create the pull secret here. Repeatable; '*' = every namespace in the stream.", OUTPUT, metavar="NS")),
+    "secret_name": (Optional[str], _opt("secret-name", "Name of the pull secret [default: <app-slug>-registry].", OUTPUT)),
+    "config": (Optional[Path], _opt("config", "YAML config: image fields of custom resources and defaults for any option (see README).", OUTPUT, metavar="FILE")),
+    "log_file": (Optional[Path], _opt("log-file", "Also append warnings and errors to this file (Helm 4 discards stderr).", OUTPUT, metavar="FILE")),
+}  # fmt: skip
+assert set(FLAG_OPTIONS) == {f.name for f in fields(Flags)}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def with_flags(command: F) -> F:
+    """Give a command every option of `Flags`, passed to it as one `flags` argument."""
+    own = [p for p in inspect.signature(command, eval_str=True).parameters.values()]
+    own = [p for p in own if p.name != "flags"]
+    extra = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                          annotation=Annotated[kind, option])
+        for name, (kind, option) in FLAG_OPTIONS.items()
+    ]  # fmt: skip
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        flags = Flags(**{name: kwargs.pop(name) for name in FLAG_OPTIONS})
+        return command(flags=flags, **kwargs)
+
+    wrapper.__signature__ = inspect.Signature(own + extra)  # type: ignore[attr-defined]
+    del wrapper.__wrapped__  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
+
+
+Files = Annotated[
+    Optional[list[Path]],
+    typer.Argument(help="Manifest files; stdin when none or '-'.", show_default=False),
+]
+
+
+@app.command()
+@with_flags
+def render(ctx: typer.Context, files: Files = None, *, flags: Flags) -> None:
+    """Rewrite the stream: private images to the proxy, pull secrets added (the default)."""
+    reporter: Reporter = ctx.obj
+    settings = _settings(flags, reporter)
+    data = _read_input(files)
+    the_plan = plan(data, settings.options, _prober(settings, reporter), reporter)
+    output = rewrite(the_plan, settings.options, reporter)
+    sys.stdout.buffer.write(output)
+    sys.stdout.buffer.flush()
+
+
+@app.command()
+@with_flags
+def scan(
+    ctx: typer.Context,
+    files: Files = None,
+    output_format: Annotated[
+        str, typer.Option("--format", help="table or json.", metavar="table|json")
+    ] = "table",
+    *,
+    flags: Flags,
+) -> None:
+    """List every image: where it is, the decision and why, and its new name. No rewrite."""
+    from rewriter.scan import as_json, as_table
+
+    if output_format not in ("table", "json"):
+        raise typer.BadParameter("must be table or json", param_hint="--format")
+    reporter: Reporter = ctx.obj
+    settings = _settings(flags, reporter)
+    the_plan = plan(_read_input(files), settings.options, _prober(settings, reporter), reporter)
+    report = as_json(the_plan) if output_format == "json" else as_table(the_plan)
+    sys.stdout.write(report)
+
+
+@cache_app.command("info")
+def cache_info(
+    cache: Annotated[Optional[str], _opt("cache", "The cache to inspect.", PROBE)] = None,
+) -> None:
+    """Where the probe cache is and how many answers it holds."""
+    from rewriter import cache as probe_cache
+
+    sys.stdout.write(probe_cache.cache_info(cache or probe_cache.default_cache_path()) + "\n")
+
+
+@cache_app.command("clear")
+def cache_clear(
+    cache: Annotated[Optional[str], _opt("cache", "The cache to empty.", PROBE)] = None,
+) -> None:
+    """Forget every cached probe answer."""
+    from rewriter import cache as probe_cache
+
+    removed = probe_cache.cache_clear(cache or probe_cache.default_cache_path())
+    sys.stderr.write(f"removed {removed} cached answer(s)\n")
+
+
+def _settings(flags: Flags, reporter: Reporter) -> Settings:
+    settings = resolve(flags)
+    if settings.log_file is not None:
+        reporter.log = _open_log(settings.log_file)
+    return settings
+
+
+def _open_log(path: Path) -> TextIO:
+    try:
+        return path.open("a", encoding="utf-8")
+    except OSError as exc:
+        raise RewriterError(f"cannot open log file {path}: {exc.strerror}") from None
+
+
+def _read_input(files: Sequence[Path] | None) -> bytes:
+    if not files:
+        return sys.stdin.buffer.read()
+    parts = []
+    for path in files:
+        if str(path) == "-":
+            parts.append(sys.stdin.buffer.read())
+            continue
+        try:
+            parts.append(path.read_bytes())
+        except OSError as exc:
+            raise RewriterError(f"cannot read {path}: {exc.strerror}") from None
+    return _join_streams(parts)
+
+
+def _join_streams(parts: list[bytes]) -> bytes:
+    """Concatenate files as one stream: each file's documents stay separate."""
+    out = b""
+    for part in parts:
+        if out and not out.endswith(b"\n"):
+            out += b"\n"
+        if out and not part.startswith(b"---"):
+            out += b"---\n"
+        out += part
+    return out
+
+
+def _prober(settings: Settings, reporter: Reporter) -> Prober:
+    """The probe, built only when an image needs one: no network stack otherwise."""
+
+    def probe(refs: Sequence[Any]) -> Any:
+        from rewriter import cache as probe_cache
+        from rewriter import probe as registry_probe
+
+        spec = settings.cache or probe_cache.default_cache_path()
+        session = probe_cache.open_session(
+            spec, settings.cache_ttl, reporter.warn, offline=settings.offline
+        )
+        probe_settings = registry_probe.ProbeSettings(
+            concurrency=settings.concurrency,
+            timeout=settings.timeout,
+            deadline=settings.deadline,
+            insecure_registries=settings.insecure_registries,
+            ca_bundle=settings.ca_bundle,
+        )
+        return registry_probe.probe_all(refs, probe_settings, session)
+
+    return probe
+
+
+@contextlib.contextmanager
+def _closing_log(reporter: Reporter) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if reporter.log is not None:
+            reporter.log.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `rewriter`, `python -m rewriter` and `python plugin.py`."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] in ([], ["-"]) or (args[0] not in COMMANDS and args[0] not in TOP_LEVEL):
+        args.insert(0, "render")  # `rewriter [OPTIONS]` is `rewriter render [OPTIONS]`
+    reporter = Reporter()
+    command = typer.main.get_command(app)
+    with _closing_log(reporter):
+        try:
+            # Standalone mode prints usage errors (exit 2) and help itself, and ends
+            # with SystemExit; our own errors pass through it untouched.
+            command.main(args, prog_name="rewriter", obj=reporter)
+        except SystemExit as exc:
+            return exc.code if isinstance(exc.code, int) else 1
+        except RewriterError as exc:
+            reporter.error(str(exc))
+            return 1
+        except Exception as exc:
+            # A bug of ours: still one line and no partial output, unless asked to debug.
+            if os.environ.get("REWRITER_DEBUG"):
+                raise
+            reporter.error(f"internal error: {type(exc).__name__}: {exc} (REWRITER_DEBUG=1 shows more)")
+            return 1
+    return 0
+
+
+TOP_LEVEL = ("-h", "--help", "--version")
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"rewriter {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def top(
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", callback=version_callback, is_eager=True, help="Print the version."),
+    ] = None,
+) -> None:
+    """Route a vendor's private images through the license proxy at render time."""
+

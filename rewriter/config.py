@@ -1,0 +1,136 @@
+"""The files a user can point at: KOTS License and Application, and rewriter's own config.
+
+Each loader returns plain values; precedence between them and the command line is
+decided in `settings`, not here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rewriter.errors import RewriterError
+from rewriter.fields import ImageField, PodSpecField, parse_path
+
+
+@dataclass(frozen=True, slots=True)
+class License:
+    app_slug: str | None
+    license_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Application:
+    additional_namespaces: tuple[str, ...] = ()
+    proxy_host: str | None = None
+    registry_host: str | None = None
+    proxy_public_images: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigFile:
+    """`--config FILE`: extra image fields for custom resources and option defaults."""
+
+    pod_specs: tuple[PodSpecField, ...] = ()
+    images: tuple[ImageField, ...] = ()
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def load_yaml(path: Path, what: str) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RewriterError(f"cannot read {what} {path}: {exc.strerror}") from None
+    try:
+        return yaml.load(text, Loader=yaml.CSafeLoader)
+    except yaml.YAMLError as exc:
+        raise RewriterError(f"{what} {path} is not valid YAML: {' '.join(str(exc).split())}")
+
+
+def load_license(path: Path) -> License:
+    """A KOTS `kind: License`: `spec.appSlug` and `spec.licenseID`."""
+    spec = _spec(load_yaml(path, "license file"), "License", path)
+    return License(_str(spec, "appSlug", path), _str(spec, "licenseID", path))
+
+
+def load_application(path: Path) -> Application:
+    """A KOTS `kind: Application`: namespaces, custom domains, proxyPublicImages."""
+    spec = _spec(load_yaml(path, "application file"), "Application", path)
+    namespaces = spec.get("additionalNamespaces") or []
+    if not isinstance(namespaces, list) or not all(isinstance(n, str) for n in namespaces):
+        raise RewriterError(f"{path}: spec.additionalNamespaces must be a list of names")
+    return Application(
+        additional_namespaces=tuple(namespaces),
+        proxy_host=_str(spec, "proxyRegistryDomain", path),
+        registry_host=_str(spec, "replicatedRegistryDomain", path),
+        proxy_public_images=spec.get("proxyPublicImages") is True,
+    )
+
+
+def load_config(path: Path) -> ConfigFile:
+    data = load_yaml(path, "config file")
+    return parse_config(data if data is not None else {}, str(path))
+
+
+def parse_config(data: Any, source: str) -> ConfigFile:
+    """The config syntax (also a KRM functionConfig's `spec`); see the README."""
+    if not isinstance(data, dict):
+        raise RewriterError(f"{source}: the config must be a mapping")
+    unknown = set(data) - {"podSpecs", "images", "options", "apiVersion", "kind", "metadata"}
+    if unknown:
+        raise RewriterError(f"{source}: unknown config keys: {', '.join(sorted(unknown))}")
+    pod_specs = tuple(
+        PodSpecField(_kind(entry, source), parse_path(_entry_str(entry, "path", source)))
+        for entry in _list(data, "podSpecs", source)
+    )
+    images = tuple(
+        ImageField(
+            _kind(entry, source),
+            parse_path(_entry_str(entry, "path", source)),
+            parse_path(entry["pullSecrets"]) if entry.get("pullSecrets") else None,
+        )
+        for entry in _list(data, "images", source)
+    )
+    options = data.get("options") or {}
+    if not isinstance(options, dict):
+        raise RewriterError(f"{source}: options must be a mapping of option names to values")
+    return ConfigFile(pod_specs, images, {str(k).replace("_", "-"): v for k, v in options.items()})
+
+
+def _spec(doc: Any, kind: str, path: Path) -> dict[str, Any]:
+    if not isinstance(doc, dict) or doc.get("kind") != kind:
+        raise RewriterError(f"{path}: expected a KOTS document of kind {kind}")
+    spec = doc.get("spec")
+    if not isinstance(spec, dict):
+        raise RewriterError(f"{path}: {kind} has no spec")
+    return spec
+
+
+def _str(spec: dict[str, Any], key: str, path: Path) -> str | None:
+    value = spec.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise RewriterError(f"{path}: spec.{key} must be a string")
+    return value
+
+
+def _list(data: dict[str, Any], key: str, source: str) -> list[dict[str, Any]]:
+    entries = data.get(key) or []
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise RewriterError(f"{source}: {key} must be a list of {{kind, path}} entries")
+    return entries
+
+
+def _entry_str(entry: dict[str, Any], key: str, source: str) -> str:
+    value = entry.get(key)
+    if not isinstance(value, str) or not value:
+        raise RewriterError(f"{source}: every entry needs a {key!r} string: {entry}")
+    return value
+
+
+def _kind(entry: dict[str, Any], source: str) -> str:
+    return _entry_str(entry, "kind", source)

@@ -1,0 +1,114 @@
+"""The decision for one image: keep it, route it through the proxy, or fail.
+
+Pure: the rules and (when no rule applies) the probe's answer go in, a Decision comes
+out. No I/O, so every branch of SPEC section 4 is a one-line test.
+"""
+
+from __future__ import annotations
+
+import enum
+import fnmatch
+from dataclasses import dataclass
+
+from rewriter.reference import ImageRef
+from rewriter.verdict import ProbeResult, Verdict
+
+DEFAULT_PROXY_HOST = "proxy.replicated.com"
+DEFAULT_REGISTRY_HOST = "registry.replicated.com"
+
+
+class OnProbeError(enum.Enum):
+    PROXY = "proxy"  # KOTS behaviour: what cannot be checked is treated as private
+    KEEP = "keep"
+    FAIL = "fail"
+
+
+class Action(enum.Enum):
+    KEEP = "keep"  # public: unchanged, no secret
+    PROXY = "proxy"  # private: rewritten to the proxy, needs the secret
+    LICENSED = "licensed"  # already on the proxy or vendor registry: needs the secret
+    FAIL = "fail"  # cannot be handled: the render fails, naming the image
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    app_slug: str
+    proxy_host: str = DEFAULT_PROXY_HOST
+    registry_host: str = DEFAULT_REGISTRY_HOST
+    public: tuple[str, ...] = ()
+    private: tuple[str, ...] = ()
+    on_probe_error: OnProbeError = OnProbeError.PROXY
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    action: Action
+    reason: str  # for `scan` and messages: "rule --private '*'", "probe: 401 Basic challenge"
+    new_text: str | None = None  # the rewritten value, when it changes
+    warning: str | None = None  # something the user should hear about, even on success
+
+    @property
+    def needs_secret(self) -> bool:
+        return self.action in (Action.PROXY, Action.LICENSED)
+
+
+def decide_by_rule(ref: ImageRef, rules: Rules) -> Decision | None:
+    """Steps 1-3 of SPEC section 4; None when only a probe can tell."""
+    if ref.registry in (rules.proxy_host, DEFAULT_PROXY_HOST):
+        return Decision(Action.LICENSED, "on the proxy", _move(ref, rules.proxy_host))
+    if ref.registry in (rules.registry_host, DEFAULT_REGISTRY_HOST):
+        return Decision(Action.LICENSED, "on the vendor registry", _move(ref, rules.registry_host))
+    for glob in rules.public:
+        if fnmatch.fnmatchcase(ref.name, glob):
+            return Decision(Action.KEEP, f"rule --public {glob!r}")
+    for glob in rules.private:
+        if fnmatch.fnmatchcase(ref.name, glob):
+            return proxy(ref, rules, f"rule --private {glob!r}")
+    return None
+
+
+def decide(ref: ImageRef, rules: Rules, probe: ProbeResult | None) -> Decision:
+    """The whole of SPEC section 4: rules first, then the probe (None: not asked/offline)."""
+    by_rule = decide_by_rule(ref, rules)
+    if by_rule is not None:
+        return by_rule
+    if probe is None:
+        return _unknown(ref, rules, "offline, not in the cache")
+    source = "cache" if probe.cached else "probe"
+    if probe.verdict is Verdict.PUBLIC:
+        return Decision(Action.KEEP, f"{source}: public ({probe.detail})")
+    if probe.verdict is Verdict.PRIVATE:
+        return proxy(ref, rules, f"{source}: private ({probe.detail})")
+    if probe.verdict is Verdict.MISSING:
+        decision = proxy(ref, rules, f"{source}: not found ({probe.detail})")
+        warning = f"{ref.text}: not found on its registry ({probe.detail}); treated as private"
+        return Decision(decision.action, decision.reason, decision.new_text, warning)
+    return _unknown(ref, rules, f"probe failed: {probe.detail}")
+
+
+def proxy(ref: ImageRef, rules: Rules, reason: str) -> Decision:
+    """Route through the proxy, keeping the user's spelling and tag/digest byte for byte."""
+    if ref.has_port:
+        # A port cannot appear in a proxy path component: the result would not parse.
+        return Decision(
+            Action.FAIL, f"{reason}; a private image on a registry with a port cannot be proxied"
+        )
+    new_text = ref.with_locator(f"{rules.proxy_host}/proxy/{rules.app_slug}/{ref.locator}")
+    return Decision(Action.PROXY, reason, new_text)
+
+
+def _unknown(ref: ImageRef, rules: Rules, why: str) -> Decision:
+    policy = rules.on_probe_error
+    reason = f"{why}; --on-probe-error={policy.value}"
+    if policy is OnProbeError.KEEP:
+        return Decision(Action.KEEP, reason)
+    if policy is OnProbeError.FAIL:
+        return Decision(Action.FAIL, reason)
+    return proxy(ref, rules, reason)
+
+
+def _move(ref: ImageRef, host: str) -> str | None:
+    """A custom domain replaces the default host; the rest stays as written."""
+    if ref.registry == host:
+        return None
+    return ref.with_locator(host + ref.locator[len(ref.domain) :])

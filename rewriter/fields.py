@@ -1,0 +1,166 @@
+"""Where images live: the field tables and the finder that walks them.
+
+Like kustomize's fieldspec, the places are data (paths with `[*]` for list items) and
+the walk is generic; nothing here knows what will be written at those places.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from rewriter.document import Resource, get
+from rewriter.errors import RewriterError
+
+Path = tuple[str, ...]  # segments; '[*]' after a segment means "every item of this list"
+
+
+def parse_path(text: str) -> Path:
+    """`spec.templates[*].container.image` -> ('spec', 'templates', '[*]', 'container', 'image')."""
+    segments: list[str] = []
+    for part in text.split("."):
+        name, star, rest = part.partition("[*]")
+        if not name or rest or (star and not part.endswith("[*]")):
+            raise RewriterError(f"invalid field path {text!r}: use dotted names and [*] for lists")
+        segments.append(name)
+        if star:
+            segments.append("[*]")
+    return tuple(segments)
+
+
+def format_path(path: Sequence[str]) -> str:
+    """The inverse of parse_path, with concrete list indexes where the walk knows them."""
+    out = ""
+    for seg in path:
+        if seg.startswith("["):
+            out += seg
+        else:
+            out += f".{seg}" if out else seg
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class PodSpecField:
+    """A pod spec (containers, pull secrets) at `path` in resources of matching kinds."""
+
+    kinds: str  # glob over the kind; '*' = any kind but CRDs
+    path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class ImageField:
+    """A scalar image in a custom resource, and where that kind takes pull secrets."""
+
+    kinds: str
+    path: Path
+    pull_secrets: Path | None = None  # list of {name: ...}, relative to the resource root
+
+
+# Pod specs are recognised by shape: a mapping with `containers` at one of these paths.
+POD_SPECS: tuple[PodSpecField, ...] = (
+    PodSpecField("Pod", ("spec",)),
+    PodSpecField("*", ("spec", "template", "spec")),  # Deployment, Job, Rollout, ...
+    PodSpecField("*", ("spec", "jobTemplate", "spec", "template", "spec")),  # CronJob
+    PodSpecField("PodTemplate", ("template", "spec")),
+)
+
+# Inside a pod spec, relative to it.
+POD_SPEC_IMAGES: tuple[Path, ...] = (
+    ("containers", "[*]", "image"),
+    ("initContainers", "[*]", "image"),
+    ("ephemeralContainers", "[*]", "image"),
+    ("volumes", "[*]", "image", "reference"),
+)
+POD_SPEC_PULL_SECRETS: Path = ("imagePullSecrets",)
+
+NEVER_SCANNED = frozenset({"CustomResourceDefinition"})
+
+
+@dataclass(frozen=True, slots=True)
+class FieldTable:
+    pod_specs: tuple[PodSpecField, ...] = POD_SPECS
+    images: tuple[ImageField, ...] = ()
+
+    def extended(self, pod_specs: Sequence[PodSpecField], images: Sequence[ImageField]) -> FieldTable:
+        return FieldTable(self.pod_specs + tuple(pod_specs), self.images + tuple(images))
+
+    def trigger_words(self) -> frozenset[bytes]:
+        """Keys whose presence in a document's bytes means it may hold an image.
+
+        A document containing none of them cannot match any path above, so it is passed
+        through without being parsed.
+        """
+        words = {b"image", b"containers"}
+        words.update(f.path[-1].encode() for f in self.images)
+        return frozenset(words)
+
+
+@dataclass(slots=True)
+class PodSpec:
+    """A pod spec found in a resource."""
+
+    node: MappingNode
+    path: str  # e.g. 'spec.template.spec'
+
+
+@dataclass(slots=True)
+class ImageSite:
+    """One scalar that holds an image, and the pod spec (or CR field) for its pull secret."""
+
+    resource: Resource
+    node: ScalarNode
+    path: str  # e.g. 'spec.template.spec.containers[0].image'
+    pod_spec: PodSpec | None  # where imagePullSecrets goes; None for CR fields
+    pull_secrets: Path | None  # for CR fields: where that kind takes them, if anywhere
+
+
+def find_images(resource: Resource, table: FieldTable) -> Iterator[ImageSite]:
+    """Every image site of one resource, in document order of the tables."""
+    if resource.kind in NEVER_SCANNED:
+        return
+    prefix = (resource.path,) if resource.path else ()
+    # Tables may overlap (a catalogue entry for a kind the shapes already cover) and
+    # aliases share nodes: each place is reported once.
+    seen: set[int] = set()
+    for spec_field in table.pod_specs:
+        if not fnmatch.fnmatchcase(resource.kind, spec_field.kinds):
+            continue
+        for spec_node, spec_path in walk(resource.node, spec_field.path, prefix):
+            if not isinstance(spec_node, MappingNode) or get(spec_node, "containers") is None:
+                continue
+            if id(spec_node) in seen:
+                continue
+            seen.add(id(spec_node))
+            pod_spec = PodSpec(spec_node, format_path(spec_path))
+            for image_path in POD_SPEC_IMAGES:
+                for node, path in walk(spec_node, image_path, spec_path):
+                    if isinstance(node, ScalarNode) and id(node) not in seen:
+                        seen.add(id(node))
+                        yield ImageSite(resource, node, format_path(path), pod_spec, None)
+    for image_field in table.images:
+        if not fnmatch.fnmatchcase(resource.kind, image_field.kinds):
+            continue
+        for node, path in walk(resource.node, image_field.path, prefix):
+            if isinstance(node, ScalarNode) and id(node) not in seen:
+                seen.add(id(node))
+                site = ImageSite(resource, node, format_path(path), None, image_field.pull_secrets)
+                yield site
+
+
+def walk(node: Node, path: Path, at: tuple[str, ...]) -> Iterator[tuple[Node, tuple[str, ...]]]:
+    """Follow `path` from `node`, fanning out at `[*]`; yield each end node and its path."""
+    if not path:
+        yield node, at
+        return
+    head, rest = path[0], path[1:]
+    if head == "[*]":
+        if isinstance(node, SequenceNode):
+            for i, item in enumerate(node.value):
+                yield from walk(item, rest, (*at, f"[{i}]"))
+        return
+    child = get(node, head)
+    if child is not None:
+        yield from walk(child, rest, (*at, head))

@@ -1,0 +1,313 @@
+"""The transform, in the kbld order: find every image, decide the distinct ones (probing
+those no rule settles, all at once), then rewrite, then add the Secrets.
+
+`plan()` does the finding and deciding and is shared by `render` and `scan`;
+`rewrite()` turns a plan into the output bytes. Failures of any image are reported
+together, and nothing is written unless the whole stream succeeds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import yaml
+from yaml.nodes import MappingNode
+
+from rewriter import edit
+from rewriter.decide import Action, Decision, Rules, decide, decide_by_rule
+from rewriter.document import Document, Resource, annotations, get, get_path, parse, scalar
+from rewriter.errors import RewriterError
+from rewriter.fields import FieldTable, ImageSite, find_images
+from rewriter.reference import ImageRef, InvalidReference
+from rewriter.report import Reporter
+from rewriter.secrets import (
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    Consumers,
+    dockerconfigjson,
+    secret_document,
+)
+from rewriter.stream import Chunk, check_syntax, split
+from rewriter.verdict import ProbeKey, ProbeResult
+
+# Answers the probe for images no rule decides; {} when offline without a cache.
+Prober = Callable[[Sequence[ImageRef]], Mapping[ProbeKey, ProbeResult]]
+
+ALL_NAMESPACES = "*"
+_STR_TAG = "tag:yaml.org,2002:str"
+_CRD = re.compile(rb"^kind:[ \t]*[\"']?CustomResourceDefinition[\"']?[ \t]*\r?$", re.MULTILINE)
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """What the transform needs beyond the decision rules."""
+
+    rules: Rules
+    secret_name: str
+    license_id: str | None = None
+    namespace: str | None = None  # for resources without metadata.namespace
+    additional_namespaces: tuple[str, ...] = ()
+    strict: bool = False
+    fields: FieldTable = field(default_factory=FieldTable)
+    registry_hosts: tuple[str, ...] = ()  # hosts the Secret holds credentials for
+
+
+@dataclass(slots=True)
+class Found:
+    """One image site, its parsed reference and the decision for it."""
+
+    doc: Document
+    site: ImageSite
+    ref: ImageRef
+    decision: Decision | None = None
+    probe: ProbeResult | None = None
+
+
+@dataclass(slots=True)
+class Plan:
+    bom: bytes
+    items: list[Chunk | Document]  # documents in order: raw when never parsed
+    found: list[Found]
+    namespaces: set[str]  # every namespace the stream mentions, for `*`
+    managed_secrets: set[int]  # indexes of our own Secrets from an earlier pass (dropped)
+    user_secrets: dict[str | None, Document]  # a user's Secret named like ours, by namespace
+    fields: FieldTable
+
+
+def plan(data: bytes, options: Options, prober: Prober, report: Reporter) -> Plan:
+    """Parse what may hold an image, find every image, and decide each distinct one."""
+    bom, chunks = split(data)
+    want_namespaces = ALL_NAMESPACES in options.additional_namespaces
+    triggers = options.fields.trigger_words() | {b"Secret"}
+    result = Plan(bom, [], [], set(), set(), {}, options.fields)
+    for chunk in chunks:
+        may_matter = want_namespaces or any(word in chunk.data for word in triggers)
+        if not may_matter or _CRD.search(chunk.data):
+            check_syntax(chunk)
+            result.items.append(chunk)
+            continue
+        doc = parse(chunk)
+        result.items.append(doc)
+        for resource in doc.resources():
+            _note_resource(result, doc, resource, options)
+            for site in find_images(resource, options.fields):
+                ref = _image_ref(doc, site, options.strict, report)
+                if ref is not None:
+                    result.found.append(Found(doc, site, ref))
+    _decide(result.found, options.rules, prober, report)
+    return result
+
+
+def rewrite(the_plan: Plan, options: Options, report: Reporter) -> bytes:
+    """The output stream: edited documents, our Secrets appended; raises on any failure."""
+    failures = [f for f in the_plan.found if f.decision and f.decision.action is Action.FAIL]
+    if failures:
+        raise RewriterError(_failure_message(failures))
+    edits: dict[int, list[edit.Splice]] = {}
+    consumers: dict[str | None, Consumers] = {}
+    pod_specs_done: set[int] = set()
+    for found in the_plan.found:
+        decision = found.decision
+        assert decision is not None
+        splices = edits.setdefault(found.doc.index, [])
+        if decision.new_text is not None:
+            splices.append(edit.replace_scalar(found.doc, found.site.node, decision.new_text))
+        if not decision.needs_secret:
+            continue
+        resource = found.site.resource
+        namespace = resource.namespace or options.namespace
+        consumers.setdefault(namespace, Consumers())
+        holder_id = id(found.site.pod_spec.node) if found.site.pod_spec else id(found.site.node)
+        if holder_id in pod_specs_done:
+            continue
+        pod_specs_done.add(holder_id)
+        consumers[namespace].note(annotations(resource))
+        if found.site.pod_spec is None and found.site.pull_secrets is None:
+            report.warn(
+                f"{describe(found)}: {found.site.resource.kind} has no pull secret field; "
+                f"the cluster needs credentials for {found.decision.new_text or found.ref.text}"
+                " by other means (e.g. the service account)"
+            )
+        splice = _pull_secret_splice(found, options.secret_name)
+        if splice is not None:
+            splices.append(splice)
+
+    namespaces = _secret_namespaces(the_plan, options, consumers)
+    for namespace in namespaces:
+        if namespace in the_plan.user_secrets:
+            doc = the_plan.user_secrets[namespace]
+            raise RewriterError(
+                f"{doc.where()}: a Secret named {options.secret_name!r} already exists in "
+                f"namespace {namespace or '(default)'} and is not managed by rewriter; "
+                "rename it or choose another name with --secret-name"
+            )
+    if namespaces and not options.license_id:
+        raise RewriterError(
+            "a pull secret is needed but no license ID was given: use --license FILE, "
+            "or set REWRITER_LICENSE_ID"
+        )
+
+    out: list[bytes] = [the_plan.bom]
+    for item in the_plan.items:
+        if isinstance(item, Chunk):
+            out.append(item.data)
+        elif item.index in the_plan.managed_secrets:
+            continue
+        elif edits.get(item.index):
+            out.append(_edited(item, edits[item.index], the_plan, options))
+        else:
+            out.append(item.chunk.data)
+    if namespaces:
+        out.append(_secrets(namespaces, consumers, options, _ends_open(out)))
+    return b"".join(out)
+
+
+def _note_resource(result: Plan, doc: Document, resource: Resource, options: Options) -> None:
+    if resource.namespace:
+        result.namespaces.add(resource.namespace)
+    if resource.kind == "Namespace" and resource.name:
+        result.namespaces.add(resource.name)
+    if resource.kind == "Secret" and resource.name == options.secret_name and not resource.path:
+        labels = get_path(resource.node, "metadata", "labels")
+        if scalar(get(labels, MANAGED_BY_LABEL)) == MANAGED_BY:
+            result.managed_secrets.add(doc.index)
+        else:
+            result.user_secrets[resource.namespace or options.namespace] = doc
+
+
+def _image_ref(doc: Document, site: ImageSite, strict: bool, report: Reporter) -> ImageRef | None:
+    """Parse a site's value; an unusable value is a warning (an error under --strict)."""
+    node = site.node
+    problem: str | None = None
+    ref: ImageRef | None = None
+    if node.tag != _STR_TAG:
+        problem = f"not a string ({node.tag.rsplit(':', 1)[-1]}: {node.value!r})"
+    else:
+        try:
+            ref = ImageRef.parse(str(node.value))
+        except InvalidReference as exc:
+            problem = f"invalid image reference {node.value!r} ({exc})"
+    if problem is None:
+        return ref
+    message = f"{doc.where(site.resource, node)}: {site.path}: {problem}"
+    if strict:
+        raise RewriterError(message)
+    report.warn(f"{message}; left unchanged")
+    return None
+
+
+def _decide(found: list[Found], rules: Rules, prober: Prober, report: Reporter) -> None:
+    """Decide each distinct reference once; probe only those no rule settles."""
+    unique: dict[str, ImageRef] = {}
+    for f in found:
+        unique.setdefault(f.ref.text, f.ref)
+    to_probe = [ref for ref in unique.values() if decide_by_rule(ref, rules) is None]
+    answers = prober(to_probe) if to_probe else {}
+    decisions: dict[str, tuple[Decision, ProbeResult | None]] = {}
+    for text, ref in unique.items():
+        answer = answers.get((ref.registry, ref.repository, ref.reference))
+        decision = decide(ref, rules, answer)
+        decisions[text] = (decision, answer)
+        if decision.warning:
+            report.warn(decision.warning)
+    for f in found:
+        f.decision, f.probe = decisions[f.ref.text]
+
+
+def _pull_secret_splice(found: Found, secret: str) -> edit.Splice | None:
+    site = found.site
+    if site.pod_spec is not None:
+        return edit.add_pull_secret(found.doc, site.pod_spec.node, "imagePullSecrets", secret)
+    if site.pull_secrets is None:
+        return None
+    holder = get_path(site.resource.node, *site.pull_secrets[:-1])
+    if isinstance(holder, MappingNode):
+        return edit.add_pull_secret(found.doc, holder, site.pull_secrets[-1], secret)
+    return None
+
+
+def _secret_namespaces(
+    the_plan: Plan, options: Options, consumers: Mapping[str | None, Consumers]
+) -> list[str | None]:
+    wanted: set[str | None] = set(consumers)
+    for namespace in options.additional_namespaces:
+        if namespace == ALL_NAMESPACES:
+            wanted.update(the_plan.namespaces)
+        else:
+            wanted.add(namespace)
+    # Secrets follow the documents sorted by namespace; the namespace-less one first.
+    return sorted(wanted, key=lambda ns: (ns is not None, ns or ""))
+
+
+def _edited(doc: Document, splices: list[edit.Splice], the_plan: Plan, options: Options) -> bytes:
+    text = edit.apply(doc.text, splices)
+    _verify(doc, text, the_plan)
+    return text.encode("utf-8")
+
+
+def _verify(doc: Document, text: str, the_plan: Plan) -> None:
+    """Re-parse an edited document and check every image reads as decided.
+
+    A safety net for the text surgery: a bug there becomes an error, never a broken or
+    silently different manifest in someone's cluster.
+    """
+    expected = {
+        (f.site.resource.path, f.site.path): f.decision.new_text or f.ref.text
+        for f in the_plan.found
+        if f.doc is doc and f.decision is not None
+    }
+    try:
+        root = yaml.compose(text, Loader=yaml.CSafeLoader)
+    except yaml.YAMLError as exc:
+        raise RewriterError(f"{doc.where()}: internal error: edit broke the document: {exc}")
+    edited = Document(doc.chunk, text, root, doc.line_break)
+    actual: dict[tuple[str, str], str] = {}
+    for resource in edited.resources():
+        for site in find_images(resource, the_plan.fields):
+            actual[(resource.path, site.path)] = str(site.node.value)
+    for key, value in expected.items():
+        if actual.get(key) != value:
+            raise RewriterError(
+                f"{doc.where()}: internal error: {key[1]} reads {actual.get(key)!r} "
+                f"after the edit, expected {value!r}"
+            )
+
+
+def _secrets(
+    namespaces: list[str | None],
+    consumers: Mapping[str | None, Consumers],
+    options: Options,
+    needs_newline: bool,
+) -> bytes:
+    assert options.license_id is not None
+    config = dockerconfigjson(list(options.registry_hosts), options.license_id)
+    parts = ["\n"] if needs_newline else []
+    for namespace in namespaces:
+        body = secret_document(options.secret_name, namespace, config, consumers.get(namespace))
+        parts.append("---\n" + body)
+    return "".join(parts).encode()
+
+
+def _ends_open(out: list[bytes]) -> bool:
+    """True when the stream so far does not end with a line break."""
+    for piece in reversed(out):
+        if piece:
+            return not piece.endswith(b"\n")
+    return False
+
+
+def describe(found: Found) -> str:
+    """`document 3 (Deployment ns/web, line 40) spec...image` for messages."""
+    return f"{found.doc.where(found.site.resource, found.site.node)} {found.site.path}"
+
+
+def _failure_message(failures: list[Found]) -> str:
+    lines = [f"{len(failures)} image(s) cannot be rewritten:"]
+    for f in failures:
+        assert f.decision is not None
+        lines.append(f"  {f.ref.text}: {f.decision.reason} [{describe(f)}]")
+    return "\n".join(lines)
+
+

@@ -1,0 +1,81 @@
+"""The dockerconfigjson pull Secrets: one per namespace that needs one (SPEC section 5)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+
+import yaml
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "rewriter"
+SYNC_WAVE = "argocd.argoproj.io/sync-wave"
+HELM_HOOK = "helm.sh/hook"
+HELM_HOOK_WEIGHT = "helm.sh/hook-weight"
+HELM_HOOK_DELETE_POLICY = "helm.sh/hook-delete-policy"
+
+
+@dataclass(slots=True)
+class Consumers:
+    """What the workloads of one namespace that need the secret say about ordering."""
+
+    sync_waves: list[int] = field(default_factory=list)
+    hook_weights: list[int] = field(default_factory=list)
+
+    def note(self, annotations: dict[str, str]) -> None:
+        wave = _int(annotations.get(SYNC_WAVE))
+        if wave is not None:
+            self.sync_waves.append(wave)
+        if HELM_HOOK in annotations:
+            self.hook_weights.append(_int(annotations.get(HELM_HOOK_WEIGHT)) or 0)
+
+
+def dockerconfigjson(hosts: list[str], license_id: str) -> str:
+    """The `.dockerconfigjson` value: the same license credential for every host."""
+    auth = base64.b64encode(f"LICENSE_ID:{license_id}".encode()).decode()
+    config = {"auths": {host: {"auth": auth} for host in hosts}}
+    return json.dumps(config, separators=(",", ":"))
+
+
+def secret_document(
+    name: str, namespace: str | None, config_json: str, consumers: Consumers | None
+) -> str:
+    """One Secret as a YAML document (without the leading `---`)."""
+    metadata: dict[str, object] = {"name": name}
+    if namespace is not None:
+        metadata["namespace"] = namespace
+    metadata["labels"] = {MANAGED_BY_LABEL: MANAGED_BY}
+    annotations = _ordering(consumers) if consumers is not None else {}
+    if annotations:
+        metadata["annotations"] = annotations
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata,
+        "type": "kubernetes.io/dockerconfigjson",
+        "data": {".dockerconfigjson": base64.b64encode(config_json.encode()).decode()},
+    }
+    return yaml.dump(secret, Dumper=yaml.CSafeDumper, sort_keys=False, width=1 << 20)
+
+
+def _ordering(consumers: Consumers) -> dict[str, str]:
+    """Make the Secret exist before its first consumer, under Argo CD and under Helm."""
+    annotations: dict[str, str] = {}
+    if consumers.sync_waves:
+        # Kind ordering inside a wave already puts Secrets before workloads.
+        annotations[SYNC_WAVE] = str(min(consumers.sync_waves))
+    if consumers.hook_weights:
+        # A hook's pod starts before the release's resources exist, so the Secret must be
+        # a hook too, weighted before every consumer (as KOTS does).
+        annotations[HELM_HOOK] = "pre-install,pre-upgrade"
+        annotations[HELM_HOOK_WEIGHT] = str(min(consumers.hook_weights) - 1)
+        annotations[HELM_HOOK_DELETE_POLICY] = "before-hook-creation"
+    return annotations
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None

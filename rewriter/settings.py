@@ -1,0 +1,215 @@
+"""From the raw option values to the settings of one run.
+
+Precedence (SPEC section 7): flag > environment (both applied by the CLI parser, which
+leaves an option None when neither is given) > `--config` options > KOTS License and
+Application files > built-in defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from rewriter.config import Application, ConfigFile, License, load_application, load_config
+from rewriter.config import load_license
+from rewriter.decide import DEFAULT_PROXY_HOST, DEFAULT_REGISTRY_HOST, OnProbeError, Rules
+from rewriter.errors import RewriterError
+from rewriter.fields import FieldTable
+from rewriter.render import Options
+
+
+@dataclass(slots=True)
+class Flags:
+    """Every option as given on the command line or in the environment (None: not given).
+
+    Field names are the option names with `-` as `_`; the CLI defines one flag per field.
+    """
+
+    license: Path | None = None
+    app_slug: str | None = None
+    license_id: str | None = None
+    license_id_file: Path | None = None
+    application: Path | None = None
+    proxy_host: str | None = None
+    registry_host: str | None = None
+    namespace: str | None = None
+    additional_namespace: list[str] | None = None
+    secret_name: str | None = None
+    public: list[str] | None = None
+    private: list[str] | None = None
+    on_probe_error: str | None = None
+    offline: bool | None = None
+    cache: str | None = None
+    cache_ttl: float | None = None
+    timeout: float | None = None
+    deadline: float | None = None
+    concurrency: int | None = None
+    insecure_registry: list[str] | None = None
+    ca_bundle: Path | None = None
+    strict: bool | None = None
+    config: Path | None = None
+    log_file: Path | None = None
+
+
+DEFAULTS: dict[str, Any] = {
+    "on_probe_error": "proxy",
+    "offline": False,
+    "cache_ttl": 24 * 3600.0,
+    "timeout": 5.0,
+    "deadline": 30.0,
+    "concurrency": 16,
+    "strict": False,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    options: Options
+    offline: bool
+    cache: str  # a path, redis://..., or none
+    cache_ttl: float
+    timeout: float
+    deadline: float
+    concurrency: int
+    insecure_registries: frozenset[str]
+    ca_bundle: str | None
+    log_file: Path | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_SLUG = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+_HOST = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]+)?$")
+
+
+def resolve(flags: Flags, base: ConfigFile | None = None) -> Settings:
+    """Merge flags, config, KOTS files and defaults; validate; raise on anything unusable.
+
+    `base` is a config given by the host instead of a file (a KRM functionConfig).
+    """
+    config = base or ConfigFile()
+    if flags.config is not None:
+        from_file = load_config(flags.config)
+        config = ConfigFile(
+            config.pod_specs + from_file.pod_specs,
+            config.images + from_file.images,
+            {**from_file.options, **config.options},
+        )
+    value = _layers(flags, config)
+
+    lic = License(None, None)
+    if value("license") is not None:
+        lic = load_license(Path(value("license")))
+    app = Application()
+    if value("application") is not None:
+        app = load_application(Path(value("application")))
+
+    app_slug = value("app_slug") or lic.app_slug
+    if not app_slug:
+        raise RewriterError(
+            "no app slug: use --app-slug, REWRITER_APP_SLUG or --license FILE (a KOTS License)"
+        )
+    if not _SLUG.match(app_slug):
+        raise RewriterError(f"invalid app slug {app_slug!r}: lowercase letters, digits and '-'")
+    license_id = value("license_id") or _read_secret_file(value("license_id_file"))
+    license_id = license_id or lic.license_id
+
+    proxy_host = _host(value("proxy_host") or app.proxy_host or DEFAULT_PROXY_HOST, "proxy host")
+    registry_host = _host(
+        value("registry_host") or app.registry_host or DEFAULT_REGISTRY_HOST, "registry host"
+    )
+    private = list(value("private") or [])
+    if app.proxy_public_images and "*" not in private:
+        private.append("*")
+    try:
+        on_probe_error = OnProbeError(value("on_probe_error"))
+    except ValueError:
+        raise RewriterError(
+            f"invalid --on-probe-error {value('on_probe_error')!r}: proxy, keep or fail"
+        ) from None
+    rules = Rules(
+        app_slug=app_slug,
+        proxy_host=proxy_host,
+        registry_host=registry_host,
+        public=tuple(value("public") or ()),
+        private=tuple(private),
+        on_probe_error=on_probe_error,
+    )
+    namespace = (
+        value("namespace")
+        or os.environ.get("ARGOCD_APP_NAMESPACE")
+        or os.environ.get("HELM_NAMESPACE")
+        or None
+    )
+    secret_name = value("secret_name") or f"{app_slug}-registry"
+    if not re.match(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", secret_name):
+        raise RewriterError(f"invalid secret name {secret_name!r}: must be a DNS subdomain name")
+    options = Options(
+        rules=rules,
+        secret_name=secret_name,
+        license_id=license_id or None,
+        namespace=namespace,
+        additional_namespaces=tuple(value("additional_namespace") or app.additional_namespaces),
+        strict=bool(value("strict")),
+        fields=FieldTable().extended(config.pod_specs, config.images),
+        registry_hosts=(proxy_host, registry_host),
+    )
+    cache = str(value("cache") or "")
+    return Settings(
+        options=options,
+        offline=bool(value("offline")),
+        cache=cache,
+        cache_ttl=_positive(value("cache_ttl"), "cache-ttl"),
+        timeout=_positive(value("timeout"), "timeout"),
+        deadline=_positive(value("deadline"), "deadline"),
+        concurrency=int(_positive(value("concurrency"), "concurrency")),
+        insecure_registries=frozenset(h.lower() for h in value("insecure_registry") or ()),
+        ca_bundle=str(value("ca_bundle")) if value("ca_bundle") else None,
+        log_file=Path(value("log_file")) if value("log_file") else None,
+    )
+
+
+def _layers(flags: Flags, config: ConfigFile) -> Any:
+    known = {f.name.replace("_", "-") for f in fields(Flags)}
+    unknown = set(config.options) - known
+    if unknown:
+        raise RewriterError(f"unknown options in config: {', '.join(sorted(unknown))}")
+
+    def value(name: str) -> Any:
+        given = getattr(flags, name)
+        if given is not None and given != []:
+            return given
+        from_config = config.options.get(name.replace("_", "-"))
+        if from_config is not None:
+            return from_config
+        return DEFAULTS.get(name)
+
+    return value
+
+
+def _read_secret_file(path: Any) -> str | None:
+    """A license ID from a file (a mounted Kubernetes Secret), never from argv."""
+    if path is None:
+        return None
+    try:
+        return Path(path).read_text(encoding="utf-8").strip() or None
+    except OSError as exc:
+        raise RewriterError(f"cannot read license ID file {path}: {exc.strerror}") from None
+
+
+def _host(text: str, what: str) -> str:
+    if not _HOST.match(text):
+        raise RewriterError(f"invalid {what} {text!r}: a host name, optionally with :port")
+    return text.lower()
+
+
+def _positive(raw: Any, name: str) -> float:
+    try:
+        number = float(raw)
+    except (TypeError, ValueError):
+        raise RewriterError(f"--{name} must be a number, not {raw!r}") from None
+    if number <= 0:
+        raise RewriterError(f"--{name} must be greater than 0")
+    return number
