@@ -8,7 +8,7 @@ from pathlib import Path
 # Runnable from a checkout without installing the package.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rewriter.cli import main  # noqa: E402
+from rewriter.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import Annotated, Any, Optional, TextIO, TypeVar
+from typing import Annotated, Any, TextIO, TypeVar
 
 import typer
 
@@ -62,30 +62,30 @@ LICENSE, RULES, PROBE, OUTPUT = "License", "Decisions", "Probe and cache", "Inpu
 
 # One typer option per Flags field: the help text is the user's documentation.
 FLAG_OPTIONS: dict[str, tuple[Any, Any]] = {
-    "license": (Optional[Path], _opt("license", "KOTS License YAML: app slug and license ID.", LICENSE, metavar="FILE")),
-    "app_slug": (Optional[str], _opt("app-slug", "Application slug: images go to <proxy>/proxy/<slug>/...", LICENSE)),
-    "license_id": (Optional[str], _opt("license-id", "License ID for the pull secret. Prefer REWRITER_LICENSE_ID or --license-id-file: arguments are visible to every user of the machine.", LICENSE)),
-    "license_id_file": (Optional[Path], _opt("license-id-file", "Read the license ID from this file (e.g. a mounted Kubernetes Secret).", LICENSE, metavar="FILE")),
-    "application": (Optional[Path], _opt("application", "KOTS Application YAML: additionalNamespaces, custom domains, proxyPublicImages.", LICENSE, metavar="FILE")),
-    "proxy_host": (Optional[str], _opt("proxy-host", "Proxy registry host [default: proxy.replicated.com].", RULES)),
-    "registry_host": (Optional[str], _opt("registry-host", "Vendor registry host [default: registry.replicated.com]; a custom domain also moves images off registry.replicated.com.", RULES)),
-    "public": (Optional[list[str]], _opt("public", "Glob over the normalized name (docker.io/library/nginx) of images to keep. Repeatable; `*` also matches `/`.", RULES, metavar="GLOB")),
-    "private": (Optional[list[str]], _opt("private", "Glob of images to route through the proxy, e.g. 'quay.io/my-org/*', or '*' for all. Repeatable; --public wins.", RULES, metavar="GLOB")),
-    "on_probe_error": (Optional[str], _opt("on-probe-error", "When a probe gets no answer: proxy (treat as private), keep, or fail [default: proxy].", RULES, metavar="proxy|keep|fail")),
-    "strict": (Optional[bool], _opt("strict", "Unparseable image values are errors, not warnings.", RULES, show_default=False)),
-    "offline": (Optional[bool], _opt("offline", "No network: decide by rules and cached answers only.", PROBE, show_default=False)),
-    "cache": (Optional[str], _opt("cache", "Probe cache: an absolute SQLite path, redis://host:port/db, or none [default: the user cache dir, rewriter/probes.sqlite].", PROBE, metavar="PATH|URL|none")),
-    "cache_ttl": (Optional[float], _opt("cache-ttl", "Seconds a public/private answer is trusted [default: 86400].", PROBE, metavar="SECONDS")),
-    "timeout": (Optional[float], _opt("timeout", "Seconds per registry request [default: 5].", PROBE, metavar="SECONDS")),
-    "deadline": (Optional[float], _opt("deadline", "Seconds for all probes of a render; later answers count as failed [default: 30].", PROBE, metavar="SECONDS")),
-    "concurrency": (Optional[int], _opt("concurrency", "Probes in parallel [default: 16].", PROBE, metavar="N")),
-    "insecure_registry": (Optional[list[str]], _opt("insecure-registry", "Allow plain HTTP to this registry. Repeatable.", PROBE, metavar="HOST[:PORT]")),
-    "ca_bundle": (Optional[Path], _opt("ca-bundle", "CA certificates for probing registries.", PROBE, metavar="FILE")),
-    "namespace": (Optional[str], _opt("namespace", "Namespace of resources without one [default: $ARGOCD_APP_NAMESPACE or $HELM_NAMESPACE].", OUTPUT)),
-    "additional_namespace": (Optional[list[str]], _opt("additional-namespace", "Also create the pull secret here. Repeatable; '*' = every namespace in the stream.", OUTPUT, metavar="NS")),
-    "secret_name": (Optional[str], _opt("secret-name", "Name of the pull secret [default: <app-slug>-registry].", OUTPUT)),
-    "config": (Optional[Path], _opt("config", "YAML config: image fields of custom resources and defaults for any option (see README).", OUTPUT, metavar="FILE")),
-    "log_file": (Optional[Path], _opt("log-file", "Also append warnings and errors to this file (Helm 4 discards stderr).", OUTPUT, metavar="FILE")),
+    "license": (Path | None, _opt("license", "KOTS License YAML: app slug and license ID.", LICENSE, metavar="FILE")),
+    "app_slug": (str | None, _opt("app-slug", "Application slug: images go to <proxy>/proxy/<slug>/...", LICENSE)),
+    "license_id": (str | None, _opt("license-id", "License ID for the pull secret. Prefer REWRITER_LICENSE_ID or --license-id-file: arguments are visible to every user of the machine.", LICENSE)),
+    "license_id_file": (Path | None, _opt("license-id-file", "Read the license ID from this file (e.g. a mounted Kubernetes Secret).", LICENSE, metavar="FILE")),
+    "application": (Path | None, _opt("application", "KOTS Application YAML: additionalNamespaces, custom domains, proxyPublicImages.", LICENSE, metavar="FILE")),
+    "proxy_host": (str | None, _opt("proxy-host", "Proxy registry host [default: proxy.replicated.com].", RULES)),
+    "registry_host": (str | None, _opt("registry-host", "Vendor registry host [default: registry.replicated.com]; a custom domain also moves images off registry.replicated.com.", RULES)),
+    "public": (list[str] | None, _opt("public", "Glob over the normalized name (docker.io/library/nginx) of images to keep. Repeatable; `*` also matches `/`.", RULES, metavar="GLOB")),
+    "private": (list[str] | None, _opt("private", "Glob of images to route through the proxy, e.g. 'quay.io/my-org/*', or '*' for all. Repeatable; --public wins.", RULES, metavar="GLOB")),
+    "on_probe_error": (str | None, _opt("on-probe-error", "When a probe gets no answer: proxy (treat as private), keep, or fail [default: proxy].", RULES, metavar="proxy|keep|fail")),
+    "strict": (bool | None, _opt("strict", "Unparseable image values are errors, not warnings.", RULES, show_default=False)),
+    "offline": (bool | None, _opt("offline", "No network: decide by rules and cached answers only.", PROBE, show_default=False)),
+    "cache": (str | None, _opt("cache", "Probe cache: an absolute SQLite path, redis://host:port/db, or none [default: the user cache dir, rewriter/probes.sqlite].", PROBE, metavar="PATH|URL|none")),
+    "cache_ttl": (float | None, _opt("cache-ttl", "Seconds a public/private answer is trusted [default: 86400].", PROBE, metavar="SECONDS")),
+    "timeout": (float | None, _opt("timeout", "Seconds per registry request [default: 5].", PROBE, metavar="SECONDS")),
+    "deadline": (float | None, _opt("deadline", "Seconds for all probes of a render; later answers count as failed [default: 30].", PROBE, metavar="SECONDS")),
+    "concurrency": (int | None, _opt("concurrency", "Probes in parallel [default: 16].", PROBE, metavar="N")),
+    "insecure_registry": (list[str] | None, _opt("insecure-registry", "Allow plain HTTP to this registry. Repeatable.", PROBE, metavar="HOST[:PORT]")),
+    "ca_bundle": (Path | None, _opt("ca-bundle", "CA certificates for probing registries.", PROBE, metavar="FILE")),
+    "namespace": (str | None, _opt("namespace", "Namespace of resources without one [default: $ARGOCD_APP_NAMESPACE or $HELM_NAMESPACE].", OUTPUT)),
+    "additional_namespace": (list[str] | None, _opt("additional-namespace", "Also create the pull secret here. Repeatable; '*' = every namespace in the stream.", OUTPUT, metavar="NS")),
+    "secret_name": (str | None, _opt("secret-name", "Name of the pull secret [default: <app-slug>-registry].", OUTPUT)),
+    "config": (Path | None, _opt("config", "YAML config: image fields of custom resources and defaults for any option (see README).", OUTPUT, metavar="FILE")),
+    "log_file": (Path | None, _opt("log-file", "Also append warnings and errors to this file (Helm 4 discards stderr).", OUTPUT, metavar="FILE")),
 }  # fmt: skip
 assert set(FLAG_OPTIONS) == {f.name for f in fields(Flags)}
 
@@ -108,12 +108,12 @@ def with_flags(command: F) -> F:
         return command(flags=flags, **kwargs)
 
     wrapper.__signature__ = inspect.Signature(own + extra)  # type: ignore[attr-defined]
-    del wrapper.__wrapped__  # type: ignore[attr-defined]
+    del wrapper.__wrapped__
     return wrapper  # type: ignore[return-value]
 
 
 Files = Annotated[
-    Optional[list[Path]],
+    list[Path] | None,
     typer.Argument(help="Manifest files; stdin when none or '-'.", show_default=False),
 ]
 
@@ -156,7 +156,7 @@ def scan(
 
 @cache_app.command("info")
 def cache_info(
-    cache: Annotated[Optional[str], _opt("cache", "The cache to inspect.", PROBE)] = None,
+    cache: Annotated[str | None, _opt("cache", "The cache to inspect.", PROBE)] = None,
 ) -> None:
     """Where the probe cache is and how many answers it holds."""
     from rewriter import cache as probe_cache
@@ -166,7 +166,7 @@ def cache_info(
 
 @cache_app.command("clear")
 def cache_clear(
-    cache: Annotated[Optional[str], _opt("cache", "The cache to empty.", PROBE)] = None,
+    cache: Annotated[str | None, _opt("cache", "The cache to empty.", PROBE)] = None,
 ) -> None:
     """Forget every cached probe answer."""
     from rewriter import cache as probe_cache
@@ -269,7 +269,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             # A bug of ours: still one line and no partial output, unless asked to debug.
             if os.environ.get("REWRITER_DEBUG"):
                 raise
-            reporter.error(f"internal error: {type(exc).__name__}: {exc} (REWRITER_DEBUG=1 shows more)")
+            reporter.error(
+                f"internal error: {type(exc).__name__}: {exc} (REWRITER_DEBUG=1 shows more)"
+            )
             return 1
     return 0
 
@@ -286,9 +288,10 @@ def version_callback(value: bool) -> None:
 @app.callback()
 def top(
     version: Annotated[
-        Optional[bool],
-        typer.Option("--version", callback=version_callback, is_eager=True, help="Print the version."),
+        bool | None,
+        typer.Option(
+            "--version", callback=version_callback, is_eager=True, help="Print the version."
+        ),
     ] = None,
 ) -> None:
     """Route a vendor's private images through the license proxy at render time."""
-

@@ -47,7 +47,8 @@ def load_yaml(path: Path, what: str) -> Any:
     try:
         return yaml.load(text, Loader=yaml.CSafeLoader)
     except yaml.YAMLError as exc:
-        raise RewriterError(f"{what} {path} is not valid YAML: {' '.join(str(exc).split())}")
+        problem = " ".join(str(exc).split())
+        raise RewriterError(f"{what} {path} is not valid YAML: {problem}") from None
 
 
 def load_license(path: Path) -> License:

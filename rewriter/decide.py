@@ -10,7 +10,7 @@ import enum
 import fnmatch
 from dataclasses import dataclass
 
-from rewriter.reference import ImageRef
+from rewriter.reference import ImageRef, InvalidReference
 from rewriter.verdict import ProbeResult, Verdict
 
 DEFAULT_PROXY_HOST = "proxy.replicated.com"
@@ -94,6 +94,12 @@ def proxy(ref: ImageRef, rules: Rules, reason: str) -> Decision:
             Action.FAIL, f"{reason}; a private image on a registry with a port cannot be proxied"
         )
     new_text = ref.with_locator(f"{rules.proxy_host}/proxy/{rules.app_slug}/{ref.locator}")
+    try:
+        # An uppercase or IPv6 host, or a name near the length limit, cannot become a
+        # path: never emit a reference the kubelet would reject.
+        ImageRef.parse(new_text)
+    except InvalidReference as exc:
+        return Decision(Action.FAIL, f"{reason}; the proxied name would be invalid ({exc})")
     return Decision(Action.PROXY, reason, new_text)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import cast
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -90,7 +91,7 @@ def get(node: Node | None, key: str) -> Node | None:
     if isinstance(node, MappingNode):
         for k, v in node.value:
             if isinstance(k, ScalarNode) and k.value == key:
-                return v
+                return cast(Node, v)
     return None
 
 
@@ -107,7 +108,7 @@ def get_path(node: Node | None, *keys: str) -> Node | None:
     return node
 
 
-def annotations(resource: Resource) -> dict[str, str]:
+def annotations_of(resource: Resource) -> dict[str, str]:
     found = get_path(resource.node, "metadata", "annotations")
     result: dict[str, str] = {}
     if isinstance(found, MappingNode):

@@ -84,7 +84,9 @@ class FieldTable:
     pod_specs: tuple[PodSpecField, ...] = POD_SPECS
     images: tuple[ImageField, ...] = ()
 
-    def extended(self, pod_specs: Sequence[PodSpecField], images: Sequence[ImageField]) -> FieldTable:
+    def extended(
+        self, pod_specs: Sequence[PodSpecField], images: Sequence[ImageField]
+    ) -> FieldTable:
         return FieldTable(self.pod_specs + tuple(pod_specs), self.images + tuple(images))
 
     def trigger_words(self) -> frozenset[bytes]:

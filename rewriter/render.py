@@ -17,7 +17,7 @@ from yaml.nodes import MappingNode
 
 from rewriter import edit
 from rewriter.decide import Action, Decision, Rules, decide, decide_by_rule
-from rewriter.document import Document, Resource, annotations, get, get_path, parse, scalar
+from rewriter.document import Document, Resource, annotations_of, get, get_path, parse, scalar
 from rewriter.errors import RewriterError
 from rewriter.fields import FieldTable, ImageSite, find_images
 from rewriter.reference import ImageRef, InvalidReference
@@ -123,11 +123,11 @@ def rewrite(the_plan: Plan, options: Options, report: Reporter) -> bytes:
         if holder_id in pod_specs_done:
             continue
         pod_specs_done.add(holder_id)
-        consumers[namespace].note(annotations(resource))
+        consumers[namespace].note(annotations_of(resource))
         if found.site.pod_spec is None and found.site.pull_secrets is None:
             report.warn(
                 f"{describe(found)}: {found.site.resource.kind} has no pull secret field; "
-                f"the cluster needs credentials for {found.decision.new_text or found.ref.text}"
+                f"the cluster needs credentials for {decision.new_text or found.ref.text}"
                 " by other means (e.g. the service account)"
             )
         splice = _pull_secret_splice(found, options.secret_name)
@@ -261,7 +261,9 @@ def _verify(doc: Document, text: str, the_plan: Plan) -> None:
     try:
         root = yaml.compose(text, Loader=yaml.CSafeLoader)
     except yaml.YAMLError as exc:
-        raise RewriterError(f"{doc.where()}: internal error: edit broke the document: {exc}")
+        raise RewriterError(
+            f"{doc.where()}: internal error: edit broke the document: {exc}"
+        ) from None
     edited = Document(doc.chunk, text, root, doc.line_break)
     actual: dict[tuple[str, str], str] = {}
     for resource in edited.resources():
@@ -309,5 +311,3 @@ def _failure_message(failures: list[Found]) -> str:
         assert f.decision is not None
         lines.append(f"  {f.ref.text}: {f.decision.reason} [{describe(f)}]")
     return "\n".join(lines)
-
-

@@ -49,7 +49,7 @@ def as_json(the_plan: Plan) -> str:
 def as_table(the_plan: Plan) -> str:
     header = ("DOC", "RESOURCE", "FIELD", "IMAGE", "ACTION", "REASON", "NEW IMAGE")
     lines = [header]
-    for row, found in zip(rows(the_plan), the_plan.found):
+    for row, found in zip(rows(the_plan), the_plan.found, strict=True):
         lines.append(
             (
                 str(row["document"]),
@@ -62,10 +62,11 @@ def as_table(the_plan: Plan) -> str:
             )
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() + "\n"
+    padded = (
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
         for line in lines
     )
+    return "".join(line.rstrip() + "\n" for line in padded)
 
 
 def _resource(found: Found) -> str:

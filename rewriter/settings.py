@@ -13,8 +13,14 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from rewriter.config import Application, ConfigFile, License, load_application, load_config
-from rewriter.config import load_license
+from rewriter.config import (
+    Application,
+    ConfigFile,
+    License,
+    load_application,
+    load_config,
+    load_license,
+)
 from rewriter.decide import DEFAULT_PROXY_HOST, DEFAULT_REGISTRY_HOST, OnProbeError, Rules
 from rewriter.errors import RewriterError
 from rewriter.fields import FieldTable

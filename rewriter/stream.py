@@ -12,6 +12,7 @@ it), so cutting there agrees with what libyaml sees.
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -55,7 +56,7 @@ def split(data: bytes) -> tuple[bytes, list[Chunk]]:
     starts.append(len(data))
     chunks: list[Chunk] = []
     line = 1
-    for begin, end in zip(starts, starts[1:]):
+    for begin, end in itertools.pairwise(starts):
         piece = data[begin:end]
         if not piece:
             continue
