@@ -126,7 +126,7 @@ def render(ctx: typer.Context, files: Files = None, *, flags: Flags) -> None:
     settings = _settings(flags, reporter)
     data = _read_input(files)
     the_plan = plan(data, settings.options, _prober(settings, reporter), reporter)
-    output = rewrite(the_plan, settings.options, reporter)
+    output = rewrite(the_plan, settings.options, reporter).stream()
     sys.stdout.buffer.write(output)
     sys.stdout.buffer.flush()
 

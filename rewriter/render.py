@@ -100,8 +100,24 @@ def plan(data: bytes, options: Options, prober: Prober, report: Reporter) -> Pla
     return result
 
 
-def rewrite(the_plan: Plan, options: Options, report: Reporter) -> bytes:
-    """The output stream: edited documents, our Secrets appended; raises on any failure."""
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """The result of a render: the input's documents edited, and the Secrets to add."""
+
+    documents: bytes  # byte-order mark and documents, without our Secrets of a past pass
+    secrets: list[str]  # our Secrets as YAML documents (no `---`), sorted by namespace
+
+    def stream(self) -> bytes:
+        """The output stream: the documents, then one `---` document per Secret."""
+        parts = [self.documents]
+        if self.secrets and self.documents and not self.documents.endswith(b"\n"):
+            parts.append(b"\n")
+        parts.extend(b"---\n" + secret.encode() for secret in self.secrets)
+        return b"".join(parts)
+
+
+def rewrite(the_plan: Plan, options: Options, report: Reporter) -> Rendered:
+    """Edit the documents and build the Secrets; raises on any failure."""
     failures = [f for f in the_plan.found if f.decision and f.decision.action is Action.FAIL]
     if failures:
         raise RewriterError(_failure_message(failures))
@@ -159,9 +175,7 @@ def rewrite(the_plan: Plan, options: Options, report: Reporter) -> bytes:
             out.append(_edited(item, edits[item.index], the_plan, options))
         else:
             out.append(item.chunk.data)
-    if namespaces:
-        out.append(_secrets(namespaces, consumers, options, _ends_open(out)))
-    return b"".join(out)
+    return Rendered(b"".join(out), _secrets(namespaces, consumers, options))
 
 
 def _note_resource(result: Plan, doc: Document, resource: Resource, options: Options) -> None:
@@ -278,26 +292,16 @@ def _verify(doc: Document, text: str, the_plan: Plan) -> None:
 
 
 def _secrets(
-    namespaces: list[str | None],
-    consumers: Mapping[str | None, Consumers],
-    options: Options,
-    needs_newline: bool,
-) -> bytes:
+    namespaces: list[str | None], consumers: Mapping[str | None, Consumers], options: Options
+) -> list[str]:
+    if not namespaces:
+        return []
     assert options.license_id is not None
     config = dockerconfigjson(list(options.registry_hosts), options.license_id)
-    parts = ["\n"] if needs_newline else []
-    for namespace in namespaces:
-        body = secret_document(options.secret_name, namespace, config, consumers.get(namespace))
-        parts.append("---\n" + body)
-    return "".join(parts).encode()
-
-
-def _ends_open(out: list[bytes]) -> bool:
-    """True when the stream so far does not end with a line break."""
-    for piece in reversed(out):
-        if piece:
-            return not piece.endswith(b"\n")
-    return False
+    return [
+        secret_document(options.secret_name, namespace, config, consumers.get(namespace))
+        for namespace in namespaces
+    ]
 
 
 def describe(found: Found) -> str:
