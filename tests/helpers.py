@@ -1,0 +1,54 @@
+"""Shared test helpers: run the installed command and render in-process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rewriter.decide import Rules
+from rewriter.render import Options, plan, rewrite
+from rewriter.report import Reporter
+
+# shared/ lies beside the checkout, here and in CI.
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+
+
+def options(**kwargs: object) -> Options:
+    rules = kwargs.pop("rules", None) or Rules(app_slug="acme", private=("*",))
+    base: dict[str, object] = {"rules": rules, "secret_name": "acme-registry", "license_id": "L"}
+    base["registry_hosts"] = ("proxy.replicated.com", "registry.replicated.com")
+    base.update(kwargs)
+    return Options(**base)  # type: ignore[arg-type]
+
+
+def render(data: bytes | str, opts: Options | None = None, prober=None) -> bytes:  # type: ignore[no-untyped-def]
+    """Render in-process with rules only; returns the output stream."""
+    if isinstance(data, str):
+        data = data.encode()
+    opts = opts or options()
+    report = Reporter(stream=open(os.devnull, "w"))  # noqa: SIM115
+    the_plan = plan(data, opts, prober or (lambda refs: {}), report)
+    return rewrite(the_plan, opts, report).stream()
+
+
+def run(
+    args: Sequence[str],
+    stdin: bytes | str = b"",
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    command: Sequence[str] = ("rewriter",),
+) -> subprocess.CompletedProcess[bytes]:
+    """Run the CLI as a user would, with a clean REWRITER_* environment."""
+    full_env = {k: v for k, v in os.environ.items() if "REWRITER_" not in k}
+    full_env.update(env or {})
+    if isinstance(stdin, str):
+        stdin = stdin.encode()
+    return subprocess.run(
+        [*command, *args], input=stdin, capture_output=True, env=full_env, cwd=cwd, check=False
+    )
+
+
+PYTHON = sys.executable
