@@ -42,8 +42,9 @@ def replace_scalar(doc: Document, node: ScalarNode, value: str) -> Splice:
             return Splice(start + opening + 1, end - 1, value)
     # Escapes, block scalars, folded lines: write a double-quoted scalar instead, valid in
     # any context. The span starts after any anchor or tag, which are kept.
+    # A block scalar's span takes in the line breaks after it; they stay.
     props = _properties_length(raw)
-    return Splice(start + props, end, json.dumps(value))
+    return Splice(start + props, start + len(raw.rstrip()), json.dumps(value))
 
 
 def add_pull_secret(doc: Document, holder: MappingNode, key: str, secret: str) -> Splice | None:

@@ -23,7 +23,7 @@ def parse_path(text: str) -> Path:
     segments: list[str] = []
     for part in text.split("."):
         name, star, rest = part.partition("[*]")
-        if not name or rest or (star and not part.endswith("[*]")):
+        if not name or rest or "[" in name or "]" in name:
             raise RewriterError(f"invalid field path {text!r}: use dotted names and [*] for lists")
         segments.append(name)
         if star:
