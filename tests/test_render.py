@@ -1,0 +1,251 @@
+from __future__ import annotations
+
+import io
+
+import pytest
+import yaml
+from helpers import options, render
+
+from rewriter.decide import Rules
+from rewriter.errors import RewriterError
+from rewriter.render import plan, rewrite
+from rewriter.report import Reporter
+
+DEPLOY = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: {ns}
+  annotations: {{}}
+spec:
+  template:
+    spec:
+      containers:
+      - name: web
+        image: quay.io/acme/web:1  # the app
+"""
+
+
+def secrets_of(out: bytes) -> list[dict]:
+    return [d for d in yaml.safe_load_all(out) if d and d.get("kind") == "Secret"]
+
+
+def test_fidelity_of_a_changed_document():
+    text = """\
+# a comment that stays
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  annotations:
+    created: 2021-01-01T00:00:00Z
+    mode: 0755
+    long: "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa bbb"
+spec:
+  zeta: 1
+  alpha: 2
+  template:
+    spec:
+      containers:
+      - name: web    # trailing comment
+        image: 'quay.io/acme/web:1'
+        args: [--flag, "yes", on]
+"""
+    out = render(text).decode()
+    first = out.split("---\n")[0]
+    expected = text.replace(
+        "    spec:\n      containers:",
+        "    spec:\n      imagePullSecrets:\n      - name: acme-registry\n      containers:",
+    ).replace("'quay.io/acme/web:1'", "'proxy.replicated.com/proxy/acme/quay.io/acme/web:1'")
+    assert first == expected
+
+
+def test_untouched_documents_are_byte_for_byte():
+    text = "kind: ConfigMap\ndata:   {a: 'x'}   # odd spacing\n---\n--- \n# only a comment\n"
+    assert render(text) == text.encode()
+
+
+def test_one_secret_per_namespace_sorted_after_the_documents():
+    text = DEPLOY.format(ns="b") + "---\n" + DEPLOY.format(ns="a") + "---\n" + DEPLOY.format(ns="b")
+    out = render(text)
+    docs = list(yaml.safe_load_all(out))
+    assert [d["kind"] for d in docs] == ["Deployment"] * 3 + ["Secret"] * 2
+    assert [d["metadata"]["namespace"] for d in docs[3:]] == ["a", "b"]
+    secret = docs[3]
+    assert secret["type"] == "kubernetes.io/dockerconfigjson"
+    assert secret["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "rewriter"}
+    import base64
+    import json
+
+    config = json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))
+    auth = base64.b64encode(b"LICENSE_ID:L").decode()
+    assert config == {
+        "auths": {
+            "proxy.replicated.com": {"auth": auth},
+            "registry.replicated.com": {"auth": auth},
+        }
+    }
+
+
+def test_namespace_less_workloads_get_a_namespace_less_secret_unless_namespace_given():
+    text = DEPLOY.format(ns="x").replace("  namespace: x\n", "")
+    assert [s["metadata"].get("namespace") for s in secrets_of(render(text))] == [None]
+    out = render(text, options(namespace="prod"))
+    assert [s["metadata"]["namespace"] for s in secrets_of(out)] == ["prod"]
+
+
+def test_additional_namespaces_and_star():
+    text = (
+        "kind: Namespace\nmetadata: {name: extra}\n---\nkind: ConfigMap\nmetadata: {name: c, namespace: other}\n---\n"
+        + DEPLOY.format(ns="app")
+    )
+    out = render(text, options(additional_namespaces=("named",)))
+    assert [s["metadata"]["namespace"] for s in secrets_of(out)] == ["app", "named"]
+    out = render(text, options(additional_namespaces=("*",)))
+    assert [s["metadata"]["namespace"] for s in secrets_of(out)] == ["app", "extra", "other"]
+
+
+def test_public_images_need_no_secret_and_no_license():
+    out = render(
+        DEPLOY.format(ns="a"), options(rules=Rules(app_slug="acme", public=("*",)), license_id=None)
+    )
+    assert out == DEPLOY.format(ns="a").encode()
+
+
+def test_missing_license_id_is_an_error_when_a_secret_is_needed():
+    with pytest.raises(RewriterError, match="no license ID"):
+        render(DEPLOY.format(ns="a"), options(license_id=None))
+
+
+def test_user_secret_in_the_way_is_an_error_ours_is_replaced():
+    user = "---\napiVersion: v1\nkind: Secret\nmetadata: {name: acme-registry, namespace: a}\n"
+    with pytest.raises(
+        RewriterError,
+        match=r"document 1: a Secret named 'acme-registry' already exists in namespace a",
+    ):
+        render(DEPLOY.format(ns="a") + user)
+    # In another namespace it is no conflict.
+    render(DEPLOY.format(ns="b") + user)
+    first = render(DEPLOY.format(ns="a"))
+    assert render(first) == first
+
+
+def test_existing_pull_secrets_are_kept_and_ours_added_once():
+    text = DEPLOY.format(ns="a").replace(
+        "    spec:\n", "    spec:\n      imagePullSecrets:\n      - name: mine\n"
+    )
+    out = render(text)
+    spec = next(yaml.safe_load_all(out))["spec"]["template"]["spec"]
+    assert spec["imagePullSecrets"] == [{"name": "acme-registry"}, {"name": "mine"}]
+    assert render(out) == out
+
+
+def test_sync_wave_and_helm_hooks_order_the_secret():
+    waves = DEPLOY.format(ns="a").replace(
+        "annotations: {}", "annotations: {argocd.argoproj.io/sync-wave: '3'}"
+    )
+    early = waves.replace("'3'", "'-2'").replace("name: web", "name: early")
+    hook = DEPLOY.format(ns="a").replace(
+        "annotations: {}", "annotations: {helm.sh/hook: pre-install, helm.sh/hook-weight: '-5'}"
+    )
+    (secret,) = secrets_of(render(waves + "---\n" + early + "---\n" + hook))
+    assert secret["metadata"]["annotations"] == {
+        "argocd.argoproj.io/sync-wave": "-2",
+        "helm.sh/hook": "pre-install,pre-upgrade",
+        "helm.sh/hook-weight": "-6",
+        "helm.sh/hook-delete-policy": "before-hook-creation",
+    }
+
+
+def test_all_unproxyable_images_are_reported_together():
+    text = (
+        DEPLOY.format(ns="a").replace("quay.io/acme/web:1", "localhost:5000/a:1")
+        + "---\n"
+        + DEPLOY.format(ns="b").replace("quay.io/acme/web:1", "Reg.io/b:1")
+    )
+    with pytest.raises(RewriterError) as error:
+        render(text)
+    message = str(error.value)
+    assert message.startswith("2 image(s) cannot be rewritten:")
+    assert "localhost:5000/a:1" in message and "Reg.io/b:1" in message
+    assert "document 1 (Deployment b/web, line 25)" in message
+
+
+def test_unparseable_values_warn_and_stay_strict_fails():
+    text = (
+        DEPLOY.format(ns="a").replace("quay.io/acme/web:1", "'{{ .Values.image }}'")
+        + "        ports: []\n      - name: n\n        image: 42\n"
+    )
+    stream = io.StringIO()
+    report = Reporter(stream=stream)
+    opts = options()
+    out = rewrite(plan(text.encode(), opts, lambda refs: {}, report), opts, report).stream()
+    assert out == text.encode()
+    assert stream.getvalue().splitlines() == [
+        "warning: document 0 (Deployment a/web, line 12): spec.template.spec.containers[0].image: invalid image reference '{{ .Values.image }}' (invalid reference format); left unchanged",
+        "warning: document 0 (Deployment a/web, line 15): spec.template.spec.containers[1].image: not a string (int: '42'); left unchanged",
+    ]
+    with pytest.raises(RewriterError, match="invalid image reference"):
+        render(text, options(strict=True))
+
+
+def test_json_documents_stay_json():
+    text = '{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "quay.io/a/b:1"}]}}\n'
+    out = render(text).decode().split("---\n")[0]
+    import json
+
+    assert json.loads(out)["spec"] == {
+        "imagePullSecrets": [{"name": "acme-registry"}],
+        "containers": [{"name": "c", "image": "proxy.replicated.com/proxy/acme/quay.io/a/b:1"}],
+    }
+
+
+def test_crlf_and_bom_survive():
+    text = "\ufeff" + DEPLOY.format(ns="a").replace("\n", "\r\n")
+    out = render(text.encode("utf-8"))
+    assert out.startswith(b"\xef\xbb\xbf")
+    first = out.split(b"---\n")[0]
+    assert b"\r\n      imagePullSecrets:\r\n      - name: acme-registry\r\n" in first
+    assert b"\n" not in first.replace(b"\r\n", b"")
+
+
+def test_custom_resource_fields_get_pull_secrets_where_the_kind_takes_them():
+    from rewriter.fields import FieldTable, ImageField, parse_path
+
+    fields = FieldTable().extended(
+        [],
+        [
+            ImageField("Prometheus", parse_path("spec.image"), parse_path("spec.imagePullSecrets")),
+            ImageField("Thing", parse_path("spec.image")),
+        ],
+    )
+    text = "kind: Prometheus\nmetadata: {name: p, namespace: m}\nspec:\n  image: quay.io/p/p:1\n---\nkind: Thing\nmetadata: {name: t, namespace: m}\nspec:\n  image: quay.io/t/t:1\n"
+    stream = io.StringIO()
+    report = Reporter(stream=stream)
+    opts = options(fields=fields)
+    out = rewrite(plan(text.encode(), opts, lambda refs: {}, report), opts, report).stream()
+    docs = list(yaml.safe_load_all(out))
+    assert docs[0]["spec"] == {
+        "imagePullSecrets": [{"name": "acme-registry"}],
+        "image": "proxy.replicated.com/proxy/acme/quay.io/p/p:1",
+    }
+    assert docs[1]["spec"] == {"image": "proxy.replicated.com/proxy/acme/quay.io/t/t:1"}
+    assert "Thing has no pull secret field" in stream.getvalue()
+
+
+def test_bad_yaml_names_the_document_and_line():
+    with pytest.raises(RewriterError, match=r"^document 1 \(line 4\): invalid YAML: "):
+        render("a: 1\n---\nkind: Pod\nspec: {containers: [image: x}\n")
+
+
+def test_each_distinct_image_is_probed_once():
+    asked = []
+
+    def prober(refs):
+        asked.append(sorted(r.text for r in refs))
+        return {}
+
+    text = DEPLOY.format(ns="a") + "---\n" + DEPLOY.format(ns="b")
+    render(text, options(rules=Rules(app_slug="acme")), prober=prober)
+    assert asked == [["quay.io/acme/web:1"]]
