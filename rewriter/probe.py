@@ -1,0 +1,639 @@
+"""Anonymous registry probe: is this image pullable without credentials?
+
+For each distinct (registry, repository, reference) the OCI distribution protocol is
+followed the way a container runtime does it, minus every credential:
+
+1. the cache, keyed on the manifest URL and Accept header: a fresh answer there is used
+   as is, and then nothing at all is sent (no ping, no token);
+2. `GET /v2/` once per registry per render, shared by all threads, to read the
+   `WWW-Authenticate` challenge;
+3. for a Bearer challenge, an anonymous token from the realm with `service` and
+   `scope=repository:<repo>:pull` (one request per scope per render); a 401/403 from the
+   realm itself is the answer (GHCR, Artifact Registry say "private" that way);
+4. `HEAD /v2/<repo>/manifests/<reference>` with all four manifest media types, with the
+   anonymous token if there is one; a Basic challenge needs no token step: the anonymous
+   HEAD then answers 401 by itself (ECR, htpasswd).
+
+Only the final, classification-relevant answer is stored (explicitly, with
+`cache.save_response`): never a ping, never a token response, never the unauthenticated
+401 that precedes a token. Every network request bypasses requests-cache's automatic
+read/write (`expire_after=DO_NOT_CACHE`), because requests-cache ignores `Authorization`
+when matching and would happily let a stored challenge answer the tokened request.
+
+Never sent: the license, docker logins, ~/.netrc, or any header from the environment:
+the session's `trust_env` is turned off, and the only `Authorization` ever sent is the
+anonymous token the registry's own realm handed out. Proxies from the standard
+environment variables are honoured deliberately (they tunnel, they do not answer).
+
+The policy (`classify`, `describe`, `describe_error`) is pure; `probe_all` does the I/O.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import socket
+import ssl
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from http.client import RemoteDisconnected
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+import requests
+import urllib3.exceptions
+from requests.structures import CaseInsensitiveDict
+from requests.utils import get_environ_proxies
+from requests_cache import DO_NOT_CACHE, CachedSession
+from requests_cache.models.request import CachedRequest
+from requests_cache.models.response import CachedResponse
+from requests_cache.policy import get_expiration_datetime
+
+from rewriter.cache import OfflineError
+from rewriter.challenge import Challenge, parse_challenges
+from rewriter.errors import RewriterError
+from rewriter.verdict import ProbeKey, ProbeResult, Verdict
+
+if TYPE_CHECKING:
+    from rewriter.reference import ImageRef
+
+__all__ = [
+    "ACCEPT",
+    "ProbeKey",
+    "ProbeResult",
+    "ProbeSettings",
+    "Verdict",
+    "api_host",
+    "classify",
+    "describe",
+    "describe_error",
+    "probe_all",
+]
+
+# All four, in preference order: registry 2.8 answers 404 or 400 for an image that exists
+# when its media type is missing from Accept (SPEC section 10).
+ACCEPT = ", ".join(
+    (
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    )
+)
+USER_AGENT = "rewriter-probe/0.1"
+DOCKER_HUB = "docker.io"
+DOCKER_HUB_API = "registry-1.docker.io"  # docker.io itself serves the website, not /v2/
+
+# Marks a stored answer that came from the token realm rather than the registry (the
+# realm's own response is never stored: it is a token response).
+TOKEN_REALM_HEADER = "X-Rewriter-Answered-By"
+TOKEN_REALM_VALUE = "token-realm"
+MAX_TOKEN_BYTES = 1 << 20  # an anonymous token is a few KiB; refuse to buffer more
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    concurrency: int = 16
+    timeout: float = 5.0  # per request, seconds
+    deadline: float = 30.0  # whole render; afterwards every unanswered image is UNKNOWN
+    insecure_registries: frozenset[str] = frozenset()  # HOST or HOST:PORT: plain HTTP allowed
+    ca_bundle: str | None = None  # PEM file trusted in addition to the default roots
+
+
+# -- policy (pure) ---------------------------------------------------------------------
+
+
+def classify(status: int) -> Verdict:
+    """SPEC section 4: 2xx public, 401/403 private, 404 missing, anything else unknown."""
+    if 200 <= status < 300:
+        return Verdict.PUBLIC
+    if status in (401, 403):
+        return Verdict.PRIVATE
+    if status == 404:
+        return Verdict.MISSING
+    # 429 and 5xx are never "private"; neither is a 400 (wrong Accept) or a stray 3xx.
+    return Verdict.UNKNOWN
+
+
+def describe(status: int, www_authenticate: str | None = None, *, realm: bool = False) -> str:
+    """Short text for a status: "HTTP 200", "401 Basic challenge", "403 from token realm"."""
+    if realm:
+        return f"{status} from token realm"
+    if status == 401:
+        challenges = parse_challenges(www_authenticate)
+        if challenges:
+            first = challenges[0]
+            text = f"401 {first.scheme.capitalize()} challenge"
+            error = first.get("error")
+            return f"{text} ({error})" if error else text
+    return f"HTTP {status}"
+
+
+def describe_error(exc: BaseException, timeout: float) -> str:
+    """Short text for a request that got no HTTP answer."""
+    if isinstance(exc, OfflineError):
+        return "offline, not in cache"
+    if isinstance(exc, requests.exceptions.Timeout):
+        return f"timeout after {timeout:.1f}s"
+    causes = list(_causes(exc))
+    if isinstance(exc, requests.exceptions.SSLError):
+        for cause in causes:
+            if isinstance(cause, ssl.SSLCertVerificationError):
+                return f"TLS error: {cause.verify_message or 'certificate verify failed'}"
+        for cause in causes:
+            if isinstance(cause, ssl.SSLError) and cause.reason:
+                return f"TLS error: {cause.reason}"
+        return "TLS error"
+    if isinstance(exc, requests.exceptions.ProxyError):
+        return "proxy error"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        for kind, text in _CONNECTION_FAILURES:
+            if any(isinstance(cause, kind) for cause in causes):
+                return text
+        return "connection failed"
+    if isinstance(exc, requests.exceptions.TooManyRedirects):
+        return "too many redirects"
+    if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema)):
+        return "invalid URL"
+    return f"request failed ({type(exc).__name__})"
+
+
+_CONNECTION_FAILURES: tuple[tuple[type[BaseException], str], ...] = (
+    (urllib3.exceptions.NameResolutionError, "DNS lookup failed"),
+    (socket.gaierror, "DNS lookup failed"),
+    (ConnectionRefusedError, "connection refused"),
+    (ConnectionResetError, "connection reset"),
+    (RemoteDisconnected, "connection closed by the registry"),
+    (urllib3.exceptions.ProtocolError, "connection closed by the registry"),
+    (OSError, "connection failed"),
+)
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and everything it wraps (requests -> urllib3 -> socket)."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        linked = [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        linked += list(current.args)
+        todo += [item for item in linked if isinstance(item, BaseException)]
+
+
+def api_host(registry: str) -> str:
+    """Where a registry's /v2/ API lives: Docker Hub's is not docker.io."""
+    return DOCKER_HUB_API if registry == DOCKER_HUB else registry
+
+
+def manifest_path(repository: str, reference: str) -> str:
+    return f"/v2/{repository}/manifests/{reference}"
+
+
+def token_scope(repository: str) -> str:
+    return f"repository:{repository}:pull"
+
+
+# -- I/O -------------------------------------------------------------------------------
+
+
+def probe_all(
+    refs: Iterable[ImageRef],
+    settings: ProbeSettings,
+    session: requests.Session,
+    warn: Callable[[str], None] | None = None,
+) -> dict[ProbeKey, ProbeResult]:
+    """Probe each distinct key once, in parallel; never raises for network trouble.
+
+    Returns by `settings.deadline` (plus scheduling slack) whatever happens: keys without
+    an answer by then are UNKNOWN "deadline exceeded". Stuck requests are left behind in
+    daemon threads, which neither block this return nor the interpreter's exit.
+    `warn` receives cache trouble (a read or write that failed); it is called from this
+    thread only, after the probes.
+    """
+    keys: list[ProbeKey] = list(
+        dict.fromkeys((ref.registry, ref.repository, ref.reference) for ref in refs)
+    )
+    if not keys:
+        return {}
+    deadline_at = time.monotonic() + max(settings.deadline, 0.0)
+    _harden(session)
+    with _trust_store(settings.ca_bundle) as verify:
+        run = _Run(settings, session, verify, deadline_at)
+        results = run.all(keys)
+    for message in dict.fromkeys(run.warnings):
+        if warn is not None:
+            warn(message)
+    return results
+
+
+def _harden(session: requests.Session) -> None:
+    """Strip everything ambient from the session: the probe sends no credential at all."""
+    session.trust_env = False  # no ~/.netrc, no REQUESTS_CA_BUNDLE, no implicit proxies
+    session.auth = None
+    session.headers.pop("Authorization", None)
+    session.proxies = {}  # per request instead, see _proxies
+    session.cookies.clear()
+
+
+def _proxies(url: str) -> dict[str, str]:
+    """HTTP(S)_PROXY / NO_PROXY, read on purpose (trust_env is off). A proxy is a tunnel
+    to the image's own registry, not a mirror, so it cannot make a private image look
+    public; credentials in a proxy URL go to the proxy only."""
+    return get_environ_proxies(url)
+
+
+@contextlib.contextmanager
+def _trust_store(ca_bundle: str | None) -> Iterator[str | bool]:
+    """`verify` for requests: True, or a temporary file with the default roots plus the
+    extra bundle. requests would otherwise *replace* the roots with the bundle, and a
+    render that probes an internal registry also probes Docker Hub."""
+    if ca_bundle is None:
+        yield True
+        return
+    try:
+        with open(ca_bundle, encoding="ascii", errors="replace") as handle:
+            extra = handle.read()
+        ssl.create_default_context().load_verify_locations(cadata=extra)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise RewriterError(f"--ca-bundle {ca_bundle}: not a readable PEM bundle ({exc})") from None
+    with open(requests.utils.DEFAULT_CA_BUNDLE_PATH, encoding="ascii", errors="replace") as handle:
+        roots = handle.read()
+    fd, path = tempfile.mkstemp(prefix="rewriter-ca-", suffix=".pem")
+    try:
+        with os.fdopen(fd, "w", encoding="ascii", errors="replace") as out:
+            out.write(roots + "\n" + extra + "\n")
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+class _DeadlineExceeded(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class _Endpoint:
+    """A registry's API as the ping found it."""
+
+    base: str  # scheme://host[:port]
+    bearer: Challenge | None  # the Bearer challenge of /v2/, if it sent one
+
+
+@dataclass(frozen=True)
+class _Denied:
+    """The token realm refused an anonymous token: private, and worth remembering."""
+
+    status: int
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+@dataclass
+class _Slot(Generic[V]):
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    value: V | None = None
+    done: bool = False
+
+
+class _Once(Generic[K, V]):
+    """Compute a value once per key, however many threads ask at the same time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._slots: dict[K, _Slot[V]] = {}
+
+    def get(self, key: K, compute: Callable[[], V]) -> V:
+        with self._lock:
+            slot = self._slots.setdefault(key, _Slot())
+        with slot.lock:
+            if not slot.done:
+                slot.value = compute()
+                slot.done = True
+            return slot.value  # type: ignore[return-value]  # set just above
+
+
+class _Run:
+    """One render's probes: the shared pings and tokens, the cache, the clock."""
+
+    def __init__(
+        self,
+        settings: ProbeSettings,
+        session: requests.Session,
+        verify: str | bool,
+        deadline_at: float,
+    ) -> None:
+        self.settings = settings
+        self.session = session
+        self.verify = verify
+        self.deadline_at = deadline_at
+        self.cached_session = session if isinstance(session, CachedSession) else None
+        self.offline = bool(self.cached_session and self.cached_session.settings.only_if_cached)
+        self.insecure = frozenset(host.lower() for host in settings.insecure_registries)
+        self.pings: _Once[str, _Endpoint | ProbeResult] = _Once()
+        self.tokens: _Once[tuple[str, str, str], str | _Denied | ProbeResult] = _Once()
+        self.warnings: list[str] = []  # list.append is atomic: safe from worker threads
+        self.cancelled = False
+
+    # -- scheduling --------------------------------------------------------------------
+
+    def all(self, keys: list[ProbeKey]) -> dict[ProbeKey, ProbeResult]:
+        todo: queue.SimpleQueue[ProbeKey] = queue.SimpleQueue()
+        for key in keys:
+            todo.put(key)
+        finished: queue.SimpleQueue[ProbeKey] = queue.SimpleQueue()
+        answers: dict[ProbeKey, ProbeResult] = {}
+
+        def worker() -> None:
+            while not self.cancelled:
+                try:
+                    key = todo.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    answers[key] = self.probe(key)
+                finally:
+                    finished.put(key)
+
+        # Daemon threads rather than a ThreadPoolExecutor: the executor's workers are
+        # joined at interpreter exit, so one request stuck on a dripping server would hold
+        # the whole render past its deadline.
+        for number in range(min(max(self.settings.concurrency, 1), len(keys))):
+            threading.Thread(target=worker, name=f"probe-{number}", daemon=True).start()
+
+        pending = set(keys)
+        while pending:
+            left = self.deadline_at - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                pending.discard(finished.get(timeout=left))
+            except queue.Empty:
+                break
+        self.cancelled = True
+        late = ProbeResult(Verdict.UNKNOWN, "deadline exceeded")
+        return {key: answers.get(key, late) for key in keys}
+
+    # -- one key -----------------------------------------------------------------------
+
+    def probe(self, key: ProbeKey) -> ProbeResult:
+        """The answer for one key; never raises."""
+        try:
+            hit = self._from_cache(key)
+            if hit is not None:
+                return hit
+            if self.offline:
+                return ProbeResult(Verdict.UNKNOWN, "offline, not in cache")
+            return self._from_registry(key)
+        except _DeadlineExceeded:
+            return ProbeResult(Verdict.UNKNOWN, "deadline exceeded")
+        except requests.RequestException as exc:
+            return ProbeResult(Verdict.UNKNOWN, describe_error(exc, self.settings.timeout))
+        except Exception as exc:  # a probe must never take the render down
+            return ProbeResult(Verdict.UNKNOWN, f"probe failed: {type(exc).__name__}: {exc}")
+
+    def _from_registry(self, key: ProbeKey) -> ProbeResult:
+        registry, repository, reference = key
+        endpoint = self.pings.get(registry, lambda: self._ping(registry))
+        if isinstance(endpoint, ProbeResult):
+            return endpoint
+        url = endpoint.base + manifest_path(repository, reference)
+        token: str | None = None
+        if endpoint.bearer is not None:
+            got = self._token(endpoint.bearer, repository, url)
+            if isinstance(got, ProbeResult):
+                return got
+            token = got
+        response = self._head(url, token)
+        if response.status_code == 401 and token is None:
+            # /v2/ let us in but the repository asks for a token (per-repository auth):
+            # follow this challenge once, as a runtime would.
+            bearer = _bearer(parse_challenges(response.headers.get("WWW-Authenticate")))
+            if bearer is not None:
+                got = self._token(bearer, repository, url)
+                if isinstance(got, ProbeResult):
+                    return got
+                response = self._head(url, got)
+        verdict = classify(response.status_code)
+        result = ProbeResult(
+            verdict, describe(response.status_code, response.headers.get("WWW-Authenticate"))
+        )
+        if verdict is not Verdict.UNKNOWN:  # unknown answers are never cached
+            self._store(url, response)
+        return result
+
+    # -- protocol steps ----------------------------------------------------------------
+
+    def _send(self, method: str, url: str, **kwargs: object) -> requests.Response:
+        """One request, bounded by the per-request timeout and what is left of the deadline."""
+        left = self.deadline_at - time.monotonic()
+        if left <= 0 or self.cancelled:
+            raise _DeadlineExceeded
+        timeout = min(self.settings.timeout, left)
+        if isinstance(self.session, CachedSession):
+            # Bypass requests-cache's automatic read and write: the probe alone decides
+            # what is stored (see the module docstring).
+            kwargs["expire_after"] = DO_NOT_CACHE
+        try:
+            return self.session.request(
+                method,
+                url,
+                timeout=timeout,
+                verify=self.verify,
+                proxies=_proxies(url),
+                allow_redirects=True,
+                **kwargs,  # type: ignore[arg-type]
+            )
+        except requests.exceptions.Timeout:
+            if timeout < self.settings.timeout:
+                raise _DeadlineExceeded from None
+            raise
+
+    def _ping(self, registry: str) -> _Endpoint | ProbeResult:
+        """`GET /v2/`: which scheme works and which challenge the registry sends."""
+        host = api_host(registry)
+        # Plain HTTP only for registries the user named; even those get HTTPS first, as
+        # Docker does for its insecure registries.
+        schemes = ("https", "http") if registry in self.insecure else ("https",)
+        failure = ProbeResult(Verdict.UNKNOWN, "no scheme to try")
+        for scheme in schemes:
+            base = f"{scheme}://{host}"
+            try:
+                response = self._send("GET", base + "/v2/", headers=_headers(), stream=True)
+            except requests.RequestException as exc:
+                if isinstance(exc, OfflineError):
+                    raise
+                failure = ProbeResult(Verdict.UNKNOWN, describe_error(exc, self.settings.timeout))
+                continue
+            with contextlib.closing(response):  # the body is never needed
+                status = response.status_code
+                if status == 429 or status >= 500:
+                    return ProbeResult(Verdict.UNKNOWN, f"{describe(status)} on /v2/")
+                challenges = (
+                    parse_challenges(response.headers.get("WWW-Authenticate"))
+                    if status == 401
+                    else []
+                )
+                # Any other answer (200, or a 401 Basic, or an odd 404) leaves the
+                # manifest HEAD to decide, so that the cached answer is the registry's.
+                return _Endpoint(base, _bearer(challenges))
+        return failure
+
+    def _token(self, bearer: Challenge, repository: str, url: str) -> str | ProbeResult:
+        """The anonymous token for this repository (shared per scope), or the answer when
+        the realm gave none: a refusal is PRIVATE and remembered for `url`."""
+        realm = bearer.get("realm") or ""
+        service = bearer.get("service") or ""
+        scope = token_scope(repository)
+        got = self.tokens.get(
+            (realm, service, scope), lambda: self._fetch_token(realm, service, scope)
+        )
+        if isinstance(got, _Denied):
+            self._store_realm_answer(url, got.status)
+            return ProbeResult(Verdict.PRIVATE, describe(got.status, realm=True))
+        return got
+
+    def _fetch_token(self, realm: str, service: str, scope: str) -> str | _Denied | ProbeResult:
+        """An anonymous token: no Authorization header goes to the realm, ever."""
+        params = {"scope": scope}
+        if service:
+            params["service"] = service
+        response = self._send("GET", realm, params=params, headers=_headers(), stream=True)
+        with contextlib.closing(response):
+            status = response.status_code
+            if status in (401, 403):
+                return _Denied(status)
+            if not 200 <= status < 300:
+                return ProbeResult(Verdict.UNKNOWN, f"token realm answered {describe(status)}")
+            body = self._read_capped(response)
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return ProbeResult(Verdict.UNKNOWN, "token realm answered no JSON")
+        token = data.get("token") or data.get("access_token") if isinstance(data, dict) else None
+        if not isinstance(token, str) or not token:
+            return ProbeResult(Verdict.UNKNOWN, "token realm answered without a token")
+        return token
+
+    def _read_capped(self, response: requests.Response) -> bytes:
+        """The body, within the deadline and MAX_TOKEN_BYTES (a dripping or endless realm
+        must not hold a worker forever)."""
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_content(8192):
+            size += len(chunk)
+            if size > MAX_TOKEN_BYTES:
+                raise requests.exceptions.ContentDecodingError("token response too large")
+            if time.monotonic() > self.deadline_at:
+                raise _DeadlineExceeded
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _head(self, url: str, token: str | None) -> requests.Response:
+        headers = _headers(ACCEPT)
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        response = self._send("HEAD", url, headers=headers)
+        response.close()
+        return response
+
+    # -- cache -------------------------------------------------------------------------
+
+    def _cache_key(self, url: str) -> str:
+        assert self.cached_session is not None
+        # Exactly what decides the answer: method, URL (scheme, host, repo, reference) and
+        # Accept. Authorization is deliberately not part of it: the stored answer is the
+        # final one, whatever token it took to get there.
+        request = requests.Request("HEAD", url, headers={"Accept": ACCEPT}).prepare()
+        return self.cached_session.cache.create_key(request)
+
+    def _from_cache(self, key: ProbeKey) -> ProbeResult | None:
+        if self.cached_session is None:
+            return None
+        registry, repository, reference = key
+        schemes = ("https", "http") if registry in self.insecure else ("https",)
+        for scheme in schemes:
+            url = f"{scheme}://{api_host(registry)}{manifest_path(repository, reference)}"
+            try:
+                stored = self.cached_session.cache.get_response(self._cache_key(url))
+            except Exception as exc:  # corrupt row, Redis gone: a miss, not a failure
+                self.warnings.append(f"probe cache: cannot read ({type(exc).__name__}: {exc})")
+                return None
+            if stored is None or stored.is_expired:
+                continue
+            verdict = classify(stored.status_code)
+            if verdict is Verdict.UNKNOWN:
+                continue  # never written by us; do not trust it
+            realm = stored.headers.get(TOKEN_REALM_HEADER) == TOKEN_REALM_VALUE
+            challenge = stored.headers.get("WWW-Authenticate")
+            detail = describe(stored.status_code, challenge, realm=realm)
+            return ProbeResult(verdict, detail, cached=True)
+        return None
+
+    def _expires(self) -> datetime | None:
+        """When a stored answer goes stale; None means: do not store (ttl <= 0)."""
+        assert self.cached_session is not None
+        ttl = self.cached_session.settings.expire_after
+        # 0 (expire at once), -1 (never expire) and DO_NOT_CACHE are not a probe's TTL.
+        if isinstance(ttl, (int, float)) and (ttl <= 0 or ttl == DO_NOT_CACHE):
+            return None
+        return get_expiration_datetime(ttl)
+
+    def _store(self, url: str, response: requests.Response) -> None:
+        """Store the final manifest answer, stripped of the token that earned it."""
+        if self.cached_session is None:
+            return
+        expires = self._expires()
+        if expires is None:
+            return
+        response.history = []  # redirect hops carry their own requests and headers
+        response.request.headers.pop("Authorization", None)
+        try:
+            self.cached_session.cache.save_response(response, self._cache_key(url), expires)
+        except Exception as exc:
+            self.warnings.append(f"probe cache: cannot store ({type(exc).__name__}: {exc})")
+
+    def _store_realm_answer(self, url: str, status: int) -> None:
+        """The realm's refusal, remembered as an answer for the manifest URL. Built by hand
+        rather than stored as received: the realm's response is a token response."""
+        if self.cached_session is None:
+            return
+        expires = self._expires()
+        if expires is None:
+            return
+        request = requests.Request("HEAD", url, headers={"Accept": ACCEPT}).prepare()
+        answer = CachedResponse(
+            status_code=status,
+            reason="token realm refused an anonymous token",
+            url=url,
+            headers=CaseInsensitiveDict({TOKEN_REALM_HEADER: TOKEN_REALM_VALUE}),
+            request=CachedRequest.from_request(request),
+            content=b"",
+        )
+        try:
+            self.cached_session.cache.save_response(answer, self._cache_key(url), expires)
+        except Exception as exc:
+            self.warnings.append(f"probe cache: cannot store ({type(exc).__name__}: {exc})")
+
+
+def _headers(accept: str = "*/*") -> dict[str, str]:
+    return {"Accept": accept, "User-Agent": USER_AGENT}
+
+
+def _bearer(challenges: list[Challenge]) -> Challenge | None:
+    """The first Bearer challenge with a realm: an anonymous token may get us in."""
+    for challenge in challenges:
+        if challenge.scheme == "bearer" and challenge.get("realm"):
+            return challenge
+    return None
