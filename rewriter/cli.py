@@ -25,7 +25,7 @@ from rewriter.render import Prober, plan, rewrite
 from rewriter.report import Reporter
 from rewriter.settings import Flags, Settings, resolve
 
-COMMANDS = ("render", "scan", "cache")
+COMMANDS = ("render", "scan", "cache", "krm", "kustomization")
 
 app = typer.Typer(
     name="rewriter",
@@ -152,6 +152,19 @@ def scan(
     the_plan = plan(_read_input(files), settings.options, _prober(settings, reporter), reporter)
     report = as_json(the_plan) if output_format == "json" else as_table(the_plan)
     sys.stdout.write(report)
+
+
+@app.command()
+@with_flags
+def krm(ctx: typer.Context, *, flags: Flags) -> None:
+    """Run as a kustomize KRM function: a ResourceList on stdin, the rewritten one on stdout.
+
+    Configured by its functionConfig (kind RewriterConfig, or a ConfigMap), the
+    environment and these options; see docs/kustomize.md.
+    """
+    from rewriter import krm as function
+
+    function.run(sys.stdin.buffer.read(), flags, ctx.obj, _prober, sys.stdout.buffer)
 
 
 @cache_app.command("info")

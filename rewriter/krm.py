@@ -1,0 +1,467 @@
+"""`rewriter krm`: the transform as a kustomize KRM function (ResourceList in and out).
+
+kustomize runs a function with a ResourceList on stdin: `items` are the resources,
+`functionConfig` is the resource that declared the function. It expects the same list
+back: items are matched to its own copies through their `config.k8s.io/id` annotation,
+an item missing from the output is deleted, and an item without an id is a new
+resource. So the list is edited as text like any other stream: `render.plan()` reads a
+`*List` document's `items` as resources and edits them in place, which keeps every other
+byte, the internal annotations included. Only our Secrets (appended to `items`) and
+`results` are new text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
+from typing import IO, Any, TextIO
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from rewriter import edit
+from rewriter.config import ConfigFile, parse_config
+from rewriter.document import get, scalar
+from rewriter.errors import RewriterError
+from rewriter.render import Plan, Prober, plan, rewrite
+from rewriter.report import Reporter
+from rewriter.secrets import MANAGED_BY, MANAGED_BY_LABEL
+from rewriter.settings import Flags, Settings, resolve
+from rewriter.stream import BOM
+
+CONFIG_API_VERSION = "rewriter.dev/v1alpha1"
+CONFIG_KIND = "RewriterConfig"
+RESOURCE_LIST_VERSIONS = ("config.kubernetes.io/v1", "config.kubernetes.io/v1alpha1")
+
+# Builds the probe once settings are known (the CLI's, so both commands probe alike).
+MakeProber = Callable[[Settings, Reporter], Prober]
+
+_WIDE = 1 << 20  # never fold a line of ours
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRef:
+    """Who an item is, for a result's `resourceRef`."""
+
+    api_version: str | None
+    kind: str | None
+    name: str | None
+    namespace: str | None
+
+    def as_result(self) -> dict[str, str]:
+        ref = {
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "name": self.name,
+            "namespace": self.namespace,
+        }
+        return {key: value for key, value in ref.items() if value}
+
+    def label(self) -> str:
+        """`Kind ns/name`, as the engine's messages say it."""
+        name = f"{self.namespace}/{self.name}" if self.namespace else self.name
+        return f"{self.kind or '?'} {name or '?'}"
+
+
+def run(
+    data: bytes, flags: Flags, reporter: Reporter, make_prober: MakeProber, out: IO[bytes]
+) -> None:
+    """Transform one ResourceList and write the answer to `out`.
+
+    On failure the answer still goes out (the input's items unchanged, the error in
+    `results`, as the KRM protocol wants), then the error is raised so the command
+    exits non-zero with the message on stderr.
+    """
+    results = _Results(reporter)
+    the_plan: Plan | None = None
+    try:
+        root = _read_resource_list(data)
+        results.items = _item_refs(root)
+        config = function_config(_construct(get(root, "functionConfig")), results)
+        settings = resolve(flags, base=config)
+        settings = replace(settings, cache=absolute_cache(settings.cache))
+        if settings.log_file is not None and reporter.log is None:
+            reporter.log = _open_log(settings.log_file)
+        the_plan = plan(data, settings.options, make_prober(settings, results), results)
+        rendered = rewrite(the_plan, settings.options, results)
+        output = _with_secrets(_decode(rendered.documents), rendered.secrets, settings)
+        output = _with_results(output, results.entries(the_plan))
+    except RewriterError as exc:
+        message = _KRM_WHERE.sub(_krm_where, str(exc))
+        entries = results.entries(the_plan)
+        entries.append({"message": message, "severity": "error"})
+        out.write(_failed(data, entries).encode("utf-8"))
+        out.flush()
+        raise RewriterError(message) from None
+    bom = BOM if data.startswith(BOM) else b""
+    out.write(bom + output.encode("utf-8"))
+    out.flush()
+
+
+# --- functionConfig -------------------------------------------------------------------
+
+
+def function_config(value: Any, reporter: Reporter) -> ConfigFile:
+    """The function's configuration: a RewriterConfig, a ConfigMap, or nothing.
+
+    `kind: RewriterConfig` (apiVersion rewriter.dev/v1alpha1) has the `--config` syntax
+    under `spec` (`options`, `podSpecs`, `images`); a ConfigMap's `data` holds option
+    names with string values (lists separated by blanks, booleans `true`/`false`).
+    """
+    if value is None or value == {}:
+        return ConfigFile()
+    if not isinstance(value, dict):
+        raise RewriterError("functionConfig must be a resource (a mapping)")
+    kind, api_version = value.get("kind"), value.get("apiVersion")
+    if kind == "ConfigMap":
+        data = value.get("data") or {}
+        if not isinstance(data, dict):
+            raise RewriterError("functionConfig ConfigMap: data must be a mapping")
+        config = ConfigFile(options={str(k).replace("_", "-"): v for k, v in data.items()})
+    elif kind == CONFIG_KIND:
+        if api_version != CONFIG_API_VERSION:
+            raise RewriterError(
+                f"functionConfig {CONFIG_KIND}: unsupported apiVersion {api_version!r} "
+                f"(expected {CONFIG_API_VERSION})"
+            )
+        spec = value.get("spec")
+        config = parse_config(
+            spec if spec is not None else {}, f"functionConfig {CONFIG_KIND} spec"
+        )
+    else:
+        raise RewriterError(
+            f"functionConfig must be a {CONFIG_KIND} ({CONFIG_API_VERSION}) or a ConfigMap, "
+            f"not {kind or 'a resource without kind'}"
+        )
+    if config.options.get("license-id"):
+        # The function's config is committed with the kustomization.
+        reporter.warn(
+            "functionConfig sets license-id: it ends up in version control; prefer "
+            "REWRITER_LICENSE_ID or license-id-file"
+        )
+    return ConfigFile(config.pod_specs, config.images, _typed_options(config.options))
+
+
+_FLAG_TYPES = {f.name.replace("_", "-"): str(f.type) for f in fields(Flags)}
+
+
+def _typed_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Give option values the types the command line would: lists, booleans.
+
+    A ConfigMap holds only strings, and `private: quay.io/x/*` is a natural way to write
+    a one-element list; either way a string is split at blanks, like the env variables.
+    """
+    typed: dict[str, Any] = {}
+    for name, value in options.items():
+        kind = _FLAG_TYPES.get(name, "")
+        if value is None:
+            continue
+        if kind.startswith("list") and isinstance(value, str):
+            value = value.split()
+        elif kind.startswith("list") and isinstance(value, list):
+            value = [str(v) for v in value]
+        elif kind.startswith("bool") and isinstance(value, str):
+            lowered = value.strip().lower()
+            if lowered not in ("true", "false"):
+                raise RewriterError(f"functionConfig option {name}: expected true or false")
+            value = lowered == "true"
+        elif kind.startswith(("str", "Path", "float", "int")) and isinstance(value, bool):
+            raise RewriterError(f"functionConfig option {name}: expected a value, not {value}")
+        typed[name] = value
+    return typed
+
+
+def absolute_cache(cache: str) -> str:
+    """The function runs in the user's kustomization directory: a relative cache path
+    would scatter probe caches across users' repositories, so it is refused."""
+    if cache in ("", "none") or "://" in cache:
+        return cache  # default (the user cache dir), no cache, or redis://
+    expanded = os.path.expanduser(cache)
+    if not os.path.isabs(expanded):
+        raise RewriterError(
+            f"cache path {cache!r} is relative: a KRM function runs in the kustomization "
+            "directory, so give an absolute path (or leave it unset for the user cache "
+            "dir, or 'none')"
+        )
+    return expanded
+
+
+# --- the ResourceList text --------------------------------------------------------------
+
+
+def _decode(data: bytes) -> str:
+    if data.startswith(BOM):
+        data = data[len(BOM) :]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RewriterError("the ResourceList is not valid UTF-8") from None
+
+
+def _compose(text: str) -> Node | None:
+    try:
+        return yaml.compose(text, Loader=yaml.CSafeLoader)
+    except yaml.YAMLError as exc:
+        problem = " ".join(str(exc).split())
+        raise RewriterError(f"stdin is not a ResourceList: invalid YAML: {problem}") from None
+
+
+def _read_resource_list(data: bytes) -> MappingNode:
+    text = _decode(data)
+    root = _compose(text)
+    if not isinstance(root, MappingNode) or scalar(get(root, "kind")) != "ResourceList":
+        raise RewriterError(
+            "stdin is not a ResourceList (kind: ResourceList, apiVersion: "
+            "config.kubernetes.io/v1): run `rewriter krm` as a kustomize function, or use "
+            "`rewriter render` for a plain stream"
+        )
+    api_version = scalar(get(root, "apiVersion"))
+    if api_version not in RESOURCE_LIST_VERSIONS:
+        raise RewriterError(f"unsupported ResourceList apiVersion {api_version!r}")
+    items = get(root, "items")
+    if items is not None and scalar(items) is not None and not isinstance(items, SequenceNode):
+        raise RewriterError("ResourceList items must be a list")
+    return root
+
+
+def _construct(node: Node | None) -> Any:
+    """Python values for one subtree (the functionConfig), without loading the rest."""
+    if node is None:
+        return None
+    return yaml.SafeLoader("").construct_document(node)
+
+
+def _items(root: Node | None) -> list[Node]:
+    items = get(root, "items")
+    return list(items.value) if isinstance(items, SequenceNode) else []
+
+
+def _item_refs(root: MappingNode) -> list[ItemRef]:
+    refs = []
+    for item in _items(root):
+        meta = get(item, "metadata")
+        refs.append(
+            ItemRef(
+                scalar(get(item, "apiVersion")),
+                scalar(get(item, "kind")),
+                scalar(get(meta, "name")),
+                scalar(get(meta, "namespace")),
+            )
+        )
+    return refs
+
+
+def _with_secrets(text: str, secrets: list[str], settings: Settings) -> str:
+    """Append our Secrets to `items`; drop the ones a previous run added.
+
+    `render` recognises its own Secrets only as whole documents, so items are checked
+    here: ours (by label) are replaced, a user's Secret of the same name is a conflict.
+    """
+    options = settings.options
+    root = _compose(text)
+    assert isinstance(root, MappingNode)
+    new_items = [yaml.load(secret, Loader=yaml.CSafeLoader) for secret in secrets]
+    wanted = {(item["metadata"].get("namespace")) for item in new_items}
+    splices: list[edit.Splice] = []
+    sequence = get(root, "items")
+    kept = 0
+    for index, item in enumerate(_items(root)):
+        meta = get(item, "metadata")
+        if (
+            scalar(get(item, "kind")) != "Secret"
+            or scalar(get(meta, "name")) != options.secret_name
+        ):
+            kept += 1
+            continue
+        namespace = scalar(get(meta, "namespace")) or options.namespace
+        if scalar(get(get(meta, "labels"), MANAGED_BY_LABEL)) == MANAGED_BY:
+            assert isinstance(sequence, SequenceNode)
+            splices.append(_remove_item(text, sequence, index))
+        elif namespace in wanted:
+            raise RewriterError(
+                f"items[{index}]: a Secret named {options.secret_name!r} already exists in "
+                f"namespace {namespace or '(default)'} and is not managed by rewriter; "
+                "rename it or choose another name with --secret-name"
+            )
+        else:
+            kept += 1
+    if new_items:
+        splices.append(_append(text, root, "items", new_items))
+    elif splices and kept == 0:
+        # Every item was one of our old Secrets: an empty block list would read as null.
+        assert isinstance(sequence, SequenceNode)
+        splices = [edit.Splice(sequence.start_mark.index, sequence.end_mark.index, "  []\n")]
+    if not splices:
+        return text
+    result = edit.apply(text, splices)
+    _verify(result, kept, new_items)
+    return result
+
+
+def _with_results(text: str, results: list[dict[str, Any]]) -> str:
+    if not results:
+        return text  # nothing to say: an unchanged list stays byte for byte
+    root = _compose(text)
+    assert isinstance(root, MappingNode)
+    return edit.apply(text, [_append(text, root, "results", results)])
+
+
+def _failed(data: bytes, results: list[dict[str, Any]]) -> str:
+    """The answer to a failed run: the input as it came, with the results appended."""
+    try:
+        text = _decode(data)
+        root = yaml.compose(text, Loader=yaml.CSafeLoader)
+        if isinstance(root, MappingNode) and scalar(get(root, "kind")) == "ResourceList":
+            return edit.apply(text, [_append(text, root, "results", results)])
+    except (RewriterError, yaml.YAMLError):
+        pass
+    answer = {
+        "apiVersion": RESOURCE_LIST_VERSIONS[0],
+        "kind": "ResourceList",
+        "items": [],
+        "results": results,
+    }
+    return str(yaml.dump(answer, Dumper=yaml.CSafeDumper, sort_keys=False, width=_WIDE))
+
+
+def _line_break(text: str) -> str:
+    return "\r\n" if "\r\n" in text else "\n"
+
+
+def _append(text: str, root: MappingNode, key: str, values: list[Any]) -> edit.Splice:
+    """A splice adding `values` at the end of the list under `key`, creating it if needed."""
+    brk = _line_break(text)
+    node = get(root, key)
+    if isinstance(node, SequenceNode) and not node.flow_style and node.value:
+        at = node.end_mark.index
+        lead = "" if at == 0 or text[at - 1] == "\n" else brk
+        return edit.Splice(at, at, lead + _block(values, node.start_mark.column, brk))
+    if isinstance(node, SequenceNode):  # `[...]`: before the closing bracket
+        close = node.end_mark.index - 1
+        separator = ", " if node.value else ""
+        return edit.Splice(close, close, separator + ", ".join(_flow(v) for v in values))
+    if node is not None:
+        if not isinstance(node, ScalarNode) or scalar(node) not in (None, ""):
+            raise RewriterError(f"ResourceList {key} must be a list")
+        start, end = node.start_mark.index, node.end_mark.index
+        lead = "" if start > 0 and text[start - 1] in " \t" else " "
+        return edit.Splice(start, end, lead + "[" + ", ".join(_flow(v) for v in values) + "]")
+    if root.flow_style:  # a JSON ResourceList: before the closing brace
+        close = root.end_mark.index - 1
+        separator = ", " if root.value else ""
+        listed = ", ".join(_flow(v) for v in values)
+        return edit.Splice(close, close, f'{separator}"{key}": [{listed}]')
+    at = root.end_mark.index
+    lead = "" if at == 0 or text[at - 1] == "\n" else brk
+    column = root.value[0][0].start_mark.column if root.value else 0
+    return edit.Splice(at, at, lead + " " * column + key + ":" + brk + _block(values, column, brk))
+
+
+def _block(values: list[Any], column: int, brk: str) -> str:
+    """`values` as block list entries whose `-` sits at `column`."""
+    dumped = yaml.dump(
+        values, Dumper=yaml.CSafeDumper, sort_keys=False, width=_WIDE, default_flow_style=False
+    )
+    indent = " " * column
+    return "".join(indent + line + brk for line in str(dumped).splitlines())
+
+
+def _flow(value: Any) -> str:
+    return json.dumps(value, separators=(", ", ": "))
+
+
+def _remove_item(text: str, sequence: SequenceNode, index: int) -> edit.Splice:
+    """The splice removing one block-list item: from its `-` line to the next item's."""
+    item = sequence.value[index]
+    start = text.rfind("\n", 0, item.start_mark.index) + 1
+    if index + 1 < len(sequence.value):
+        following = sequence.value[index + 1]
+        end = text.rfind("\n", 0, following.start_mark.index) + 1
+    else:
+        end = sequence.end_mark.index
+    if sequence.flow_style or text[start : item.start_mark.index].strip() not in ("-", ""):
+        raise RewriterError(
+            f"items[{index}]: cannot replace rewriter's old pull Secret in this list layout; "
+            "remove it from the input"
+        )
+    return edit.Splice(start, end, "")
+
+
+def _verify(text: str, kept: int, added: list[Any]) -> None:
+    """Re-read the edited list: a bug in the text surgery becomes an error, never a
+    ResourceList that makes kustomize delete or duplicate resources."""
+    root = _compose(text)
+    items = _items(root)
+    tail = [_construct(node) for node in items[kept:]]
+    if len(items) != kept + len(added) or tail != added:
+        raise RewriterError("internal error: adding the pull Secrets broke the ResourceList")
+
+
+# --- results --------------------------------------------------------------------------
+
+# `document 0 (Deployment ns/web, line 12): items[3].spec.template...image: problem`
+_ITEM_FIELD = re.compile(r"items\[(\d+)\]\.([^\s:]+):\s+")
+
+
+# `document 0 (Deployment ns/web, line 40) items[3].spec...` in an error message
+_KRM_WHERE = re.compile(r"document \d+ \(([^()]*?), line \d+\):? items\[\d+\]\.")
+
+
+def _krm_where(match: re.Match[str]) -> str:
+    return f"{match.group(1)} "
+
+
+class _Results(Reporter):
+    """A reporter that keeps each warning as a KRM result and tells it in KRM terms.
+
+    Messages from the engine locate a problem in the stream: `document 0 (..., line
+    40): items[3].spec...`, lines and indexes of the ResourceList that the user never
+    sees. Here they name the resource and field instead, on stderr and in `results`.
+    """
+
+    def __init__(self, outer: Reporter) -> None:
+        super().__init__(outer.stream, outer.log)
+        self.outer = outer
+        self.items: list[ItemRef] = []
+        self.kept: list[tuple[str, int, str]] = []  # message, item index or -1, field
+
+    def warn(self, message: str) -> None:
+        index, field = -1, ""
+        match = _ITEM_FIELD.search(message)
+        if match and int(match.group(1)) < len(self.items):
+            index, field = int(match.group(1)), match.group(2)
+            message = message[match.end() :]
+        self.kept.append((message, index, field))
+        self.warnings.append(message)
+        where = f"{self.items[index].label()} {field}: " if index >= 0 else ""
+        self.outer.warn(where + message)
+
+    def entries(self, the_plan: Plan | None) -> list[dict[str, Any]]:
+        # A decision's warning (e.g. a 404) names the image, not where it is: point at
+        # the image's first site.
+        decided: dict[str, tuple[int, str]] = {}
+        for found in the_plan.found if the_plan is not None else []:
+            item = re.fullmatch(r"items\[(\d+)\]", found.site.resource.path)
+            if found.decision is not None and found.decision.warning and item:
+                field = found.site.path[len(found.site.resource.path) + 1 :]
+                decided.setdefault(found.decision.warning, (int(item.group(1)), field))
+        entries: list[dict[str, Any]] = []
+        for message, index, field in self.kept:
+            if index < 0 and message in decided:
+                index, field = decided[message]
+            entry: dict[str, Any] = {"message": message, "severity": "warning"}
+            if 0 <= index < len(self.items):
+                entry["resourceRef"] = self.items[index].as_result()
+                entry["field"] = {"path": field}
+            entries.append(entry)
+        return entries
+
+
+def _open_log(path: Any) -> TextIO:
+    try:
+        return open(path, "a", encoding="utf-8")  # closed by the CLI when it exits
+    except OSError as exc:
+        raise RewriterError(f"cannot open log file {path}: {exc.strerror}") from None
