@@ -207,9 +207,7 @@ def write_oci_layout(layout: Path) -> dict[str, str]:
                 "schemaVersion": 2,
                 "mediaType": manifest_media,
                 "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
-                "layers": [
-                    {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **layer}
-                ],
+                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **layer}],
             }
         ).encode(),
     )
@@ -392,9 +390,7 @@ class Registries:
     def requests(self) -> int:
         """Every request any registry or the token server has answered so far."""
         with self.token_server.log.lock:
-            tokens = len(self.token_server.log.anonymous) + len(
-                self.token_server.log.authenticated
-            )
+            tokens = len(self.token_server.log.anonymous) + len(self.token_server.log.authenticated)
         return sum(registry.requests() for registry in self.registries()) + tokens
 
     def public_images(self) -> list[str]:
@@ -522,6 +518,7 @@ class Route:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds before answering
     body: bytes = b""
+    authorized: Route | None = None  # the answer instead when Authorization is sent
 
 
 @dataclass
@@ -550,6 +547,8 @@ class StubRegistry:
                 with stub._lock:
                     stub.seen.append(Seen(self.command, self.path, dict(self.headers.items())))
                 route = stub.routes.get(path, Route(404))
+                if route.authorized is not None and self.headers.get("Authorization"):
+                    route = route.authorized
                 if route.delay:
                     time.sleep(route.delay)
                 try:
@@ -637,9 +636,10 @@ def start_redis(workdir: Path) -> RedisServer:
         server = RedisServer(port, process)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and process.poll() is None:
-            with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", port), timeout=0.5
-            ) as sock:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock,
+            ):
                 sock.sendall(b"PING\r\n")
                 if sock.recv(16).startswith(b"+PONG"):
                     return server
