@@ -73,6 +73,7 @@ FLAG_OPTIONS: dict[str, tuple[Any, Any]] = {
     "private": (list[str] | None, _opt("private", "Glob of images to route through the proxy, e.g. 'quay.io/my-org/*', or '*' for all. Repeatable; --public wins.", RULES, metavar="GLOB")),
     "on_probe_error": (str | None, _opt("on-probe-error", "When a probe gets no answer: proxy (treat as private), keep, or fail [default: proxy].", RULES, metavar="proxy|keep|fail")),
     "strict": (bool | None, _opt("strict", "Unparseable image values are errors, not warnings.", RULES, show_default=False)),
+    "related_images": (bool | None, _opt("related-images", "Also rewrite images in containers' RELATED_IMAGE_* env values (the operator convention).", RULES, show_default=False)),
     "offline": (bool | None, _opt("offline", "No network: decide by rules and cached answers only.", PROBE, show_default=False)),
     "cache": (str | None, _opt("cache", "Probe cache: an absolute SQLite path, redis://host:port/db, or none [default: the user cache dir, rewriter/probes.sqlite].", PROBE, metavar="PATH|URL|none")),
     "cache_ttl": (float | None, _opt("cache-ttl", "Seconds a public/private answer is trusted [default: 86400].", PROBE, metavar="SECONDS")),

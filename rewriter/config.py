@@ -13,7 +13,8 @@ from typing import Any
 import yaml
 
 from rewriter.errors import RewriterError
-from rewriter.fields import ImageField, PodSpecField, parse_path
+from rewriter.fields import ImageField, PodSpecField, PullSecrets, parse_path
+from rewriter.fields import Path as FieldPath
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,14 +85,19 @@ def parse_config(data: Any, source: str) -> ConfigFile:
     if unknown:
         raise RewriterError(f"{source}: unknown config keys: {', '.join(sorted(unknown))}")
     pod_specs = tuple(
-        PodSpecField(_kind(entry, source), parse_path(_entry_str(entry, "path", source)))
+        PodSpecField(
+            _kind(entry, source),
+            parse_path(_entry_str(entry, "path", source)),
+            _api_versions(entry, source),
+        )
         for entry in _list(data, "podSpecs", source)
     )
     images = tuple(
         ImageField(
             _kind(entry, source),
             parse_path(_entry_str(entry, "path", source)),
-            parse_path(entry["pullSecrets"]) if entry.get("pullSecrets") else None,
+            _pull_secrets(entry.get("pullSecrets"), source),
+            _api_versions(entry, source),
         )
         for entry in _list(data, "images", source)
     )
@@ -135,3 +141,19 @@ def _entry_str(entry: dict[str, Any], key: str, source: str) -> str:
 
 def _kind(entry: dict[str, Any], source: str) -> str:
     return _entry_str(entry, "kind", source)
+
+
+def _api_versions(entry: dict[str, Any], source: str) -> str:
+    return _entry_str(entry, "apiVersion", source) if "apiVersion" in entry else "*"
+
+
+def _pull_secrets(value: Any, source: str) -> FieldPath | PullSecrets:
+    """A dotted path to a list of {name}, `none` (pulled by a pod found on its own), or
+    absent (the kind has no such field: warn)."""
+    if value is None:
+        return PullSecrets.WARN
+    if value == "none":
+        return PullSecrets.ELSEWHERE
+    if not isinstance(value, str):
+        raise RewriterError(f"{source}: pullSecrets must be a dotted path or 'none'")
+    return parse_path(value)

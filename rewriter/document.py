@@ -23,6 +23,7 @@ class Resource:
     """A Kubernetes object inside a document: the document root, or an item of a `*List`."""
 
     node: MappingNode
+    api_version: str
     kind: str
     name: str
     namespace: str | None
@@ -123,6 +124,7 @@ def _resource(node: MappingNode, path: str) -> Resource:
     meta = get(node, "metadata")
     return Resource(
         node=node,
+        api_version=scalar(get(node, "apiVersion")) or "",
         kind=scalar(get(node, "kind")) or "",
         name=scalar(get(meta, "name")) or scalar(get(meta, "generateName")) or "",
         namespace=scalar(get(meta, "namespace")) or None,

@@ -6,6 +6,8 @@ the walk is generic; nothing here knows what will be written at those places.
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import fnmatch
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -48,6 +50,17 @@ class PodSpecField:
 
     kinds: str  # glob over the kind; '*' = any kind but CRDs
     path: Path
+    api_versions: str = "*"  # glob over apiVersion, for kinds that several projects use
+
+    def applies(self, resource: Resource) -> bool:
+        return _applies(self.kinds, self.api_versions, resource)
+
+
+class PullSecrets(enum.Enum):
+    """How a custom resource's image gets its credentials when it has no secrets field."""
+
+    WARN = "warn"  # nowhere: tell the user the cluster needs them another way
+    ELSEWHERE = "elsewhere"  # pulled by a pod spec found on its own (e.g. relatedImages)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +69,17 @@ class ImageField:
 
     kinds: str
     path: Path
-    pull_secrets: Path | None = None  # list of {name: ...}, relative to the resource root
+    pull_secrets: Path | PullSecrets = PullSecrets.WARN  # a list of {name}, from the root
+    api_versions: str = "*"
+
+    def applies(self, resource: Resource) -> bool:
+        return _applies(self.kinds, self.api_versions, resource)
+
+
+def _applies(kinds: str, api_versions: str, resource: Resource) -> bool:
+    return fnmatch.fnmatchcase(resource.kind, kinds) and fnmatch.fnmatchcase(
+        resource.api_version, api_versions
+    )
 
 
 # Pod specs are recognised by shape: a mapping with `containers` at one of these paths.
@@ -79,15 +102,21 @@ POD_SPEC_PULL_SECRETS: Path = ("imagePullSecrets",)
 NEVER_SCANNED = frozenset({"CustomResourceDefinition"})
 
 
+RELATED_IMAGE_PREFIX = "RELATED_IMAGE_"  # the operator convention for operand images
+
+
 @dataclass(frozen=True, slots=True)
 class FieldTable:
     pod_specs: tuple[PodSpecField, ...] = POD_SPECS
     images: tuple[ImageField, ...] = ()
+    related_images: bool = False  # also containers' env RELATED_IMAGE_* values
 
     def extended(
         self, pod_specs: Sequence[PodSpecField], images: Sequence[ImageField]
     ) -> FieldTable:
-        return FieldTable(self.pod_specs + tuple(pod_specs), self.images + tuple(images))
+        return dataclasses.replace(
+            self, pod_specs=self.pod_specs + tuple(pod_specs), images=self.images + tuple(images)
+        )
 
     def trigger_words(self) -> frozenset[bytes]:
         """Keys whose presence in a document's bytes means it may hold an image.
@@ -116,7 +145,7 @@ class ImageSite:
     node: ScalarNode
     path: str  # e.g. 'spec.template.spec.containers[0].image'
     pod_spec: PodSpec | None  # where imagePullSecrets goes; None for CR fields
-    pull_secrets: Path | None  # for CR fields: where that kind takes them, if anywhere
+    pull_secrets: Path | PullSecrets  # for CR fields: where that kind takes them
 
 
 def find_images(resource: Resource, table: FieldTable) -> Iterator[ImageSite]:
@@ -128,7 +157,7 @@ def find_images(resource: Resource, table: FieldTable) -> Iterator[ImageSite]:
     # aliases share nodes: each place is reported once.
     seen: set[int] = set()
     for spec_field in table.pod_specs:
-        if not fnmatch.fnmatchcase(resource.kind, spec_field.kinds):
+        if not spec_field.applies(resource):
             continue
         for spec_node, spec_path in walk(resource.node, spec_field.path, prefix):
             if not isinstance(spec_node, MappingNode) or get(spec_node, "containers") is None:
@@ -141,15 +170,39 @@ def find_images(resource: Resource, table: FieldTable) -> Iterator[ImageSite]:
                 for node, path in walk(spec_node, image_path, spec_path):
                     if isinstance(node, ScalarNode) and id(node) not in seen:
                         seen.add(id(node))
-                        yield ImageSite(resource, node, format_path(path), pod_spec, None)
+                        yield ImageSite(
+                            resource, node, format_path(path), pod_spec, PullSecrets.WARN
+                        )
+            if table.related_images:
+                for node, path in _related_images(spec_node, spec_path):
+                    if id(node) not in seen:
+                        seen.add(id(node))
+                        # The operator's operands pull these, with their own pods.
+                        yield ImageSite(
+                            resource, node, format_path(path), None, PullSecrets.ELSEWHERE
+                        )
     for image_field in table.images:
-        if not fnmatch.fnmatchcase(resource.kind, image_field.kinds):
+        if not image_field.applies(resource):
             continue
         for node, path in walk(resource.node, image_field.path, prefix):
             if isinstance(node, ScalarNode) and id(node) not in seen:
                 seen.add(id(node))
                 site = ImageSite(resource, node, format_path(path), None, image_field.pull_secrets)
                 yield site
+
+
+def _related_images(
+    spec: MappingNode, spec_path: tuple[str, ...]
+) -> Iterator[tuple[ScalarNode, tuple[str, ...]]]:
+    for key in ("containers", "initContainers"):
+        for env, path in walk(spec, (key, "[*]", "env", "[*]"), spec_path):
+            name, value = get(env, "name"), get(env, "value")
+            if (
+                isinstance(name, ScalarNode)
+                and str(name.value).startswith(RELATED_IMAGE_PREFIX)
+                and isinstance(value, ScalarNode)
+            ):
+                yield value, (*path, "value")
 
 
 def walk(node: Node, path: Path, at: tuple[str, ...]) -> Iterator[tuple[Node, tuple[str, ...]]]:

@@ -19,7 +19,7 @@ from rewriter import edit
 from rewriter.decide import Action, Decision, Rules, decide, decide_by_rule
 from rewriter.document import Document, Resource, annotations_of, get, get_path, parse, scalar
 from rewriter.errors import RewriterError
-from rewriter.fields import FieldTable, ImageSite, find_images
+from rewriter.fields import FieldTable, ImageSite, PullSecrets, find_images
 from rewriter.reference import ImageRef, InvalidReference
 from rewriter.report import Reporter
 from rewriter.secrets import (
@@ -140,7 +140,7 @@ def rewrite(the_plan: Plan, options: Options, report: Reporter) -> Rendered:
             continue
         pod_specs_done.add(holder_id)
         consumers[namespace].note(annotations_of(resource))
-        if found.site.pod_spec is None and found.site.pull_secrets is None:
+        if found.site.pod_spec is None and found.site.pull_secrets is PullSecrets.WARN:
             report.warn(
                 f"{describe(found)}: {found.site.resource.kind} has no pull secret field; "
                 f"the cluster needs credentials for {decision.new_text or found.ref.text}"
@@ -234,7 +234,7 @@ def _pull_secret_splice(found: Found, secret: str) -> edit.Splice | None:
     site = found.site
     if site.pod_spec is not None:
         return edit.add_pull_secret(found.doc, site.pod_spec.node, "imagePullSecrets", secret)
-    if site.pull_secrets is None:
+    if not isinstance(site.pull_secrets, tuple):
         return None
     holder = get_path(site.resource.node, *site.pull_secrets[:-1])
     if isinstance(holder, MappingNode):

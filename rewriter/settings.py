@@ -7,12 +7,14 @@ Application files > built-in defaults.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from rewriter import catalogue
 from rewriter.config import (
     Application,
     ConfigFile,
@@ -23,7 +25,6 @@ from rewriter.config import (
 )
 from rewriter.decide import DEFAULT_PROXY_HOST, DEFAULT_REGISTRY_HOST, OnProbeError, Rules
 from rewriter.errors import RewriterError
-from rewriter.fields import FieldTable
 from rewriter.render import Options
 
 
@@ -56,6 +57,7 @@ class Flags:
     insecure_registry: list[str] | None = None
     ca_bundle: Path | None = None
     strict: bool | None = None
+    related_images: bool | None = None
     config: Path | None = None
     log_file: Path | None = None
 
@@ -68,6 +70,7 @@ DEFAULTS: dict[str, Any] = {
     "deadline": 30.0,
     "concurrency": 16,
     "strict": False,
+    "related_images": False,
 }
 
 
@@ -159,7 +162,10 @@ def resolve(flags: Flags, base: ConfigFile | None = None) -> Settings:
         namespace=namespace,
         additional_namespaces=tuple(value("additional_namespace") or app.additional_namespaces),
         strict=bool(value("strict")),
-        fields=FieldTable().extended(config.pod_specs, config.images),
+        fields=dataclasses.replace(
+            catalogue.builtin().extended(config.pod_specs, config.images),
+            related_images=bool(value("related_images")),
+        ),
         registry_hosts=(proxy_host, registry_host),
     )
     cache = str(value("cache") or "")
