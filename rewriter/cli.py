@@ -168,6 +168,24 @@ def krm(ctx: typer.Context, *, flags: Flags) -> None:
     function.run(sys.stdin.buffer.read(), flags, ctx.obj, _prober, sys.stdout.buffer)
 
 
+@app.command()
+@with_flags
+def kustomization(
+    ctx: typer.Context,
+    resources: Annotated[Path, typer.Option("--resources", help="The base: a kustomization directory or a YAML file.", metavar="BASE", show_default=False)],
+    output_dir: Annotated[Path, typer.Option("--output-dir", help="Where to write kustomization.yaml and pull-secret.yaml.", metavar="DIR", show_default=False)],
+    *,
+    flags: Flags,
+) -> None:
+    """Write the KOTS midstream form: a kustomization over BASE with images: entries, the
+    pull Secret and imagePullSecrets patches; `kustomize build DIR` equals the render."""
+    from rewriter import kustomization as midstream
+
+    reporter: Reporter = ctx.obj
+    settings = _settings(flags, reporter)
+    midstream.generate(resources, output_dir, settings, _prober(settings, reporter), reporter)
+
+
 @cache_app.command("info")
 def cache_info(
     cache: Annotated[str | None, _opt("cache", "The cache to inspect.", PROBE)] = None,
