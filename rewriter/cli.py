@@ -21,7 +21,7 @@ import typer
 
 from rewriter import __version__
 from rewriter.errors import RewriterError
-from rewriter.render import Prober, plan, rewrite
+from rewriter.render import ORIGINAL_IMAGES, Prober, plan, rewrite
 from rewriter.report import Reporter
 from rewriter.settings import Flags, Settings, resolve
 
@@ -59,6 +59,7 @@ def _opt(name: str, help_text: str, panel: str, **kwargs: Any) -> Any:
 
 
 LICENSE, RULES, PROBE, OUTPUT = "License", "Decisions", "Probe and cache", "Input and output"
+AIRGAP = "Air-gap (local registry)"
 
 # One typer option per Flags field: the help text is the user's documentation.
 FLAG_OPTIONS: dict[str, tuple[Any, Any]] = {
@@ -74,6 +75,12 @@ FLAG_OPTIONS: dict[str, tuple[Any, Any]] = {
     "on_probe_error": (str | None, _opt("on-probe-error", "When a probe gets no answer: proxy (treat as private), keep, or fail [default: proxy].", RULES, metavar="proxy|keep|fail")),
     "strict": (bool | None, _opt("strict", "Unparseable image values are errors, not warnings.", RULES, show_default=False)),
     "related_images": (bool | None, _opt("related-images", "Also rewrite images in containers' RELATED_IMAGE_* env values (the operator convention).", RULES, show_default=False)),
+    "local_registry": (str | None, _opt("local-registry", "Air-gap: rewrite every image, public or private, to this registry (the KOTS flattening: HOST/NAMESPACE/<last path component>).", AIRGAP, metavar="HOST[/NAMESPACE]")),
+    "local_registry_username": (str | None, _opt("local-registry-username", "User for the local registry's pull secret.", AIRGAP)),
+    "local_registry_password": (str | None, _opt("local-registry-password", "Password for the local registry. Prefer REWRITER_LOCAL_REGISTRY_PASSWORD or --local-registry-password-file.", AIRGAP)),
+    "local_registry_password_file": (Path | None, _opt("local-registry-password-file", "Read the local registry password from this file.", AIRGAP, metavar="FILE")),
+    "keep_path": (bool | None, _opt("keep-path", "Air-gap: keep the source registry and path under the local registry, so different images never collide.", AIRGAP, show_default=False)),
+    "annotate": (bool | None, _opt("annotate", f"Record the original images on each changed resource ({ORIGINAL_IMAGES} annotation) for reviewers.", OUTPUT, show_default=False)),
     "offline": (bool | None, _opt("offline", "No network: decide by rules and cached answers only.", PROBE, show_default=False)),
     "cache": (str | None, _opt("cache", "Probe cache: an absolute SQLite path, redis://host:port/db, or none [default: the user cache dir, rewriter/probes.sqlite].", PROBE, metavar="PATH|URL|none")),
     "cache_ttl": (float | None, _opt("cache-ttl", "Seconds a public/private answer is trusted [default: 86400].", PROBE, metavar="SECONDS")),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import fnmatch
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from rewriter.reference import ImageRef, InvalidReference
@@ -27,6 +28,7 @@ class Action(enum.Enum):
     KEEP = "keep"  # public: unchanged, no secret
     PROXY = "proxy"  # private: rewritten to the proxy, needs the secret
     LICENSED = "licensed"  # already on the proxy or vendor registry: needs the secret
+    LOCAL = "local"  # air-gap: on (or moved to) the customer's own registry
     FAIL = "fail"  # cannot be handled: the render fails, naming the image
 
 
@@ -38,6 +40,8 @@ class Rules:
     public: tuple[str, ...] = ()
     private: tuple[str, ...] = ()
     on_probe_error: OnProbeError = OnProbeError.PROXY
+    local_registry: str | None = None  # air-gap: HOST[/NAMESPACE] that receives every image
+    keep_path: bool = False  # air-gap: keep registry and path instead of the last component
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +53,13 @@ class Decision:
 
     @property
     def needs_secret(self) -> bool:
-        return self.action in (Action.PROXY, Action.LICENSED)
+        return self.action in (Action.PROXY, Action.LICENSED, Action.LOCAL)
 
 
 def decide_by_rule(ref: ImageRef, rules: Rules) -> Decision | None:
     """Steps 1-3 of SPEC section 4; None when only a probe can tell."""
+    if rules.local_registry is not None:
+        return local(ref, rules.local_registry, rules.keep_path)
     if ref.registry in (rules.proxy_host, DEFAULT_PROXY_HOST):
         return Decision(Action.LICENSED, "on the proxy", _move(ref, rules.proxy_host))
     if ref.registry in (rules.registry_host, DEFAULT_REGISTRY_HOST):
@@ -101,6 +107,48 @@ def proxy(ref: ImageRef, rules: Rules, reason: str) -> Decision:
     except InvalidReference as exc:
         return Decision(Action.FAIL, f"{reason}; the proxied name would be invalid ({exc})")
     return Decision(Action.PROXY, reason, new_text)
+
+
+def local(ref: ImageRef, registry: str, keep_path: bool) -> Decision:
+    """Air-gap: every image, public or private, comes from the customer's registry."""
+    host = registry.split("/", 1)[0].lower()
+    if ref.registry == host:
+        return Decision(Action.LOCAL, "on the local registry")
+    # KOTS keeps only the last path component, so different images can collide; the
+    # full normalized name cannot.
+    tail = ref.name if keep_path else ref.repository.rsplit("/", 1)[-1]
+    new_text = ref.with_locator(f"{registry}/{tail}")
+    reason = "local registry" + (" (--keep-path)" if keep_path else "")
+    try:
+        ImageRef.parse(new_text)
+    except InvalidReference as exc:
+        return Decision(Action.FAIL, f"{reason}; the new name would be invalid ({exc})")
+    return Decision(Action.LOCAL, reason, new_text)
+
+
+def collisions(decided: Mapping[ImageRef, Decision]) -> dict[ImageRef, Decision]:
+    """Decisions that send different repositories to one name, turned into failures.
+
+    Pure and separate from `local()` because it needs every image of the render at once.
+    """
+    sources: dict[str, set[str]] = {}
+    for ref, decision in decided.items():
+        if decision.new_text is not None:
+            target = ImageRef.parse(decision.new_text).name
+            sources.setdefault(target, set()).add(ref.name)
+    failed: dict[ImageRef, Decision] = {}
+    for ref, decision in decided.items():
+        if decision.new_text is None:
+            continue
+        target = ImageRef.parse(decision.new_text).name
+        others = sorted(sources[target] - {ref.name})
+        if others:
+            reason = (
+                f"{decision.reason}; {ref.name} and {', '.join(others)} would all become "
+                f"{target}: use --keep-path"
+            )
+            failed[ref] = Decision(Action.FAIL, reason)
+    return failed
 
 
 def _unknown(ref: ImageRef, rules: Rules, why: str) -> Decision:

@@ -9,6 +9,7 @@ document's text; they are applied together from the end so offsets stay valid.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -23,15 +24,20 @@ class Splice:
     text: str
 
 
-def replace_scalar(doc: Document, node: ScalarNode, value: str) -> Splice:
+def replace_scalar(
+    doc: Document, node: ScalarNode, value: str, quoted: str | None = None
+) -> Splice:
     """Write `value` in place of a scalar, in the same style when it is safe.
 
-    `value` is an image reference (no blanks, quotes, `#` or backslashes), so it is a
-    valid plain, single- or double-quoted scalar as it stands.
+    An image reference (no blanks, quotes, `#` or backslashes) is a valid plain, single-
+    or double-quoted scalar as it stands; any other value comes with its `quoted` form,
+    written in place of the whole scalar.
     """
     start, end = node.start_mark.index, node.end_mark.index
     raw = doc.text[start:end]
     written = str(node.value)
+    if quoted is not None:
+        return Splice(start + _properties_length(raw), start + len(raw.rstrip()), quoted)
     if node.style in (None, "") and raw.endswith(written) and "\n" not in raw:
         # Plain: the value is the tail of the span (anchors or tags may come first).
         return Splice(end - len(written), end, value)
@@ -61,7 +67,31 @@ def add_pull_secret(doc: Document, holder: MappingNode, key: str, secret: str) -
         return _prepend_item(doc, entries, secret)
     if entries is not None:  # `imagePullSecrets: null`, `~` or empty
         return Splice(entries.start_mark.index, entries.end_mark.index, _flow_list(secret))
-    return _prepend_key(doc, holder, key, secret)
+    brk = doc.line_break
+    return _prepend_entry(
+        doc, holder, key, lambda indent: f"{brk}{indent}- name: {secret}", _flow_list(secret)
+    )
+
+
+def set_annotation(doc: Document, resource: MappingNode, key: str, value: str) -> Splice | None:
+    """Set `metadata.annotations[key]` to the string `value`; None when already so."""
+    metadata = get(resource, "metadata")
+    if not isinstance(metadata, MappingNode):
+        return None
+    quoted = json.dumps(value)
+    annotations = get(metadata, "annotations")
+    if isinstance(annotations, MappingNode):
+        current = get(annotations, key)
+        if isinstance(current, ScalarNode):
+            return None if current.value == value else replace_scalar(doc, current, value, quoted)
+        return _prepend_entry(doc, annotations, key, lambda indent: f" {quoted}", quoted)
+    flow = f"{{{json.dumps(key)}: {quoted}}}"
+    if annotations is not None:  # `annotations: null` or empty
+        return Splice(annotations.start_mark.index, annotations.end_mark.index, flow)
+    brk = doc.line_break
+    return _prepend_entry(
+        doc, metadata, "annotations", lambda indent: f"{brk}{indent}  {key}: {quoted}", flow
+    )
 
 
 def apply(text: str, splices: list[Splice]) -> str:
@@ -86,18 +116,20 @@ def _prepend_item(doc: Document, seq: SequenceNode, secret: str) -> Splice:
     return Splice(at, at, f"- name: {secret}{doc.line_break}{indent}")
 
 
-def _prepend_key(doc: Document, mapping: MappingNode, key: str, secret: str) -> Splice:
+def _prepend_entry(
+    doc: Document, mapping: MappingNode, key: str, block: Callable[[str], str], flow: str
+) -> Splice:
+    """Insert `key` first in a mapping: `key:` + block(indent) in block style, else flow."""
     at = mapping.start_mark.index
     if mapping.flow_style or not mapping.value:  # `{...}` (JSON documents too)
         separator = ", " if mapping.value else ""
-        return Splice(at + 1, at + 1, f'"{key}": {_flow_list(secret)}{separator}')
+        return Splice(at + 1, at + 1, f"{json.dumps(key)}: {flow}{separator}")
     # Block mapping: insert before the first key at its column, so the new key is a
     # sibling even when the first key shares its line with a `- ` list indicator.
     first_key: Node = mapping.value[0][0]
     at = first_key.start_mark.index
     indent = " " * first_key.start_mark.column
-    brk = doc.line_break
-    return Splice(at, at, f"{key}:{brk}{indent}- name: {secret}{brk}{indent}")
+    return Splice(at, at, f"{key}:{block(indent)}{doc.line_break}{indent}")
 
 
 def _flow_list(secret: str) -> str:

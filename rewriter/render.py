@@ -8,6 +8,7 @@ together, and nothing is written unless the whole stream succeeds.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ import yaml
 from yaml.nodes import MappingNode
 
 from rewriter import edit
-from rewriter.decide import Action, Decision, Rules, decide, decide_by_rule
+from rewriter.decide import Action, Decision, Rules, collisions, decide, decide_by_rule
 from rewriter.document import Document, Resource, annotations_of, get, get_path, parse, scalar
 from rewriter.errors import RewriterError
 from rewriter.fields import FieldTable, ImageSite, PullSecrets, find_images
@@ -36,6 +37,7 @@ from rewriter.verdict import ProbeKey, ProbeResult
 Prober = Callable[[Sequence[ImageRef]], Mapping[ProbeKey, ProbeResult]]
 
 ALL_NAMESPACES = "*"
+ORIGINAL_IMAGES = "rewriter/original-images"  # the audit annotation: {field: image as it was}
 _STR_TAG = "tag:yaml.org,2002:str"
 _CRD = re.compile(rb"^kind:[ \t]*[\"']?CustomResourceDefinition[\"']?[ \t]*\r?$", re.MULTILINE)
 
@@ -46,12 +48,15 @@ class Options:
 
     rules: Rules
     secret_name: str
-    license_id: str | None = None
+    # host -> "user:password" for the Secret; empty when none were given
+    credentials: tuple[tuple[str, str], ...] = ()
+    missing_credentials: str = "a pull secret is needed but no credentials were given"
+    pull_secrets: bool = True  # False: an anonymous local registry, no Secret at all
+    annotate: bool = False  # record the original images on each changed resource
     namespace: str | None = None  # for resources without metadata.namespace
     additional_namespaces: tuple[str, ...] = ()
     strict: bool = False
     fields: FieldTable = field(default_factory=FieldTable)
-    registry_hosts: tuple[str, ...] = ()  # hosts the Secret holds credentials for
 
 
 @dataclass(slots=True)
@@ -124,13 +129,16 @@ def rewrite(the_plan: Plan, options: Options, report: Reporter) -> Rendered:
     edits: dict[int, list[edit.Splice]] = {}
     consumers: dict[str | None, Consumers] = {}
     pod_specs_done: set[int] = set()
+    originals: dict[int, tuple[Found, dict[str, str]]] = {}  # by resource node
     for found in the_plan.found:
         decision = found.decision
         assert decision is not None
         splices = edits.setdefault(found.doc.index, [])
         if decision.new_text is not None:
             splices.append(edit.replace_scalar(found.doc, found.site.node, decision.new_text))
-        if not decision.needs_secret:
+            entry = originals.setdefault(id(found.site.resource.node), (found, {}))
+            entry[1][found.site.path] = found.ref.text
+        if not (decision.needs_secret and options.pull_secrets):
             continue
         resource = found.site.resource
         namespace = resource.namespace or options.namespace
@@ -150,6 +158,15 @@ def rewrite(the_plan: Plan, options: Options, report: Reporter) -> Rendered:
         if splice is not None:
             splices.append(splice)
 
+    if options.annotate:
+        for found, images in originals.values():
+            value = json.dumps(images, sort_keys=True, separators=(",", ":"))
+            splice = edit.set_annotation(
+                found.doc, found.site.resource.node, ORIGINAL_IMAGES, value
+            )
+            if splice is not None:
+                edits[found.doc.index].append(splice)
+
     namespaces = _secret_namespaces(the_plan, options, consumers)
     for namespace in namespaces:
         if namespace in the_plan.user_secrets:
@@ -159,11 +176,8 @@ def rewrite(the_plan: Plan, options: Options, report: Reporter) -> Rendered:
                 f"namespace {namespace or '(default)'} and is not managed by rewriter; "
                 "rename it or choose another name with --secret-name"
             )
-    if namespaces and not options.license_id:
-        raise RewriterError(
-            "a pull secret is needed but no license ID was given: use --license FILE, "
-            "or set REWRITER_LICENSE_ID"
-        )
+    if namespaces and not options.credentials:
+        raise RewriterError(options.missing_credentials)
 
     out: list[bytes] = [the_plan.bom]
     for item in the_plan.items:
@@ -219,15 +233,18 @@ def _decide(found: list[Found], rules: Rules, prober: Prober, report: Reporter) 
         unique.setdefault(f.ref.text, f.ref)
     to_probe = [ref for ref in unique.values() if decide_by_rule(ref, rules) is None]
     answers = prober(to_probe) if to_probe else {}
-    decisions: dict[str, tuple[Decision, ProbeResult | None]] = {}
-    for text, ref in unique.items():
-        answer = answers.get((ref.registry, ref.repository, ref.reference))
-        decision = decide(ref, rules, answer)
-        decisions[text] = (decision, answer)
-        if decision.warning:
-            report.warn(decision.warning)
+    decided: dict[ImageRef, Decision] = {}
+    for ref in unique.values():
+        decided[ref] = decide(ref, rules, answers.get(_key(ref)))
+        if decided[ref].warning:
+            report.warn(str(decided[ref].warning))
+    decided.update(collisions(decided))
     for f in found:
-        f.decision, f.probe = decisions[f.ref.text]
+        f.decision, f.probe = decided[f.ref], answers.get(_key(f.ref))
+
+
+def _key(ref: ImageRef) -> ProbeKey:
+    return (ref.registry, ref.repository, ref.reference)
 
 
 def _pull_secret_splice(found: Found, secret: str) -> edit.Splice | None:
@@ -296,8 +313,7 @@ def _secrets(
 ) -> list[str]:
     if not namespaces:
         return []
-    assert options.license_id is not None
-    config = dockerconfigjson(list(options.registry_hosts), options.license_id)
+    config = dockerconfigjson(options.credentials)
     return [
         secret_document(options.secret_name, namespace, config, consumers.get(namespace))
         for namespace in namespaces

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import yaml
@@ -31,11 +32,15 @@ class Consumers:
             self.hook_weights.append(_int(annotations.get(HELM_HOOK_WEIGHT)) or 0)
 
 
-def dockerconfigjson(hosts: list[str], license_id: str) -> str:
-    """The `.dockerconfigjson` value: the same license credential for every host."""
-    auth = base64.b64encode(f"LICENSE_ID:{license_id}".encode()).decode()
-    config = {"auths": {host: {"auth": auth} for host in hosts}}
-    return json.dumps(config, separators=(",", ":"))
+def license_credentials(hosts: Iterable[str], license_id: str) -> tuple[tuple[str, str], ...]:
+    """The proxy and vendor registry take the license ID, with the literal user name."""
+    return tuple((host, f"LICENSE_ID:{license_id}") for host in hosts)
+
+
+def dockerconfigjson(credentials: Iterable[tuple[str, str]]) -> str:
+    """The `.dockerconfigjson` value for (host, "user:password") pairs."""
+    auths = {host: {"auth": base64.b64encode(pair.encode()).decode()} for host, pair in credentials}
+    return json.dumps({"auths": auths}, separators=(",", ":"))
 
 
 def secret_document(

@@ -26,6 +26,7 @@ from rewriter.config import (
 from rewriter.decide import DEFAULT_PROXY_HOST, DEFAULT_REGISTRY_HOST, OnProbeError, Rules
 from rewriter.errors import RewriterError
 from rewriter.render import Options
+from rewriter.secrets import license_credentials
 
 
 @dataclass(slots=True)
@@ -58,6 +59,12 @@ class Flags:
     ca_bundle: Path | None = None
     strict: bool | None = None
     related_images: bool | None = None
+    local_registry: str | None = None
+    local_registry_username: str | None = None
+    local_registry_password: str | None = None
+    local_registry_password_file: Path | None = None
+    keep_path: bool | None = None
+    annotate: bool | None = None
     config: Path | None = None
     log_file: Path | None = None
 
@@ -71,6 +78,8 @@ DEFAULTS: dict[str, Any] = {
     "concurrency": 16,
     "strict": False,
     "related_images": False,
+    "keep_path": False,
+    "annotate": False,
 }
 
 
@@ -138,6 +147,17 @@ def resolve(flags: Flags, base: ConfigFile | None = None) -> Settings:
         raise RewriterError(
             f"invalid --on-probe-error {value('on_probe_error')!r}: proxy, keep or fail"
         ) from None
+    local_registry = value("local_registry")
+    if local_registry is not None:
+        credentials, missing, pull_secrets = _local_credentials(value, str(local_registry))
+    else:
+        pull_secrets = True
+        hosts = (proxy_host, registry_host)
+        credentials = license_credentials(hosts, license_id) if license_id else ()
+        missing = (
+            "a pull secret is needed but no license ID was given: use --license FILE, "
+            "--license-id-file FILE, or set REWRITER_LICENSE_ID"
+        )
     rules = Rules(
         app_slug=app_slug,
         proxy_host=proxy_host,
@@ -145,6 +165,8 @@ def resolve(flags: Flags, base: ConfigFile | None = None) -> Settings:
         public=tuple(value("public") or ()),
         private=tuple(private),
         on_probe_error=on_probe_error,
+        local_registry=_local_registry(local_registry),
+        keep_path=bool(value("keep_path")),
     )
     namespace = (
         value("namespace")
@@ -158,7 +180,10 @@ def resolve(flags: Flags, base: ConfigFile | None = None) -> Settings:
     options = Options(
         rules=rules,
         secret_name=secret_name,
-        license_id=license_id or None,
+        credentials=credentials,
+        missing_credentials=missing,
+        pull_secrets=pull_secrets,
+        annotate=bool(value("annotate")),
         namespace=namespace,
         additional_namespaces=tuple(value("additional_namespace") or app.additional_namespaces),
         strict=bool(value("strict")),
@@ -166,7 +191,6 @@ def resolve(flags: Flags, base: ConfigFile | None = None) -> Settings:
             catalogue.builtin().extended(config.pod_specs, config.images),
             related_images=bool(value("related_images")),
         ),
-        registry_hosts=(proxy_host, registry_host),
     )
     cache = str(value("cache") or "")
     return Settings(
@@ -201,14 +225,42 @@ def _layers(flags: Flags, config: ConfigFile) -> Any:
     return value
 
 
+def _local_registry(text: Any) -> str | None:
+    if text is None:
+        return None
+    host, _, namespace = str(text).partition("/")
+    if not _HOST.match(host) or (
+        namespace and not re.match(r"^[a-z0-9]+([._/-][a-z0-9]+)*$", namespace)
+    ):
+        raise RewriterError(f"invalid --local-registry {text!r}: HOST[:PORT][/NAMESPACE]")
+    return f"{host.lower()}/{namespace}" if namespace else host.lower()
+
+
+def _local_credentials(value: Any, registry: str) -> tuple[tuple[tuple[str, str], ...], str, bool]:
+    """The customer's registry credentials only; none means an anonymous registry."""
+    user = value("local_registry_username")
+    password = value("local_registry_password") or _read_secret_file(
+        value("local_registry_password_file")
+    )
+    host = registry.split("/", 1)[0].lower()
+    if user and password:
+        return ((host, f"{user}:{password}"),), "", True
+    if user or password:
+        raise RewriterError(
+            "--local-registry-username and a password (REWRITER_LOCAL_REGISTRY_PASSWORD or "
+            "--local-registry-password-file) go together"
+        )
+    return (), "", False
+
+
 def _read_secret_file(path: Any) -> str | None:
-    """A license ID from a file (a mounted Kubernetes Secret), never from argv."""
+    """A secret from a file (a mounted Kubernetes Secret), so it never sits in argv."""
     if path is None:
         return None
     try:
         return Path(path).read_text(encoding="utf-8").strip() or None
     except OSError as exc:
-        raise RewriterError(f"cannot read license ID file {path}: {exc.strerror}") from None
+        raise RewriterError(f"cannot read secret file {path}: {exc.strerror}") from None
 
 
 def _host(text: str, what: str) -> str:

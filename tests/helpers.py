@@ -11,6 +11,7 @@ from pathlib import Path
 from rewriter.decide import Rules
 from rewriter.render import Options, plan, rewrite
 from rewriter.report import Reporter
+from rewriter.secrets import license_credentials
 
 # shared/ lies beside the checkout, here and in CI.
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
@@ -18,8 +19,8 @@ CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
 def options(**kwargs: object) -> Options:
     rules = kwargs.pop("rules", None) or Rules(app_slug="acme", private=("*",))
-    base: dict[str, object] = {"rules": rules, "secret_name": "acme-registry", "license_id": "L"}
-    base["registry_hosts"] = ("proxy.replicated.com", "registry.replicated.com")
+    base: dict[str, object] = {"rules": rules, "secret_name": "acme-registry"}
+    base["credentials"] = license_credentials(("proxy.replicated.com", "registry.replicated.com"), "L")
     base.update(kwargs)
     return Options(**base)  # type: ignore[arg-type]
 

@@ -74,7 +74,7 @@ def test_usage_errors_exit_2():
         ),
         (
             ["--app-slug", "a", "--private", "*"],
-            "error: a pull secret is needed but no license ID was given: use --license FILE, or set REWRITER_LICENSE_ID\n",
+            "error: a pull secret is needed but no license ID was given: use --license FILE, --license-id-file FILE, or set REWRITER_LICENSE_ID\n",
         ),
     ],
 )

@@ -108,14 +108,14 @@ def test_additional_namespaces_and_star():
 
 def test_public_images_need_no_secret_and_no_license():
     out = render(
-        DEPLOY.format(ns="a"), options(rules=Rules(app_slug="acme", public=("*",)), license_id=None)
+        DEPLOY.format(ns="a"), options(rules=Rules(app_slug="acme", public=("*",)), credentials=())
     )
     assert out == DEPLOY.format(ns="a").encode()
 
 
-def test_missing_license_id_is_an_error_when_a_secret_is_needed():
-    with pytest.raises(RewriterError, match="no license ID"):
-        render(DEPLOY.format(ns="a"), options(license_id=None))
+def test_missing_credentials_are_an_error_when_a_secret_is_needed():
+    with pytest.raises(RewriterError, match="no credentials"):
+        render(DEPLOY.format(ns="a"), options(credentials=()))
 
 
 def test_user_secret_in_the_way_is_an_error_ours_is_replaced():
