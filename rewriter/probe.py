@@ -144,7 +144,8 @@ def describe_error(exc: BaseException, timeout: float) -> str:
     if isinstance(exc, requests.exceptions.SSLError):
         for cause in causes:
             if isinstance(cause, ssl.SSLCertVerificationError):
-                return f"TLS error: {cause.verify_message or 'certificate verify failed'}"
+                why = getattr(cause, "verify_message", None)
+                return "TLS error: certificate verify failed" + (f" ({why})" if why else "")
         for cause in causes:
             if isinstance(cause, ssl.SSLError) and cause.reason:
                 return f"TLS error: {cause.reason}"

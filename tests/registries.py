@@ -528,12 +528,20 @@ class Seen:
     headers: dict[str, str]
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True  # a handler sleeping for a timeout test must not block stop()
+    request_queue_size = 128  # the default backlog of 5 drops parallel probes' SYNs
+
+
 class StubRegistry:
     """Plain HTTP on (host, port), answering from a routing table keyed by path (query
-    string ignored); unknown paths get 404. Records every request it sees."""
+    string ignored); other paths get `default` (404). Records every request it sees."""
 
-    def __init__(self, host: str, port: int, routes: dict[str, Route]) -> None:
+    def __init__(
+        self, host: str, port: int, routes: dict[str, Route], default: Route | None = None
+    ) -> None:
         self.routes = routes
+        self.default = default or Route(404)
         self.seen: list[Seen] = []
         self._lock = threading.Lock()
         stub = self
@@ -546,7 +554,7 @@ class StubRegistry:
                 path = self.path.split("?", 1)[0]
                 with stub._lock:
                     stub.seen.append(Seen(self.command, self.path, dict(self.headers.items())))
-                route = stub.routes.get(path, Route(404))
+                route = stub.routes.get(path, stub.default)
                 if route.authorized is not None and self.headers.get("Authorization"):
                     route = route.authorized
                 if route.delay:
@@ -564,9 +572,10 @@ class StubRegistry:
 
             do_GET = do_HEAD = _answer
 
-        self._httpd = ThreadingHTTPServer((host, port), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._httpd = _Server((host, port), Handler)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.host, self.port = host, port
 
     @property
@@ -587,9 +596,12 @@ class StubRegistry:
 
 
 @contextlib.contextmanager
-def stub_registry(routes: dict[str, Route], port: int = 0) -> Iterator[StubRegistry]:
+def stub_registry(
+    routes: dict[str, Route], port: int = 0, default: Route | None = None
+) -> Iterator[StubRegistry]:
+    """A started stub on a fresh loopback address (`port` 0: a random one)."""
     host = pick_hosts(1, ports=(port,) if port else ())[0]
-    stub = StubRegistry(host, port or free_port(host), routes).start()
+    stub = StubRegistry(host, port or free_port(host), routes, default).start()
     try:
         yield stub
     finally:
