@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -25,7 +26,7 @@ from rewriter.render import ORIGINAL_IMAGES, Prober, plan, rewrite
 from rewriter.report import Reporter
 from rewriter.settings import Flags, Settings, resolve
 
-COMMANDS = ("render", "scan", "cache", "krm", "kustomization")
+COMMANDS = ("render", "scan", "images", "cache", "krm", "kustomization")
 
 app = typer.Typer(
     name="rewriter",
@@ -145,21 +146,68 @@ def scan(
     ctx: typer.Context,
     files: Files = None,
     output_format: Annotated[
-        str, typer.Option("--format", help="table or json.", metavar="table|json")
+        str,
+        typer.Option(
+            "--format",
+            help="table or json (a stable schema, see the README).",
+            metavar="table|json",
+        ),
     ] = "table",
+    unclaimed: Annotated[
+        bool,
+        typer.Option(
+            "--unclaimed", help="Also list strings that look like images but sit in no known field."
+        ),
+    ] = False,
     *,
     flags: Flags,
 ) -> None:
     """List every image: where it is, the decision and why, and its new name. No rewrite."""
-    from rewriter.scan import as_json, as_table
+    from rewriter import scan as reports
 
-    if output_format not in ("table", "json"):
-        raise typer.BadParameter("must be table or json", param_hint="--format")
+    _check_format(output_format, ("table", "json"))
+    reporter: Reporter = ctx.obj
+    settings = _settings(flags, reporter)
+    data = _read_input(files)
+    the_plan = plan(data, settings.options, _prober(settings, reporter), reporter, unclaimed)
+    if output_format == "json":
+        sys.stdout.write(reports.as_json(the_plan, with_unclaimed=unclaimed))
+        return
+    sys.stdout.write(reports.as_table(the_plan))
+    if unclaimed:
+        sys.stdout.write(reports.unclaimed_table(the_plan))
+
+
+@app.command()
+@with_flags
+def images(
+    ctx: typer.Context,
+    files: Files = None,
+    output_format: Annotated[
+        str,
+        typer.Option(
+            "--format", help="list (SOURCE TARGET per line) or json.", metavar="list|json"
+        ),
+    ] = "list",
+    *,
+    flags: Flags,
+) -> None:
+    """The distinct source images and the name each becomes: what an air-gap bundle must copy."""
+    from rewriter import scan as reports
+
+    _check_format(output_format, ("list", "json"))
     reporter: Reporter = ctx.obj
     settings = _settings(flags, reporter)
     the_plan = plan(_read_input(files), settings.options, _prober(settings, reporter), reporter)
-    report = as_json(the_plan) if output_format == "json" else as_table(the_plan)
-    sys.stdout.write(report)
+    if output_format == "json":
+        sys.stdout.write(json.dumps(reports.image_rows(the_plan), indent=2) + "\n")
+    else:
+        sys.stdout.write(reports.images_list(the_plan))
+
+
+def _check_format(value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise typer.BadParameter(f"must be {' or '.join(allowed)}", param_hint="--format")
 
 
 @app.command()
@@ -179,8 +227,24 @@ def krm(ctx: typer.Context, *, flags: Flags) -> None:
 @with_flags
 def kustomization(
     ctx: typer.Context,
-    resources: Annotated[Path, typer.Option("--resources", help="The base: a kustomization directory or a YAML file.", metavar="BASE", show_default=False)],
-    output_dir: Annotated[Path, typer.Option("--output-dir", help="Where to write kustomization.yaml and pull-secret.yaml.", metavar="DIR", show_default=False)],
+    resources: Annotated[
+        Path,
+        typer.Option(
+            "--resources",
+            help="The base: a kustomization directory or a YAML file.",
+            metavar="BASE",
+            show_default=False,
+        ),
+    ],
+    output_dir: Annotated[
+        Path,
+        typer.Option(
+            "--output-dir",
+            help="Where to write kustomization.yaml and pull-secret.yaml.",
+            metavar="DIR",
+            show_default=False,
+        ),
+    ],
     *,
     flags: Flags,
 ) -> None:

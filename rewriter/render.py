@@ -81,10 +81,15 @@ class Plan:
     fields: FieldTable
 
 
-def plan(data: bytes, options: Options, prober: Prober, report: Reporter) -> Plan:
-    """Parse what may hold an image, find every image, and decide each distinct one."""
+def plan(
+    data: bytes, options: Options, prober: Prober, report: Reporter, parse_all: bool = False
+) -> Plan:
+    """Parse what may hold an image, find every image, and decide each distinct one.
+
+    `parse_all` parses every document but CRDs, for reports that look beyond the fields.
+    """
     bom, chunks = split(data)
-    want_namespaces = ALL_NAMESPACES in options.additional_namespaces
+    want_namespaces = parse_all or ALL_NAMESPACES in options.additional_namespaces
     triggers = options.fields.trigger_words() | {b"Secret"}
     result = Plan(bom, [], [], set(), set(), {}, options.fields)
     for chunk in chunks:

@@ -7,9 +7,12 @@ keys below; new keys may be added, existing ones keep their meaning.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
+from rewriter.document import Document
 from rewriter.render import Found, Plan
+from rewriter.unclaimed import Unclaimed, find_unclaimed
 
 SCHEMA_VERSION = 1
 
@@ -42,8 +45,11 @@ def rows(the_plan: Plan) -> list[dict[str, Any]]:
     return result
 
 
-def as_json(the_plan: Plan) -> str:
-    return json.dumps({"version": SCHEMA_VERSION, "images": rows(the_plan)}, indent=2) + "\n"
+def as_json(the_plan: Plan, with_unclaimed: bool = False) -> str:
+    report: dict[str, Any] = {"version": SCHEMA_VERSION, "images": rows(the_plan)}
+    if with_unclaimed:
+        report["unclaimed"] = unclaimed_rows(the_plan)
+    return json.dumps(report, indent=2) + "\n"
 
 
 def as_table(the_plan: Plan) -> str:
@@ -67,6 +73,61 @@ def as_table(the_plan: Plan) -> str:
         for line in lines
     )
     return "".join(line.rstrip() + "\n" for line in padded)
+
+
+def unclaimed_table(the_plan: Plan) -> str:
+    """Strings that look like images in no known field, for `scan --unclaimed`."""
+    lines = ["", "Unclaimed (look like images, in no known field; add them with --config):"]
+    for item in unclaimed(the_plan):
+        where = f"document {item.doc.index} {item.resource.label().replace(' ', '/', 1)}"
+        lines.append(f"  {where} {item.path}: {item.image}")
+    if len(lines) == 2:
+        lines.append("  (none)")
+    return "\n".join(lines) + "\n"
+
+
+def unclaimed_rows(the_plan: Plan) -> list[dict[str, Any]]:
+    return [
+        {
+            "document": item.doc.index,
+            "kind": item.resource.kind,
+            "namespace": item.resource.namespace,
+            "name": item.resource.name,
+            "field": item.path,
+            "image": item.image,
+        }
+        for item in unclaimed(the_plan)
+    ]
+
+
+def unclaimed(the_plan: Plan) -> Iterator[Unclaimed]:
+    claimed = {id(found.site.node) for found in the_plan.found}
+    for item in the_plan.items:
+        if isinstance(item, Document):
+            yield from find_unclaimed(item, claimed)
+
+
+def images_list(the_plan: Plan) -> str:
+    """`rewriter images`: one `SOURCE TARGET` line per distinct image, for copy scripts."""
+    return "".join(f"{row['source']} {row['target']}\n" for row in image_rows(the_plan))
+
+
+def image_rows(the_plan: Plan) -> list[dict[str, Any]]:
+    """The distinct images in first-seen order, with the name each becomes."""
+    rows: dict[str, dict[str, Any]] = {}
+    for found in the_plan.found:
+        decision = found.decision
+        assert decision is not None
+        rows.setdefault(
+            found.ref.text,
+            {
+                "source": found.ref.text,
+                "target": decision.new_text or found.ref.text,
+                "action": decision.action.value,
+                "reason": decision.reason,
+            },
+        )
+    return list(rows.values())
 
 
 def _resource(found: Found) -> str:

@@ -103,3 +103,34 @@ def test_private_images_that_cannot_become_a_proxy_path_fail(image):
     decision = decide(ref(image), Rules(app_slug="a", private=("*",)), None)
     assert decision.action is Action.FAIL
     assert decision.new_text is None
+
+
+@pytest.mark.parametrize(
+    ("image", "keep_path", "new_text"),
+    [
+        ("quay.io/a/api:1", False, "reg.local/ns/api:1"),
+        ("nginx@sha256:" + "b" * 64, False, "reg.local/ns/nginx@sha256:" + "b" * 64),
+        ("quay.io/a/api:1", True, "reg.local/ns/quay.io/a/api:1"),
+        ("nginx:1", True, "reg.local/ns/docker.io/library/nginx:1"),
+        ("reg.local/ns/api:1", False, None),
+    ],
+)
+def test_local_registry_takes_every_image(image, keep_path, new_text):
+    rules = Rules(app_slug="a", public=("*",), local_registry="reg.local/ns", keep_path=keep_path)
+    decision = decide(ref(image), rules, None)
+    assert (decision.action, decision.new_text) == (Action.LOCAL, new_text)
+
+
+def test_flattening_collisions_fail_with_both_names():
+    from rewriter.decide import collisions
+
+    rules = Rules(app_slug="a", local_registry="reg.local/ns")
+    refs = [ref("quay.io/a/api:1"), ref("docker.io/b/api:2"), ref("quay.io/a/api:3"), ref("web:1")]
+    decided = {r: decide(r, rules, None) for r in refs}
+    failed = collisions(decided)
+    assert set(failed) == {refs[0], refs[1], refs[2]}
+    assert failed[refs[1]].reason == (
+        "local registry; docker.io/b/api and quay.io/a/api would all become reg.local/ns/api: use --keep-path"
+    )
+    keep = Rules(app_slug="a", local_registry="reg.local/ns", keep_path=True)
+    assert collisions({r: decide(r, keep, None) for r in refs}) == {}

@@ -249,3 +249,49 @@ def test_each_distinct_image_is_probed_once():
     text = DEPLOY.format(ns="a") + "---\n" + DEPLOY.format(ns="b")
     render(text, options(rules=Rules(app_slug="acme")), prober=prober)
     assert asked == [["quay.io/acme/web:1"]]
+
+
+def test_annotate_records_the_original_images_once():
+    text = DEPLOY.format(ns="a").replace("  annotations: {}\n", "  annotations:\n    keep: me\n")
+    out = render(text, options(annotate=True))
+    meta = next(yaml.safe_load_all(out))["metadata"]
+    assert meta["annotations"] == {
+        "rewriter/original-images": '{"spec.template.spec.containers[0].image":"quay.io/acme/web:1"}',
+        "keep": "me",
+    }
+    assert render(out, options(annotate=True)) == out
+    bare = render(DEPLOY.format(ns="a").replace("  annotations: {}\n", ""), options(annotate=True))
+    assert "rewriter/original-images" in next(yaml.safe_load_all(bare))["metadata"]["annotations"]
+
+
+def test_local_registry_secret_holds_only_its_credentials_and_anonymous_needs_none():
+    import base64
+    import json
+
+    rules = Rules(app_slug="acme", local_registry="reg.local/ns")
+    out = render(DEPLOY.format(ns="a"), options(rules=rules, credentials=(("reg.local", "u:p"),)))
+    (secret,) = secrets_of(out)
+    config = json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))
+    assert config == {"auths": {"reg.local": {"auth": base64.b64encode(b"u:p").decode()}}}
+    anonymous = render(
+        DEPLOY.format(ns="a"), options(rules=rules, credentials=(), pull_secrets=False)
+    )
+    assert secrets_of(anonymous) == []
+    assert b"imagePullSecrets" not in anonymous
+    assert b"image: reg.local/ns/web:1" in anonymous
+
+
+def test_related_images_are_opt_in():
+    import dataclasses
+
+    from rewriter import catalogue
+
+    text = (
+        DEPLOY.format(ns="a")
+        + "        env:\n        - {name: RELATED_IMAGE_DB, value: quay.io/acme/db:2}\n        - {name: OTHER, value: quay.io/acme/x:1}\n"
+    )
+    assert b"proxy/acme/quay.io/acme/db:2" not in render(text)
+    fields = dataclasses.replace(catalogue.builtin(), related_images=True)
+    out = render(text, options(fields=fields))
+    assert b"value: proxy.replicated.com/proxy/acme/quay.io/acme/db:2}" in out
+    assert b"value: quay.io/acme/x:1}" in out
