@@ -39,7 +39,7 @@ def test_images_list_and_json_are_distinct_sources_with_targets():
         "source": "postgres:16",
         "target": "postgres:16",
         "action": "keep",
-        "reason": "rule --public '*'",
+        "reason": "rule --public 'docker.io/*'",
     }
 
 
