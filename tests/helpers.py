@@ -20,7 +20,9 @@ CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 def options(**kwargs: object) -> Options:
     rules = kwargs.pop("rules", None) or Rules(app_slug="acme", private=("*",))
     base: dict[str, object] = {"rules": rules, "secret_name": "acme-registry"}
-    base["credentials"] = license_credentials(("proxy.replicated.com", "registry.replicated.com"), "L")
+    base["credentials"] = license_credentials(
+        ("proxy.replicated.com", "registry.replicated.com"), "L"
+    )
     base.update(kwargs)
     return Options(**base)  # type: ignore[arg-type]
 

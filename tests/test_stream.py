@@ -13,7 +13,10 @@ from rewriter.stream import check_syntax, split
         (b"a: 1\n", [b"a: 1\n"]),
         (b"a: 1\n---\nb: 2\n", [b"a: 1\n", b"---\nb: 2\n"]),
         (b"---\na: 1\n---\n", [b"---\na: 1\n", b"---\n"]),
-        (b"# head\n--- |\n  text\n--- {a: 1}\n", [b"# head\n", b"--- |\n  text\n", b"--- {a: 1}\n"]),
+        (
+            b"# head\n--- |\n  text\n--- {a: 1}\n",
+            [b"# head\n", b"--- |\n  text\n", b"--- {a: 1}\n"],
+        ),
         (b"a: |\n  ----\n  --- not at column 0\n", [b"a: |\n  ----\n  --- not at column 0\n"]),
         (b"----\n", [b"----\n"]),
         (b"a: 1\r\n---\r\nb: 2\r\n", [b"a: 1\r\n", b"---\r\nb: 2\r\n"]),
