@@ -4,6 +4,7 @@ for the answers a real registry cannot be made to give, and its pure policy."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sqlite3
 import ssl
@@ -253,6 +254,8 @@ def test_ambient_credentials_are_never_sent(
     assert results[key(image)] == ProbeResult(PRIVATE, "401 Basic challenge")
 
 
+# requests-cache's Redis backend calls SETEX, which redis-py 8 marks deprecated.
+@pytest.mark.filterwarnings("ignore:Call to deprecated setex:DeprecationWarning")
 def test_redis_backend(registries: Registries, redis_server: object) -> None:
     import redis
 
@@ -657,3 +660,92 @@ def test_docker_hub_api_host() -> None:
     assert api_host("docker.io") == "registry-1.docker.io"
     assert api_host("quay.io") == "quay.io"
     assert api_host("localhost:5000") == "localhost:5000"
+
+
+# -- end to end: the command line over the real registries --------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+PROXY = "proxy.replicated.com/proxy/my-kots-app/"
+
+
+def deployment(*images: str) -> bytes:
+    containers = "".join(
+        f"      - name: c{i}\n        image: {image}\n" for i, image in enumerate(images)
+    )
+    return (
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\n  namespace: shop\n"
+        "spec:\n  template:\n    spec:\n      containers:\n" + containers
+    ).encode()
+
+
+def rewriter(env: Registries, tmp_path: Path, stdin: bytes, *extra: str) -> tuple[int, bytes, str]:
+    import subprocess
+    import sys
+
+    args = [
+        *("--license", str(ROOT / "examples" / "license.yaml")),
+        *("--cache", str(tmp_path / "probes.sqlite")),
+        *("--insecure-registry", env.anonymous.domain),
+        *("--insecure-registry", env.unused_host),
+        *("--ca-bundle", env.ca_bundle),
+        *("--timeout", "3", "--deadline", "20"),
+        *extra,
+    ]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("REWRITER_", "ARGOCD_"))}
+    clean.update(HOME=str(tmp_path / "home"), XDG_CACHE_HOME=str(tmp_path / "xdg"))
+    done = subprocess.run(
+        [sys.executable, "-m", "rewriter", *args],
+        input=stdin,
+        capture_output=True,
+        env=clean,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    return done.returncode, done.stdout, done.stderr.decode()
+
+
+def test_render_twice_same_bytes_no_requests(registries: Registries, tmp_path: Path) -> None:
+    env = registries
+    public = [env.anonymous.image("library/app", "1.0"), env.token.image("public/app", "1.0")]
+    private = [
+        env.basic.image("team/secret", "1.0"),
+        env.token.image("private/app", "1.0"),
+        env.token.image("denied/app", "1.0"),
+    ]
+    missing = env.anonymous.image("no/such-repo", "1.0")
+    stdin = deployment(*public, *private, missing)
+
+    code, first, errors = rewriter(env, tmp_path, stdin)
+    before = settled(env.requests)
+    code_again, second, errors_again = rewriter(env, tmp_path, stdin)
+
+    assert code == 0, errors
+    assert code_again == 0, errors_again
+    text = first.decode()
+    for image in public:
+        assert f"image: {image}\n" in text
+    for image in [*private, missing]:
+        assert f"image: {PROXY}{image}\n" in text
+    assert missing in errors  # proxied, with a warning
+    assert second == first  # same bytes
+    assert settled(env.requests) == before  # and not one request to any registry
+
+
+@pytest.mark.parametrize("policy", ["proxy", "keep", "fail"])
+def test_unreachable_registry_follows_on_probe_error(
+    registries: Registries, tmp_path: Path, policy: str
+) -> None:
+    unreachable = f"{registries.unused_host}/some/app:1.0"
+    stdin = deployment(registries.anonymous.image("library/app", "1.0"), unreachable)
+
+    code, out, errors = rewriter(registries, tmp_path, stdin, "--on-probe-error", policy)
+
+    if policy == "fail":
+        assert code == 1
+        assert out == b""
+        assert unreachable in errors
+    else:
+        assert code == 0, errors
+        expected = PROXY + unreachable if policy == "proxy" else unreachable
+        assert f"image: {expected}\n" in out.decode()
