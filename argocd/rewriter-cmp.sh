@@ -28,7 +28,7 @@ die() {
 discover() {
   if [[ -f .rewriter.yaml ]]; then
     echo "rewriter: .rewriter.yaml"
-  elif compgen -e | grep -q '^ARGOCD_ENV_REWRITER_'; then
+  elif compgen -e ARGOCD_ENV_REWRITER_ >/dev/null; then
     echo "rewriter: plugin.env"
   elif [[ -n "${ARGOCD_APP_PARAMETERS:-}" && "${ARGOCD_APP_PARAMETERS}" != "null" \
     && "${ARGOCD_APP_PARAMETERS}" != "[]" ]]; then
