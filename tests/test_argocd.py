@@ -438,16 +438,6 @@ def test_generate_helm_chart_with_real_helm(cmp: CmpServer) -> None:
     check_rendered_chart(result)
 
 
-def test_release_name_from_parameter_and_from_apps_in_any_namespace(cmp: CmpServer) -> None:
-    record = fake_helm(cmp)
-    app = cmp.checkout(CHART, "charts/shop")
-    assert cmp.generate(app, name="team-a_shop", parameters=RULES).returncode == 0
-    assert record.read_text().splitlines()[:2] == ["template", "shop"]
-    named = [*RULES, {"name": "release-name", "string": "store"}]
-    assert cmp.generate(app, parameters=named).returncode == 0
-    assert record.read_text().splitlines()[:2] == ["template", "store"]
-
-
 def test_rewriter_gets_the_parameters_and_sidecar_defaults(cmp: CmpServer) -> None:
     record = cmp.root / "rewriter-call"
     real = shutil.which("rewriter", path=cmp.env["PATH"])
@@ -564,15 +554,8 @@ def test_directory_without_manifests_is_refused(cmp: CmpServer) -> None:
     [
         ({"REWRITER_LICENSE_ID": "abc"}, RULES, "keep it out of the Application"),
         ({}, [*RULES, {"name": "license-id", "string": "abc"}], "keep it out of the Application"),
-        ({"REWRITER_LICENSE_ID_FILE": "/etc/hostname"}, RULES, "ARGOCD_ENV_REWRITER_LICENSE_ID_FILE is not accepted"),
-        ({"REWRITER_CACHE": "/tmp/elsewhere.sqlite"}, RULES, "the probe cache is the sidecar's"),
-        ({"REWRITER_LOG_FILE": "/tmp/x.log"}, RULES, "ARGOCD_ENV_REWRITER_LOG_FILE is not accepted"),
         ({"REWRITER_CONFIG": "/etc/passwd"}, RULES, "must be a path relative to the app directory"),
-        ({"REWRITER_CONFIG": "../../../../x.yaml"}, RULES, "is outside the repository"),
-        ({"REWRITER_PRIVAT": "*"}, RULES, "ARGOCD_ENV_REWRITER_PRIVAT: no such rewriter option"),
         ({}, [{"name": "privat", "array": ["*"]}], "unknown plugin parameter 'privat'; known: app-slug, private, public, additional-namespaces"),
-        ({}, [*RULES, {"name": "app-slug", "array": ["a", "b"]}], "'app-slug' takes one string"),
-        ({}, [*RULES, {"name": "helm-parameters", "string": "a=b"}], "'helm-parameters' takes a map"),
     ],
 )  # fmt: skip
 def test_application_cannot_reach_into_the_sidecar(
@@ -585,6 +568,50 @@ def test_application_cannot_reach_into_the_sidecar(
     result = cmp.generate(app, plugin_env=plugin_env, parameters=parameters)
     assert_fails(result, message)
     assert result.stderr.startswith("rewriter-cmp: error: ")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"ARGOCD_ENV_REWRITER_LICENSE_ID_FILE": "/etc/hostname"}, "ARGOCD_ENV_REWRITER_LICENSE_ID_FILE is not accepted"),
+        ({"ARGOCD_ENV_REWRITER_CACHE": "/tmp/x.sqlite"}, "the probe cache is the sidecar's"),
+        ({"ARGOCD_ENV_REWRITER_LOG_FILE": "/tmp/x.log"}, "ARGOCD_ENV_REWRITER_LOG_FILE is not accepted"),
+        ({"ARGOCD_ENV_REWRITER_CA_BUNDLE": "https://x/ca.pem"}, "must be a path relative"),
+        ({"ARGOCD_ENV_REWRITER_CONFIG": "../../../x.yaml"}, "is outside the repository"),
+        ({"ARGOCD_ENV_REWRITER_PRIVAT": "*"}, "ARGOCD_ENV_REWRITER_PRIVAT: no such rewriter option"),
+        ({"ARGOCD_APP_PARAMETERS": '[{"name":"app-slug","array":["a","b"]}]'}, "'app-slug' takes one string"),
+        ({"ARGOCD_APP_PARAMETERS": '[{"name":"helm-parameters","string":"a=b"}]'}, "'helm-parameters' takes a map"),
+        ({"ARGOCD_APP_PARAMETERS": '[{"name":"values-files","array":["/etc/x.yaml"]}]'}, "values file '/etc/x.yaml' must be a path relative"),
+        ({"ARGOCD_APP_PARAMETERS": "{oops"}, "ARGOCD_APP_PARAMETERS is not JSON"),
+    ],
+)  # fmt: skip
+def test_parameter_and_env_checks(tmp_path: Path, env: dict[str, str], message: str) -> None:
+    app = tmp_path / "repo" / "apps" / "plain"
+    app.mkdir(parents=True)
+    cmp_args = load_cmp_args()
+    with pytest.raises(cmp_args.Refused, match=re.escape(message)):
+        list(cmp_args.arguments({"ARGOCD_APP_SOURCE_PATH": "apps/plain", **env}, app))
+
+
+def test_parameters_become_arguments_in_order(tmp_path: Path) -> None:
+    app = tmp_path / "repo" / "charts" / "shop"
+    app.mkdir(parents=True)
+    env = {
+        "ARGOCD_APP_NAME": "team-a_shop",  # apps in any namespace: <namespace>_<name>
+        "ARGOCD_APP_SOURCE_PATH": "charts/shop",
+        "ARGOCD_APP_PARAMETERS": json.dumps([
+            {"name": "private", "array": ["a/*", "", "b/*"]},
+            {"name": "secret-name", "string": ""},
+            {"name": "helm-parameters", "map": {"a.b": "x,y", "c": "z\\,w"}},
+        ]),
+    }  # fmt: skip
+    assert list(load_cmp_args().arguments(env, app)) == [
+        "r:--private", "r:a/*", "r:--private", "r:b/*",
+        "h:--set", "h:a.b=x\\,y", "h:--set", "h:c=z\\,w",
+        "n:shop",
+    ]  # fmt: skip
+    env["ARGOCD_APP_PARAMETERS"] = '[{"name":"release-name","string":"store"}]'
+    assert list(load_cmp_args().arguments(env, app)) == ["n:store"]
 
 
 def test_values_file_outside_the_repository_is_refused(cmp: CmpServer) -> None:
