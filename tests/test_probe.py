@@ -678,8 +678,8 @@ def deployment(*images: str) -> bytes:
     ).encode()
 
 
-def rewriter(env: Registries, tmp_path: Path, stdin: bytes, *extra: str) -> tuple[int, bytes, str]:
-    import subprocess
+def rewriter_command(env: Registries, tmp_path: Path, *extra: str) -> dict[str, object]:
+    """`python -m rewriter` with the loopback registries' options, as Popen arguments."""
     import sys
 
     args = [
@@ -693,12 +693,16 @@ def rewriter(env: Registries, tmp_path: Path, stdin: bytes, *extra: str) -> tupl
     ]
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("REWRITER_", "ARGOCD_"))}
     clean.update(HOME=str(tmp_path / "home"), XDG_CACHE_HOME=str(tmp_path / "xdg"))
+    return {"args": [sys.executable, "-m", "rewriter", *args], "env": clean, "cwd": tmp_path}
+
+
+def rewriter(env: Registries, tmp_path: Path, stdin: bytes, *extra: str) -> tuple[int, bytes, str]:
+    import subprocess
+
     done = subprocess.run(
-        [sys.executable, "-m", "rewriter", *args],
+        **rewriter_command(env, tmp_path, *extra),  # type: ignore[call-overload]
         input=stdin,
         capture_output=True,
-        env=clean,
-        cwd=tmp_path,
         timeout=60,
         check=False,
     )
@@ -732,20 +736,32 @@ def test_render_twice_same_bytes_no_requests(registries: Registries, tmp_path: P
     assert settled(env.requests) == before  # and not one request to any registry
 
 
-@pytest.mark.parametrize("policy", ["proxy", "keep", "fail"])
 def test_unreachable_registry_follows_on_probe_error(
-    registries: Registries, tmp_path: Path, policy: str
+    registries: Registries, tmp_path: Path
 ) -> None:
+    """All three policies at once (three processes side by side: each starts Python)."""
+    import subprocess
+
     unreachable = f"{registries.unused_host}/some/app:1.0"
     stdin = deployment(registries.anonymous.image("library/app", "1.0"), unreachable)
+    runs = {}
+    for policy in ("proxy", "keep", "fail"):
+        workdir = tmp_path / policy
+        workdir.mkdir()
+        runs[policy] = subprocess.Popen(
+            **rewriter_command(registries, workdir, "--on-probe-error", policy),  # type: ignore[call-overload]
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+    done = {policy: (run, run.communicate(stdin, timeout=60)) for policy, run in runs.items()}
 
-    code, out, errors = rewriter(registries, tmp_path, stdin, "--on-probe-error", policy)
-
-    if policy == "fail":
-        assert code == 1
-        assert out == b""
-        assert unreachable in errors
-    else:
-        assert code == 0, errors
+    for policy in ("proxy", "keep"):
+        run, (out, errors) = done[policy]
+        assert run.returncode == 0, errors
         expected = PROXY + unreachable if policy == "proxy" else unreachable
         assert f"image: {expected}\n" in out.decode()
+    run, (out, errors) = done["fail"]
+    assert run.returncode == 1
+    assert out == b""
+    assert unreachable in errors.decode()
