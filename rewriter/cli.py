@@ -279,8 +279,12 @@ def cache_clear(
 
 
 def _settings(flags: Flags, reporter: Reporter) -> Settings:
+    # Open a log file given by flag or env first, so configuration errors reach it too
+    # (under Helm 4 the log is the only place they can be read).
+    if flags.log_file is not None:
+        reporter.log = _open_log(flags.log_file)
     settings = resolve(flags)
-    if settings.log_file is not None:
+    if settings.log_file is not None and reporter.log is None:
         reporter.log = _open_log(settings.log_file)
     return settings
 
@@ -337,7 +341,7 @@ def _prober(settings: Settings, reporter: Reporter) -> Prober:
             insecure_registries=settings.insecure_registries,
             ca_bundle=settings.ca_bundle,
         )
-        return registry_probe.probe_all(refs, probe_settings, session)
+        return registry_probe.probe_all(refs, probe_settings, session, warn=reporter.warn)
 
     return probe
 

@@ -6,6 +6,7 @@ out. No I/O, so every branch of SPEC section 4 is a one-line test.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import fnmatch
 from collections.abc import Mapping
@@ -89,7 +90,11 @@ def decide(ref: ImageRef, rules: Rules, probe: ProbeResult | None) -> Decision:
         decision = proxy(ref, rules, f"{source}: not found ({probe.detail})")
         warning = f"{ref.text}: not found on its registry ({probe.detail}); treated as private"
         return Decision(decision.action, decision.reason, decision.new_text, warning)
-    return _unknown(ref, rules, f"probe failed: {probe.detail}")
+    decision = _unknown(ref, rules, f"probe failed: {probe.detail}")
+    # Say so even when the render goes on: an outage silently changing the output
+    # would be hard to trace.
+    warning = f"{ref.text}: registry probe failed ({probe.detail}); {decision.action.value}"
+    return dataclasses.replace(decision, warning=warning)
 
 
 def proxy(ref: ImageRef, rules: Rules, reason: str) -> Decision:

@@ -15,7 +15,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from rewriter.errors import RewriterError
-from rewriter.stream import Chunk, yaml_error
+from rewriter.stream import Chunk, check_depth, yaml_error
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,14 +77,40 @@ def parse(chunk: Chunk) -> Document:
     except UnicodeDecodeError as exc:
         line = chunk.data[: exc.start].count(b"\n")
         raise RewriterError(f"{chunk.where(line)}: invalid UTF-8") from None
+    check_depth(chunk)
     try:
         # compose, not load: no value is constructed, so nothing can change type, and an
         # alias is one shared node instead of an expanded copy (no billion laughs).
         root = yaml.compose(text, Loader=yaml.CSafeLoader)
     except yaml.YAMLError as exc:
         raise yaml_error(chunk, exc) from None
+    _refuse_duplicate_keys(chunk, root)
     line_break = "\r\n" if "\r\n" in text else "\n"
     return Document(chunk, text, root, line_break)
+
+
+def _refuse_duplicate_keys(chunk: Chunk, root: Node | None) -> None:
+    """YAML forbids them, and consumers disagree on which one wins: rewriting the first
+    `image` while the cluster reads the second would leak a private image unproxied."""
+    stack = [root]
+    seen: set[int] = set()
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, MappingNode):
+            keys: set[str] = set()
+            for key, value in node.value:
+                if isinstance(key, ScalarNode):
+                    if key.value in keys:
+                        raise RewriterError(
+                            f"{chunk.where(key.start_mark.line)}: duplicate key {key.value!r}"
+                        )
+                    keys.add(key.value)
+                stack.append(value)
+        elif isinstance(node, SequenceNode):
+            stack.extend(node.value)
 
 
 def get(node: Node | None, key: str) -> Node | None:

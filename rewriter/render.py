@@ -133,7 +133,7 @@ def rewrite(the_plan: Plan, options: Options, report: Reporter) -> Rendered:
         raise RewriterError(_failure_message(failures))
     edits: dict[int, list[edit.Splice]] = {}
     consumers: dict[str | None, Consumers] = {}
-    pod_specs_done: set[int] = set()
+    holders_done: set[int] = set()
     originals: dict[int, tuple[Found, dict[str, str]]] = {}  # by resource node
     for found in the_plan.found:
         decision = found.decision
@@ -148,20 +148,23 @@ def rewrite(the_plan: Plan, options: Options, report: Reporter) -> Rendered:
         resource = found.site.resource
         namespace = resource.namespace or options.namespace
         consumers.setdefault(namespace, Consumers())
-        holder_id = id(found.site.pod_spec.node) if found.site.pod_spec else id(found.site.node)
-        if holder_id in pod_specs_done:
+        target = _pull_secret_target(found)
+        # One entry per list of pull secrets, however many images share it.
+        holder_id = id(target[0]) if target else id(found.site.node)
+        if holder_id in holders_done:
             continue
-        pod_specs_done.add(holder_id)
+        holders_done.add(holder_id)
         consumers[namespace].note(annotations_of(resource))
-        if found.site.pod_spec is None and found.site.pull_secrets is PullSecrets.WARN:
+        if target is None and found.site.pull_secrets is PullSecrets.WARN:
             report.warn(
                 f"{describe(found)}: {found.site.resource.kind} has no pull secret field; "
                 f"the cluster needs credentials for {decision.new_text or found.ref.text}"
                 " by other means (e.g. the service account)"
             )
-        splice = _pull_secret_splice(found, options.secret_name)
-        if splice is not None:
-            splices.append(splice)
+        if target is not None:
+            splice = edit.add_pull_secret(found.doc, *target, options.secret_name)
+            if splice is not None:
+                splices.append(splice)
 
     if options.annotate:
         for found, images in originals.values():
@@ -252,15 +255,16 @@ def _key(ref: ImageRef) -> ProbeKey:
     return (ref.registry, ref.repository, ref.reference)
 
 
-def _pull_secret_splice(found: Found, secret: str) -> edit.Splice | None:
+def _pull_secret_target(found: Found) -> tuple[MappingNode, str] | None:
+    """The mapping and key whose list should name our Secret, if the site has one."""
     site = found.site
     if site.pod_spec is not None:
-        return edit.add_pull_secret(found.doc, site.pod_spec.node, "imagePullSecrets", secret)
+        return site.pod_spec.node, "imagePullSecrets"
     if not isinstance(site.pull_secrets, tuple):
         return None
     holder = get_path(site.resource.node, *site.pull_secrets[:-1])
     if isinstance(holder, MappingNode):
-        return edit.add_pull_secret(found.doc, holder, site.pull_secrets[-1], secret)
+        return holder, site.pull_secrets[-1]
     return None
 
 

@@ -131,8 +131,15 @@ def resolve(flags: Flags, base: ConfigFile | None = None) -> Settings:
         )
     if not _SLUG.match(app_slug):
         raise RewriterError(f"invalid app slug {app_slug!r}: lowercase letters, digits and '-'")
-    license_id = value("license_id") or _read_secret_file(value("license_id_file"))
-    license_id = license_id or lic.license_id
+    license_id = value("license_id") or lic.license_id
+    unreadable: str | None = None
+    if not value("license_id") and value("license_id_file") is not None:
+        # Read now, but complain only if a Secret is needed: an app whose images are all
+        # public must render even where the license Secret was never mounted.
+        try:
+            license_id = _read_secret_file(value("license_id_file")) or license_id
+        except RewriterError as exc:
+            unreadable = str(exc)
 
     proxy_host = _host(value("proxy_host") or app.proxy_host or DEFAULT_PROXY_HOST, "proxy host")
     registry_host = _host(
@@ -155,7 +162,9 @@ def resolve(flags: Flags, base: ConfigFile | None = None) -> Settings:
         hosts = (proxy_host, registry_host)
         credentials = license_credentials(hosts, license_id) if license_id else ()
         missing = (
-            "a pull secret is needed but no license ID was given: use --license FILE, "
+            f"a pull secret is needed but the license ID is unavailable: {unreadable}"
+            if unreadable
+            else "a pull secret is needed but no license ID was given: use --license FILE, "
             "--license-id-file FILE, or set REWRITER_LICENSE_ID"
         )
     rules = Rules(

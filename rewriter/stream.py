@@ -16,6 +16,7 @@ import itertools
 import re
 from dataclasses import dataclass
 
+import yaml
 from yaml import MarkedYAMLError, YAMLError
 from yaml._yaml import CParser
 
@@ -65,12 +66,51 @@ def split(data: bytes) -> tuple[bytes, list[Chunk]]:
     return bom, chunks
 
 
+MAX_DEPTH = 1000  # real manifests nest a few dozen levels; CRD schemas under a hundred
+# Cheap signs that a document might nest deeply: nesting needs brackets, indentation or
+# chained `- ` indicators. Most documents show none of them and skip the exact count.
+_DEEP_INDENT = re.compile(rb"\n {%d}" % (MAX_DEPTH // 2))
+_DEEP_DASHES = re.compile(rb"(?:-[ \t]+){%d}" % (MAX_DEPTH // 2))
+
+
+def check_depth(chunk: Chunk) -> None:
+    """Refuse documents nested deeper than MAX_DEPTH.
+
+    libyaml handles deep flow nesting in quadratic time and the composer recurses once
+    per level, so a hostile document could hang or crash the process; counting events
+    stops at the first level past the limit, before either can happen.
+    """
+    data = chunk.data
+    if (
+        data.count(b"[") + data.count(b"{") < MAX_DEPTH // 2
+        and not _DEEP_INDENT.search(data)
+        and not _DEEP_DASHES.search(data)
+    ):
+        return
+    depth = 0
+    try:
+        for event in yaml.parse(data, Loader=yaml.CSafeLoader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    line = event.start_mark.line if event.start_mark else None
+                    raise RewriterError(
+                        f"{chunk.where(line)}: nested more than "
+                        f"{MAX_DEPTH} levels deep"
+                    )
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except YAMLError as exc:
+        raise yaml_error(chunk, exc) from None
+
+
 def check_syntax(chunk: Chunk) -> None:
     """Parse the chunk in C without building anything; raise on malformed YAML.
 
     Used for documents that are passed through untouched: they still have to be valid,
     since a broken stream must fail here rather than in the cluster.
     """
+    check_depth(chunk)
     try:
         CParser(chunk.data).raw_parse()
     except YAMLError as exc:

@@ -18,7 +18,6 @@ from rewriter.fields import NEVER_SCANNED, format_path
 from rewriter.reference import ImageRef, InvalidReference
 
 _STR_TAG = "tag:yaml.org,2002:str"
-_MAX_DEPTH = 64  # aliases can make graphs cyclic; manifests are never this deep
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +33,7 @@ def find_unclaimed(doc: Document, claimed: set[int]) -> Iterator[Unclaimed]:
         if resource.kind in NEVER_SCANNED:
             continue
         prefix = (resource.path,) if resource.path else ()
-        for node, path, key in _scalars(resource.node, prefix, "", 0):
+        for node, path, key in _scalars(resource.node, prefix, "", set()):
             if id(node) not in claimed and looks_like_image(key, str(node.value)):
                 yield Unclaimed(doc, resource, format_path(path), str(node.value))
 
@@ -50,17 +49,19 @@ def looks_like_image(key: str, value: str) -> bool:
 
 
 def _scalars(
-    node: Node, path: tuple[str, ...], key: str, depth: int
+    node: Node, path: tuple[str, ...], key: str, seen: set[int]
 ) -> Iterator[tuple[ScalarNode, tuple[str, ...], str]]:
-    if depth > _MAX_DEPTH:
+    # Aliases share nodes: visiting each once keeps alias bombs and cycles linear.
+    if id(node) in seen:
         return
+    seen.add(id(node))
     if isinstance(node, ScalarNode):
         if node.tag == _STR_TAG:
             yield node, path, key
     elif isinstance(node, MappingNode):
         for k, v in node.value:
             name = str(k.value) if isinstance(k, ScalarNode) else "?"
-            yield from _scalars(v, (*path, name), name, depth + 1)
+            yield from _scalars(v, (*path, name), name, seen)
     elif isinstance(node, SequenceNode):
         for i, item in enumerate(node.value):
-            yield from _scalars(item, (*path, f"[{i}]"), key, depth + 1)
+            yield from _scalars(item, (*path, f"[{i}]"), key, seen)

@@ -65,7 +65,7 @@ def test_custom_domains_move_images_off_the_default_hosts():
         (Verdict.PUBLIC, Action.KEEP, False),
         (Verdict.PRIVATE, Action.PROXY, False),
         (Verdict.MISSING, Action.PROXY, True),
-        (Verdict.UNKNOWN, Action.PROXY, False),
+        (Verdict.UNKNOWN, Action.PROXY, True),
     ],
 )
 def test_probe_answers(verdict, action, warns):
