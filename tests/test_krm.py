@@ -5,6 +5,7 @@ stand-in `docker` runs the function here, exactly as kustomize invokes it)."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -359,3 +360,33 @@ def test_through_kubectl_kustomize_failure(kubectl: str, tmp_path: Path) -> None
         "[StatefulSet shop/demo-worker spec.template.spec.containers[2].image]\n"
     ) in stderr
     assert "couldn't execute function" in stderr
+
+
+def test_a_json_resource_list_stays_json(krm: Callable[..., Done]) -> None:
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p", "annotations": {"config.k8s.io/id": "1"}},
+        "spec": {"containers": [{"name": "c", "image": "quay.io/my-org/api:1"}]},
+    }
+    listing = {
+        "apiVersion": "config.kubernetes.io/v1",
+        "kind": "ResourceList",
+        "items": [pod],
+        "functionConfig": {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "data": {"app-slug": "acme", "private": "*", "cache": "none"},
+        },
+    }
+    done = krm(json.dumps(listing))
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["items"][0]["spec"] == {
+        "imagePullSecrets": [{"name": "acme-registry"}],
+        "containers": [
+            {"name": "c", "image": "proxy.replicated.com/proxy/acme/quay.io/my-org/api:1"}
+        ],
+    }
+    assert answer["items"][0]["metadata"] == pod["metadata"]
+    assert [item["kind"] for item in answer["items"]] == ["Pod", "Secret"]
