@@ -188,3 +188,8 @@ def test_whole_corpus_as_one_stream_is_idempotent_and_deterministic():
     assert first.returncode == 0, first.stderr.decode()
     assert run(ARGS, stdin=data).stdout == first.stdout
     assert run(ARGS, stdin=first.stdout).stdout == first.stdout
+
+
+def test_the_corpus_is_there():
+    # shared/ lies beside the checkout; without it the tests above would pass vacuously.
+    assert len(FILES) >= 30, f"corpus not found at {CORPUS}"
