@@ -221,15 +221,22 @@ def _layers(flags: Flags, config: ConfigFile) -> Any:
     unknown = set(config.options) - known
     if unknown:
         raise RewriterError(f"unknown options in config: {', '.join(sorted(unknown))}")
+    repeatable = {f.name for f in fields(Flags) if "list" in str(f.type)}
 
     def value(name: str) -> Any:
         given = getattr(flags, name)
         if given is not None and given != []:
             return given
         from_config = config.options.get(name.replace("_", "-"))
-        if from_config is not None:
-            return from_config
-        return DEFAULTS.get(name)
+        if from_config is None:
+            return DEFAULTS.get(name)
+        if name in repeatable:
+            # `private: quay.io/x/*` means one glob, not a list of its characters.
+            items = [from_config] if isinstance(from_config, str) else from_config
+            if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+                raise RewriterError(f"config option {name.replace('_', '-')}: a list of strings")
+            return items
+        return from_config
 
     return value
 

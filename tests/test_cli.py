@@ -215,3 +215,12 @@ def test_help_explains_options_and_env():
         assert fragment in text
     assert run(["--help"]).returncode == 0
     assert run(["--version"]).stdout.startswith(b"rewriter ")
+
+
+def test_config_list_options_accept_a_single_string(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("options:\n  private: quay.io/my-org/*\n  public: docker.io/*\n")
+    result = run([*LICENSE, "--config", str(config), "--offline"], stdin=EXAMPLE)
+    assert result.returncode == 0, result.stderr
+    assert PROXIED in result.stdout
+    assert b"image: postgres:16" in result.stdout
