@@ -13,6 +13,7 @@ import inspect
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Annotated, Any, TextIO, TypeVar
 
 import typer
 
-from rewriter import __version__
+from rewriter import STARTED, __version__
 from rewriter.errors import RewriterError
 from rewriter.render import ORIGINAL_IMAGES, Prober, plan, rewrite
 from rewriter.report import Reporter
@@ -90,6 +91,8 @@ FLAG_OPTIONS: dict[str, tuple[Any, Any]] = {
     "concurrency": (int | None, _opt("concurrency", "Probes in parallel [default: 16].", PROBE, metavar="N")),
     "insecure_registry": (list[str] | None, _opt("insecure-registry", "Allow plain HTTP to this registry. Repeatable.", PROBE, metavar="HOST[:PORT]")),
     "ca_bundle": (Path | None, _opt("ca-bundle", "CA certificates for probing registries.", PROBE, metavar="FILE")),
+    "probe_allow": (list[str] | None, _opt("probe-allow", "Probe only hosts matching this glob (registries, token realms, redirects), e.g. '*.example.com'. Repeatable.", PROBE, metavar="GLOB")),
+    "probe_deny": (list[str] | None, _opt("probe-deny", "Never probe hosts matching this glob: their images count as failed probes (--on-probe-error). Repeatable; wins over --probe-allow. Metadata and link-local addresses are always refused.", PROBE, metavar="GLOB")),
     "namespace": (str | None, _opt("namespace", "Namespace of resources without one [default: $ARGOCD_APP_NAMESPACE or $HELM_NAMESPACE].", OUTPUT)),
     "additional_namespace": (list[str] | None, _opt("additional-namespace", "Also create the pull secret here. Repeatable; '*' = every namespace in the stream.", OUTPUT, metavar="NS")),
     "secret_name": (str | None, _opt("secret-name", "Name of the pull secret [default: <app-slug>-registry].", OUTPUT)),
@@ -340,6 +343,9 @@ def _prober(settings: Settings, reporter: Reporter) -> Prober:
             deadline=settings.deadline,
             insecure_registries=settings.insecure_registries,
             ca_bundle=settings.ca_bundle,
+            allow=settings.probe_allow,
+            deny=settings.probe_deny,
+            started_at=_render_started,
         )
         return registry_probe.probe_all(refs, probe_settings, session, warn=reporter.warn)
 
@@ -355,8 +361,22 @@ def _closing_log(reporter: Reporter) -> Iterator[None]:
             reporter.log.close()
 
 
+# When the current render began, for --deadline; see _start_clock.
+_render_started: float | None = None
+_process_started: float | None = STARTED
+
+
+def _start_clock() -> None:
+    """A process's first render counts from the package import (Argo CD and Helm wait for
+    the whole process, start-up included); later in-process renders from their start."""
+    global _render_started, _process_started
+    _render_started = _process_started if _process_started is not None else time.monotonic()
+    _process_started = None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `rewriter`, `python -m rewriter` and `python plugin.py`."""
+    _start_clock()
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] in ([], ["-"]) or (args[0] not in COMMANDS and args[0] not in TOP_LEVEL):
         args.insert(0, "render")  # `rewriter [OPTIONS]` is `rewriter render [OPTIONS]`

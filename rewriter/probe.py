@@ -25,12 +25,24 @@ the session's `trust_env` is turned off, and the only `Authorization` ever sent 
 anonymous token the registry's own realm handed out. Proxies from the standard
 environment variables are honoured deliberately (they tunnel, they do not answer).
 
+Where the probe may go (server-side request forgery: image names, challenges and
+redirects come from untrusted commits and registries): every host it is about to
+contact, the image's registry, a token realm, each redirect hop, goes through
+`host_allowed` first: never a link-local address or a cloud metadata endpoint, never a
+host matching `--probe-deny`, and with `--probe-allow` only hosts matching it; a redirect
+or realm may not take an HTTPS conversation to plain HTTP. Redirects are followed here,
+hop by hop, not by requests, so that each hop is checked and no body is ever read. The
+name check cannot see where DNS sends a name, so the transport checks the address it
+actually connected to as well, before a byte is sent (`_GuardedAdapter`).
+
 The policy (`classify`, `describe`, `describe_error`) is pure; `probe_all` does the I/O.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fnmatch
+import ipaddress
 import json
 import os
 import queue
@@ -42,13 +54,17 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from http.client import RemoteDisconnected
-from typing import TYPE_CHECKING, Generic, TypeVar
+from http.client import BadStatusLine, HTTPException, RemoteDisconnected
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
+import urllib3.connection
 import urllib3.exceptions
+from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
-from requests.utils import get_environ_proxies
+from requests.utils import get_environ_proxies, requote_uri
 from requests_cache import DO_NOT_CACHE, CachedSession
 from requests_cache.models.request import CachedRequest
 from requests_cache.models.response import CachedResponse
@@ -64,6 +80,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACCEPT",
+    "ProbeDenied",
     "ProbeKey",
     "ProbeResult",
     "ProbeSettings",
@@ -72,6 +89,8 @@ __all__ = [
     "classify",
     "describe",
     "describe_error",
+    "forbidden_address",
+    "host_allowed",
     "probe_all",
 ]
 
@@ -94,6 +113,31 @@ DOCKER_HUB_API = "registry-1.docker.io"  # docker.io itself serves the website, 
 TOKEN_REALM_HEADER = "X-Rewriter-Answered-By"
 TOKEN_REALM_VALUE = "token-realm"
 MAX_TOKEN_BYTES = 1 << 20  # an anonymous token is a few KiB; refuse to buffer more
+MAX_REDIRECTS = 5  # registries redirect a manifest at most once or twice (to a CDN)
+
+# Never contacted, whatever --probe-allow says: the instance metadata services hand out
+# cloud credentials to anyone who asks from the machine (and GCP's answers carry an
+# `access_token`, which the probe would forward to the registry as a bearer token).
+METADATA_HOSTS = frozenset(
+    {
+        "metadata.google.internal",
+        "metadata.goog",
+        "metadata",  # GCP's short name, through the resolver's search domain
+        "instance-data",  # AWS's
+        "instance-data.ec2.internal",
+    }
+)
+METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(text)
+    for text in (
+        "169.254.169.254",  # AWS, GCP, Azure, Oracle, DigitalOcean, OpenStack
+        "169.254.170.2",  # AWS ECS task credentials
+        "fd00:ec2::254",  # AWS IPv6
+        "100.100.100.200",  # Alibaba Cloud
+    )
+)
+LINK_LOCAL = (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10"))
+NAT64 = ipaddress.ip_network("64:ff9b::/96")  # an IPv4 address in IPv6 clothing
 
 
 @dataclass(frozen=True)
@@ -103,6 +147,15 @@ class ProbeSettings:
     deadline: float = 30.0  # whole render; afterwards every unanswered image is UNKNOWN
     insecure_registries: frozenset[str] = frozenset()  # HOST or HOST:PORT: plain HTTP allowed
     ca_bundle: str | None = None  # PEM file trusted in addition to the default roots
+    allow: tuple[str, ...] = ()  # --probe-allow host globs; empty: every host not denied
+    deny: tuple[str, ...] = ()  # --probe-deny host globs; win over allow
+    # time.monotonic() the deadline counts from (the CLI: when the render began, so that
+    # start-up counts too); None: when probe_all is called.
+    started_at: float | None = None
+
+
+class ProbeDenied(OSError):
+    """The transport refused to talk to the address a name resolved to."""
 
 
 # -- policy (pure) ---------------------------------------------------------------------
@@ -138,9 +191,14 @@ def describe_error(exc: BaseException, timeout: float) -> str:
     """Short text for a request that got no HTTP answer."""
     if isinstance(exc, OfflineError):
         return "offline, not in cache"
+    if isinstance(exc, TokenTooLarge):
+        return str(exc)
+    causes = list(_causes(exc))
+    for cause in causes:
+        if isinstance(cause, ProbeDenied):
+            return str(cause)
     if isinstance(exc, requests.exceptions.Timeout):
         return f"timeout after {timeout:.1f}s"
-    causes = list(_causes(exc))
     if isinstance(exc, requests.exceptions.SSLError):
         for cause in causes:
             if isinstance(cause, ssl.SSLCertVerificationError):
@@ -170,6 +228,8 @@ _CONNECTION_FAILURES: tuple[tuple[type[BaseException], str], ...] = (
     (ConnectionRefusedError, "connection refused"),
     (ConnectionResetError, "connection reset"),
     (RemoteDisconnected, "connection closed by the registry"),
+    (BadStatusLine, "not an HTTP answer"),
+    (HTTPException, "malformed HTTP answer"),
     (urllib3.exceptions.ProtocolError, "connection closed by the registry"),
     (OSError, "connection failed"),
 )
@@ -188,6 +248,105 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
         linked = [current.__cause__, current.__context__, getattr(current, "reason", None)]
         linked += list(current.args)
         todo += [item for item in linked if isinstance(item, BaseException)]
+
+
+def host_allowed(host: str, settings: ProbeSettings) -> str | None:
+    """Why the probe may not contact `host` (a name or address, with or without a port,
+    IPv6 with or without brackets), or None when it may.
+
+    In order: link-local and cloud metadata addresses are never contacted; then a
+    `--probe-deny` glob that matches refuses; then, when `--probe-allow` globs are
+    given, one of them must match. Globs are shell-style, case-insensitive, and are
+    tried against the host alone and against host:port; Docker Hub's API host also
+    answers to `docker.io`. Loopback and private networks are allowed unless denied.
+    """
+    name, port = _split_host(host)
+    forbidden = forbidden_address(name)
+    if forbidden:
+        return f"probe denied: {forbidden}"
+    candidates = [name] + ([f"{name}:{port}"] if port else [])
+    if name == DOCKER_HUB_API:
+        candidates.append(DOCKER_HUB)
+    for glob in settings.deny:
+        if any(fnmatch.fnmatchcase(c, glob.lower()) for c in candidates):
+            return f"probe denied by --probe-deny {glob!r}"
+    if settings.allow and not any(
+        fnmatch.fnmatchcase(c, glob.lower()) for glob in settings.allow for c in candidates
+    ):
+        return "probe denied: not in --probe-allow"
+    return None
+
+
+def forbidden_address(host: str) -> str | None:
+    """Why the probe must never contact `host`, whatever the flags ("cloud metadata
+    endpoint", "link-local address"), or None. Pure: names are not resolved here (the
+    transport checks the address it connects to). Numeric spellings that the C resolver
+    also accepts (`2852039166`, `0xa9fea9fe`, `169.254.43518`) count as addresses."""
+    name = host.strip("[]").split("%", 1)[0].rstrip(".").lower()
+    if name in METADATA_HOSTS:
+        return "cloud metadata endpoint"
+    address = _as_address(name)
+    if address is None:
+        return None
+    candidates: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [address]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            candidates.append(address.ipv4_mapped)
+        if address in NAT64:
+            candidates.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    if any(candidate in METADATA_ADDRESSES for candidate in candidates):
+        return "cloud metadata endpoint"
+    if any(candidate in network for candidate in candidates for network in LINK_LOCAL):
+        return "link-local address"
+    return None
+
+
+def _as_address(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(name)
+    except ValueError:
+        pass
+    # inet_aton's legacy forms; only for names made of digits, dots and hex, so that an
+    # ordinary host name is never mistaken for one.
+    if name and all(c in "0123456789abcdefx." for c in name) and name[0].isdigit():
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(name))
+        except OSError:
+            return None
+    return None
+
+
+def _split_host(host: str) -> tuple[str, str]:
+    """("name", "port") from "name", "name:port", "[v6]:port", "[v6]" or a bare "v6"."""
+    text = host.strip().lower()
+    if text.startswith("["):
+        inside, _, rest = text[1:].partition("]")
+        return inside, rest.removeprefix(":")
+    if text.count(":") == 1:
+        name, _, port = text.partition(":")
+        return name, port
+    return text, ""
+
+
+def redirect_refusal(
+    url: str, settings: ProbeSettings, from_scheme: str | None, what: str
+) -> str | None:
+    """Why the probe may not go on to `url`, a token realm or redirect target (`what`
+    names it for the message), coming from a `from_scheme` conversation. A URL it cannot
+    read is left to requests, which then says "invalid URL"."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return None
+    if not host:
+        return None
+    name = f"[{host}]" if ":" in host else host
+    target = f"{name}:{port}" if port else name
+    if from_scheme == "https" and parts.scheme.lower() == "http":
+        return f"{what} {target}: probe denied: HTTPS downgraded to plain HTTP"
+    refused = host_allowed(target, settings)
+    return f"{what} {target}: {refused}" if refused else None
 
 
 def api_host(registry: str) -> str:
@@ -225,7 +384,8 @@ def probe_all(
     )
     if not keys:
         return {}
-    deadline_at = time.monotonic() + max(settings.deadline, 0.0)
+    started = time.monotonic() if settings.started_at is None else settings.started_at
+    deadline_at = started + max(settings.deadline, 0.0)
     _harden(session)
     with _trust_store(settings.ca_bundle) as verify:
         run = _Run(settings, session, verify, deadline_at)
@@ -243,6 +403,73 @@ def _harden(session: requests.Session) -> None:
     session.headers.pop("Authorization", None)
     session.proxies = {}  # per request instead, see _proxies
     session.cookies.clear()
+    for prefix in ("https://", "http://"):
+        adapter = session.get_adapter(prefix)
+        if type(adapter) is HTTPAdapter:  # not the offline one, nor one already guarded
+            session.mount(
+                prefix,
+                _GuardedAdapter(
+                    pool_connections=getattr(adapter, "_pool_connections", 10),
+                    pool_maxsize=getattr(adapter, "_pool_maxsize", 10),
+                ),
+            )
+
+
+class _GuardedConnectionMixin:
+    """Refuses a connection whose peer is a forbidden address, before a byte is sent
+    (for HTTPS, before the ClientHello). Checking the peer after connecting, rather
+    than resolving first, leaves no gap for a name that resolves differently twice."""
+
+    host: str
+
+    def _new_conn(self) -> socket.socket:
+        sock: socket.socket = super()._new_conn()  # type: ignore[misc]
+        try:
+            peer = str(sock.getpeername()[0])
+        except OSError:
+            return sock  # not connected after all: the request fails by itself
+        forbidden = forbidden_address(peer)
+        if forbidden:
+            sock.close()
+            raise ProbeDenied(f"probe denied: {self.host} is a {forbidden} ({peer})")
+        return sock
+
+
+class _GuardedHTTPConnection(_GuardedConnectionMixin, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _GuardedHTTPSConnection(_GuardedConnectionMixin, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _GuardedHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _GuardedHTTPConnection
+
+
+class _GuardedHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _GuardedHTTPSConnection
+
+
+_GUARDED_POOLS = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
+
+
+class _GuardedAdapter(HTTPAdapter):
+    """requests' adapter over connections that check their peer address (also the
+    connection to a proxy: a proxy on a metadata address is no better)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _GUARDED_POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = _GUARDED_POOLS
+        return manager
+
+
+class TokenTooLarge(requests.exceptions.RequestException):
+    """A token realm kept sending past MAX_TOKEN_BYTES."""
 
 
 def _proxies(url: str) -> dict[str, str]:
@@ -280,6 +507,10 @@ def _trust_store(ca_bundle: str | None) -> Iterator[str | bool]:
 
 class _DeadlineExceeded(Exception):
     pass
+
+
+class _Refused(Exception):
+    """A host the probe may not contact; str() is the reason, the probe's detail."""
 
 
 @dataclass(frozen=True)
@@ -391,6 +622,11 @@ class _Run:
     def probe(self, key: ProbeKey) -> ProbeResult:
         """The answer for one key; never raises."""
         try:
+            # Before the cache too: a denied registry gets the same answer whatever the
+            # cache holds, so that the flags alone decide the output.
+            refused = host_allowed(key[0], self.settings)
+            if refused is not None:
+                return ProbeResult(Verdict.UNKNOWN, refused)
             hit = self._from_cache(key)
             if hit is not None:
                 return hit
@@ -399,6 +635,8 @@ class _Run:
             return self._from_registry(key)
         except _DeadlineExceeded:
             return ProbeResult(Verdict.UNKNOWN, "deadline exceeded")
+        except _Refused as exc:
+            return ProbeResult(Verdict.UNKNOWN, str(exc))
         except requests.RequestException as exc:
             return ProbeResult(Verdict.UNKNOWN, describe_error(exc, self.settings.timeout))
         except Exception as exc:  # a probe must never take the render down
@@ -436,25 +674,58 @@ class _Run:
 
     # -- protocol steps ----------------------------------------------------------------
 
-    def _send(self, method: str, url: str, **kwargs: object) -> requests.Response:
-        """One request, bounded by the per-request timeout and what is left of the deadline."""
+    def _send(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        params: dict[str, str] | None = None,
+    ) -> requests.Response:
+        """One request and its redirects, each hop checked by `redirect_refusal` and
+        bounded by the per-request timeout and what is left of the deadline. The body is
+        never read here (stream=True): a caller that wants it reads it capped."""
+        headers = dict(headers)
+        for hop in range(MAX_REDIRECTS + 1):
+            response = self._send_once(method, url, headers, params if hop == 0 else None)
+            location = response.headers.get("Location") if response.is_redirect else None
+            if location is None:
+                return response
+            response.close()  # a redirect's body, however large, is never read
+            target = requote_uri(urljoin(response.url, location))
+            refused = redirect_refusal(
+                target, self.settings, urlsplit(response.url).scheme.lower(), "redirect to"
+            )
+            if refused is not None:
+                raise _Refused(refused)
+            if _origin(target) != _origin(response.url):
+                headers.pop("Authorization", None)  # a token is for its registry only
+            url = target
+        raise requests.exceptions.TooManyRedirects(f"more than {MAX_REDIRECTS} redirects")
+
+    def _send_once(
+        self, method: str, url: str, headers: dict[str, str], params: dict[str, str] | None
+    ) -> requests.Response:
         left = self.deadline_at - time.monotonic()
         if left <= 0 or self.cancelled:
             raise _DeadlineExceeded
         timeout = min(self.settings.timeout, left)
+        extra: dict[str, Any] = {}
         if isinstance(self.session, CachedSession):
             # Bypass requests-cache's automatic read and write: the probe alone decides
             # what is stored (see the module docstring).
-            kwargs["expire_after"] = DO_NOT_CACHE
+            extra["expire_after"] = DO_NOT_CACHE
         try:
             return self.session.request(
                 method,
                 url,
+                params=params,
+                headers=headers,
                 timeout=timeout,
                 verify=self.verify,
                 proxies=_proxies(url),
-                allow_redirects=True,
-                **kwargs,  # type: ignore[arg-type]
+                allow_redirects=False,
+                stream=True,
+                **extra,
             )
         except requests.exceptions.Timeout:
             if timeout < self.settings.timeout:
@@ -471,7 +742,7 @@ class _Run:
         for scheme in schemes:
             base = f"{scheme}://{host}"
             try:
-                response = self._send("GET", base + "/v2/", headers=_headers(), stream=True)
+                response = self._send("GET", base + "/v2/", _headers())
             except requests.RequestException as exc:
                 if isinstance(exc, OfflineError):
                     raise
@@ -497,6 +768,11 @@ class _Run:
         realm = bearer.get("realm") or ""
         service = bearer.get("service") or ""
         scope = token_scope(repository)
+        # Checked here, per registry, not inside the shared fetch: whether a plain-HTTP
+        # realm is a downgrade depends on how this registry was reached.
+        refused = redirect_refusal(realm, self.settings, urlsplit(url).scheme, "token realm")
+        if refused is not None:
+            raise _Refused(refused)
         got = self.tokens.get(
             (realm, service, scope), lambda: self._fetch_token(realm, service, scope)
         )
@@ -510,7 +786,7 @@ class _Run:
         params = {"scope": scope}
         if service:
             params["service"] = service
-        response = self._send("GET", realm, params=params, headers=_headers(), stream=True)
+        response = self._send("GET", realm, _headers(), params)
         with contextlib.closing(response):
             status = response.status_code
             if status in (401, 403):
@@ -535,7 +811,7 @@ class _Run:
         for chunk in response.iter_content(8192):
             size += len(chunk)
             if size > MAX_TOKEN_BYTES:
-                raise requests.exceptions.ContentDecodingError("token response too large")
+                raise TokenTooLarge(f"token realm answered more than {MAX_TOKEN_BYTES >> 20} MiB")
             if time.monotonic() > self.deadline_at:
                 raise _DeadlineExceeded
             chunks.append(chunk)
@@ -545,7 +821,7 @@ class _Run:
         headers = _headers(ACCEPT)
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        response = self._send("HEAD", url, headers=headers)
+        response = self._send("HEAD", url, headers)
         response.close()
         return response
 
@@ -626,6 +902,11 @@ class _Run:
             self.cached_session.cache.save_response(answer, self._cache_key(url), expires)
         except Exception as exc:
             self.warnings.append(f"probe cache: cannot store ({type(exc).__name__}: {exc})")
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
 
 
 def _headers(accept: str = "*/*") -> dict[str, str]:

@@ -57,6 +57,8 @@ class Flags:
     concurrency: int | None = None
     insecure_registry: list[str] | None = None
     ca_bundle: Path | None = None
+    probe_allow: list[str] | None = None
+    probe_deny: list[str] | None = None
     strict: bool | None = None
     related_images: bool | None = None
     local_registry: str | None = None
@@ -96,6 +98,8 @@ class Settings:
     ca_bundle: str | None
     log_file: Path | None
     extra: dict[str, Any] = field(default_factory=dict)
+    probe_allow: tuple[str, ...] = ()  # host globs, see rewriter.probe.host_allowed
+    probe_deny: tuple[str, ...] = ()
 
 
 _SLUG = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
@@ -213,6 +217,8 @@ def resolve(flags: Flags, base: ConfigFile | None = None) -> Settings:
         insecure_registries=frozenset(h.lower() for h in value("insecure_registry") or ()),
         ca_bundle=str(value("ca_bundle")) if value("ca_bundle") else None,
         log_file=Path(value("log_file")) if value("log_file") else None,
+        probe_allow=_globs(value("probe_allow"), "probe-allow"),
+        probe_deny=_globs(value("probe_deny"), "probe-deny"),
     )
 
 
@@ -277,6 +283,13 @@ def _read_secret_file(path: Any) -> str | None:
         return Path(path).read_text(encoding="utf-8").strip() or None
     except OSError as exc:
         raise RewriterError(f"cannot read secret file {path}: {exc.strerror}") from None
+
+
+def _globs(raw: Any, name: str) -> tuple[str, ...]:
+    globs = tuple(str(glob).strip().lower() for glob in raw or ())
+    if any(not glob for glob in globs):
+        raise RewriterError(f"--{name}: an empty host glob")
+    return globs
 
 
 def _host(text: str, what: str) -> str:
