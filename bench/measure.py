@@ -1,13 +1,13 @@
 """Clocks: in-process best-of-N, and child processes with their own wall time, CPU time and
-peak RSS (from `os.wait4`, so each figure is that one child's, not every child's)."""
+peak RSS (from `os.wait4` in `child.py`, so each figure is that one command's)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -69,6 +69,9 @@ def bench_env(home: Path, extra: Mapping[str, str] | None = None) -> dict[str, s
     return env
 
 
+CHILD = Path(__file__).resolve().parent / "child.py"
+
+
 def run_process(
     args: Sequence[str],
     stdin: Path | None,
@@ -76,30 +79,30 @@ def run_process(
     stdout: Path | None = None,
     timeout: float = 300.0,
 ) -> ProcessRun:
-    """Run a child to completion and return what it cost. Killed after `timeout`."""
+    """Run a command to completion and return what it cost; killed after `timeout`.
+
+    Spawned through `child.py`, which times it and reads its peak RSS: see there why.
+    """
     with (
         open(stdin if stdin is not None else os.devnull, "rb") as fin,
         open(stdout if stdout is not None else os.devnull, "wb") as fout,
         tempfile.TemporaryFile() as ferr,
+        tempfile.NamedTemporaryFile(suffix=".json") as report,
     ):
-        start = time.perf_counter()
-        process = subprocess.Popen(list(args), stdin=fin, stdout=fout, stderr=ferr, env=env)
-        watchdog = threading.Timer(timeout, process.kill)
-        watchdog.start()
-        try:
-            _, status, usage = os.wait4(process.pid, 0)
-        finally:
-            watchdog.cancel()
-        wall = time.perf_counter() - start
-        process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        wrapper = [sys.executable, "-S", str(CHILD), report.name, str(timeout), *args]
+        subprocess.run(wrapper, stdin=fin, stdout=fout, stderr=ferr, env=env, timeout=timeout + 30)
         ferr.seek(0)
         stderr = ferr.read().decode(errors="replace")
+        try:
+            cost = json.loads(Path(report.name).read_text())
+        except ValueError:
+            raise RuntimeError(f"{args[0]}: no report from bench/child.py:\n{stderr}") from None
     return ProcessRun(
         args=tuple(args),
-        wall=wall,
-        cpu=usage.ru_utime + usage.ru_stime,
-        max_rss=usage.ru_maxrss * 1024,  # Linux reports KiB
-        returncode=process.returncode,
+        wall=cost["wall"],
+        cpu=cost["cpu"],
+        max_rss=cost["max_rss"],
+        returncode=cost["returncode"],
         stderr=stderr,
     )
 
