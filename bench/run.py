@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import io
 import pstats
 import shutil
@@ -28,7 +29,7 @@ sys.path[:0] = [str(BENCH), str(REPO)]  # this checkout's rewriter, not an insta
 
 import figures  # noqa: E402
 import inputs  # noqa: E402
-from measure import mib  # noqa: E402
+from measure import best_of, mib  # noqa: E402
 
 COLUMNS = ("figure", "ours", "baseline", "ratio", "target", "result")
 
@@ -55,26 +56,58 @@ def profile(quick: bool) -> None:
     profiler.enable()
     figures.render_in_process(data, options)
     profiler.disable()
-    out = io.StringIO()
-    stats = pstats.Stats(profiler, stream=out)
-    total = sum(row[2] for row in stats.stats.values())  # type: ignore[attr-defined]
+    stats = pstats.Stats(profiler, stream=io.StringIO()).stats  # type: ignore[attr-defined]
+    total = sum(row[2] for row in stats.values())
     print(f"\nprofile of figure 1's render ({mib(len(data))}), by own time:")
-    rows = sorted(stats.stats.items(), key=lambda item: -item[1][2])  # type: ignore[attr-defined]
-    for (file, line, function), (_, calls, own, cumulative, _) in rows[:15]:
+    rows = sorted(stats.items(), key=lambda item: -item[1][2])
+    for (file, line, function), (_, calls, own, cumulative, callers) in rows[:15]:
         where = f"{Path(file).name}:{line}({function})" if line else function
+        if not line and callers:  # a builtin: name who calls it
+            (cfile, cline, cfunction), *_ = sorted(callers, key=lambda c: -callers[c][2])
+            where += f" <- {Path(cfile).name}:{cline}({cfunction})"
         print(f"  {own / total:6.1%} own {cumulative / total:6.1%} cum {calls:>8} calls  {where}")
-    tracemalloc.start(10)
-    figures.render_in_process(data, options)
-    _, peak = tracemalloc.get_traced_memory()
+
+    # The cyclic garbage collector: it rescans every parsed node still held, more often as
+    # the stream grows (figure 1's growth rows).
+    for copies in (1, 4):
+        stream = inputs.grown(data, copies)
+        enabled = best_of(1, lambda s=stream: figures.render_in_process(s, options))[0]
+        gc.disable()
+        try:
+            disabled = best_of(1, lambda s=stream: figures.render_in_process(s, options))[0]
+        finally:
+            gc.enable()
+        print(
+            f"\ngc at {copies}x ({mib(len(stream))}): {enabled.cpu:.2f} s CPU, {disabled.cpu:.2f} s"
+            f" with gc disabled ({1 - disabled.cpu / enabled.cpu:.0%} of the render is gc)"
+        )
+        del stream
+
+    # Memory: everything a render holds just before the CLI writes the output.
+    from rewriter import cli
+    from rewriter.render import plan, rewrite
+    from rewriter.report import Reporter
+    from rewriter.settings import resolve
+
+    tracemalloc.start()
+    reporter = Reporter(stream=io.StringIO())
+    settings = resolve(figures.flags(options))
+    the_plan = plan(data, settings.options, cli._prober(settings, reporter), reporter)
+    after_plan = tracemalloc.get_traced_memory()[0]
+    rendered = rewrite(the_plan, settings.options, reporter)
+    after_rewrite = tracemalloc.get_traced_memory()[0]
+    output = rendered.stream()
+    held, peak = tracemalloc.get_traced_memory()
     snapshot = tracemalloc.take_snapshot()
     tracemalloc.stop()
     print(
-        f"\npython allocations: peak {mib(peak)} for {mib(len(data))} of input; still held"
-        " at the end, by line:"
+        f"\npython allocations beyond the {mib(len(data))} input: {mib(after_plan)} after plan(),"
+        f" {mib(after_rewrite)} after rewrite(), {mib(held)} after .stream() (peak {mib(peak)});"
+        f" output {mib(len(output))}. Largest, by line:"
     )
-    for stat in snapshot.statistics("lineno")[:8]:
+    for stat in snapshot.statistics("lineno")[:6]:
         frame = stat.traceback[0]
-        print(f"  {mib(stat.size):>10}  {Path(frame.filename).name}:{frame.lineno}")
+        print(f"  {mib(stat.size):>10} in {stat.count:>7} blocks  {frame.filename}:{frame.lineno}")
 
 
 def main(argv: list[str] | None = None) -> int:
