@@ -226,8 +226,9 @@ _CONNECTION_FAILURES: tuple[tuple[type[BaseException], str], ...] = (
     (urllib3.exceptions.NameResolutionError, "DNS lookup failed"),
     (socket.gaierror, "DNS lookup failed"),
     (ConnectionRefusedError, "connection refused"),
-    (ConnectionResetError, "connection reset"),
+    # Before ConnectionResetError, of which it is a subclass: a clean close, not a reset.
     (RemoteDisconnected, "connection closed by the registry"),
+    (ConnectionResetError, "connection reset"),
     (BadStatusLine, "not an HTTP answer"),
     (HTTPException, "malformed HTTP answer"),
     (urllib3.exceptions.ProtocolError, "connection closed by the registry"),
@@ -709,6 +710,10 @@ class _Run:
         if left <= 0 or self.cancelled:
             raise _DeadlineExceeded
         timeout = min(self.settings.timeout, left)
+        try:
+            urlsplit(url).port  # noqa: B018  # what the proxy lookup would raise on
+        except ValueError as exc:
+            raise requests.exceptions.InvalidURL(str(exc)) from None
         extra: dict[str, Any] = {}
         if isinstance(self.session, CachedSession):
             # Bypass requests-cache's automatic read and write: the probe alone decides
