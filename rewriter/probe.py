@@ -17,8 +17,9 @@ followed the way a container runtime does it, minus every credential:
 Only the final, classification-relevant answer is stored (explicitly, with
 `cache.save_response`): never a ping, never a token response, never the unauthenticated
 401 that precedes a token. Every network request bypasses requests-cache's automatic
-read/write (`expire_after=DO_NOT_CACHE`), because requests-cache ignores `Authorization`
-when matching and would happily let a stored challenge answer the tokened request.
+read/write (it goes through `requests.Session.send` directly), because requests-cache
+ignores `Authorization` when matching and would happily let a stored challenge answer
+the tokened request.
 
 Never sent: the license, docker logins, ~/.netrc, or any header from the environment:
 the session's `trust_env` is turned off, and the only `Authorization` ever sent is the
@@ -42,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import http.cookiejar
 import ipaddress
 import json
 import os
@@ -404,6 +406,8 @@ def _harden(session: requests.Session) -> None:
     session.headers.pop("Authorization", None)
     session.proxies = {}  # per request instead, see _proxies
     session.cookies.clear()
+    # Nor any cookie a registry or realm sets: nothing goes back but the token.
+    session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
     for prefix in ("https://", "http://"):
         adapter = session.get_adapter(prefix)
         if type(adapter) is HTTPAdapter:  # not the offline one, nor one already guarded
@@ -714,23 +718,22 @@ class _Run:
             urlsplit(url).port  # noqa: B018  # what the proxy lookup would raise on
         except ValueError as exc:
             raise requests.exceptions.InvalidURL(str(exc)) from None
-        extra: dict[str, Any] = {}
-        if isinstance(self.session, CachedSession):
-            # Bypass requests-cache's automatic read and write: the probe alone decides
-            # what is stored (see the module docstring).
-            extra["expire_after"] = DO_NOT_CACHE
         try:
-            return self.session.request(
-                method,
-                url,
-                params=params,
-                headers=headers,
+            prepared = self.session.prepare_request(
+                requests.Request(method, url, headers=headers, params=params)
+            )
+            # requests.Session.send, not CachedSession's: requests-cache has no part in
+            # what is sent (the probe alone decides what is stored), and its way of being
+            # told to stay out of it, DO_NOT_CACHE, goes out on the wire as an
+            # `X-ACTUAL-NO-CACHE: true` header.
+            return requests.Session.send(
+                self.session,
+                prepared,
                 timeout=timeout,
                 verify=self.verify,
                 proxies=_proxies(url),
                 allow_redirects=False,
                 stream=True,
-                **extra,
             )
         except requests.exceptions.Timeout:
             if timeout < self.settings.timeout:
