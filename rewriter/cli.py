@@ -138,10 +138,9 @@ def render(ctx: typer.Context, files: Files = None, *, flags: Flags) -> None:
     """Rewrite the stream: private images to the proxy, pull secrets added (the default)."""
     reporter: Reporter = ctx.obj
     settings = _settings(flags, reporter)
-    data = _read_input(files)
-    the_plan = plan(data, settings.options, _prober(settings, reporter), reporter)
-    output = rewrite(the_plan, settings.options, reporter).stream()
-    sys.stdout.buffer.write(output)
+    # No name for the input: plan() lets go of it once the stream is split.
+    the_plan = plan(_read_input(files), settings.options, _prober(settings, reporter), reporter)
+    rewrite(the_plan, settings.options, reporter).write(sys.stdout.buffer)
     sys.stdout.buffer.flush()
 
 
@@ -384,6 +383,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # everything imported (0.3-0.5 s with requests-cache's dependencies), time that
         # Argo CD and Helm wait for and that would come on top of --deadline.
         atexit.register(gc.freeze)
+        # A render builds many small node objects that all live until it ends: the
+        # cyclic collector would scan them again and again (a quarter of the CPU) and
+        # free nothing.
+        gc.disable()
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] in ([], ["-"]) or (args[0] not in COMMANDS and args[0] not in TOP_LEVEL):
         args.insert(0, "render")  # `rewriter [OPTIONS]` is `rewriter render [OPTIONS]`

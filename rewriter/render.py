@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 import yaml
 from yaml.nodes import MappingNode
@@ -79,6 +80,14 @@ class Plan:
     managed_secrets: set[int]  # indexes of our own Secrets from an earlier pass (dropped)
     user_secrets: dict[str | None, Document]  # a user's Secret named like ours, by namespace
     fields: FieldTable
+    _by_document: dict[int, list[Found]] = field(default_factory=dict)
+
+    def found_in(self, doc: Document) -> list[Found]:
+        """The images of one document (grouped once: a render may edit thousands)."""
+        if not self._by_document:
+            for found in self.found:
+                self._by_document.setdefault(found.doc.index, []).append(found)
+        return self._by_document.get(doc.index, [])
 
 
 def plan(
@@ -89,6 +98,7 @@ def plan(
     `parse_all` parses every document but CRDs, for reports that look beyond the fields.
     """
     bom, chunks = split(data)
+    del data  # the chunks hold the bytes now; one copy of a large stream is enough
     want_namespaces = parse_all or ALL_NAMESPACES in options.additional_namespaces
     triggers = options.fields.trigger_words() | {b"Secret"}
     result = Plan(bom, [], [], set(), set(), {}, options.fields)
@@ -112,18 +122,34 @@ def plan(
 
 @dataclass(frozen=True, slots=True)
 class Rendered:
-    """The result of a render: the input's documents edited, and the Secrets to add."""
+    """The result of a render: the input's documents edited, and the Secrets to add.
 
-    documents: bytes  # byte-order mark and documents, without our Secrets of a past pass
+    The documents stay as pieces (mostly the input's own chunks) so that writing the
+    output never holds another copy of a stream that may be tens of MB.
+    """
+
+    pieces: list[bytes]  # byte-order mark and documents, without our Secrets of a past pass
     secrets: list[str]  # our Secrets as YAML documents (no `---`), sorted by namespace
 
+    @property
+    def documents(self) -> bytes:
+        return b"".join(self.pieces)
+
+    def parts(self) -> Iterator[bytes]:
+        """The output stream in pieces: the documents, then one `---` document per Secret."""
+        yield from self.pieces
+        last = next((piece for piece in reversed(self.pieces) if piece), b"")
+        if self.secrets and last and not last.endswith(b"\n"):
+            yield b"\n"
+        for secret in self.secrets:
+            yield b"---\n" + secret.encode()
+
     def stream(self) -> bytes:
-        """The output stream: the documents, then one `---` document per Secret."""
-        parts = [self.documents]
-        if self.secrets and self.documents and not self.documents.endswith(b"\n"):
-            parts.append(b"\n")
-        parts.extend(b"---\n" + secret.encode() for secret in self.secrets)
-        return b"".join(parts)
+        return b"".join(self.parts())
+
+    def write(self, out: BinaryIO) -> None:
+        for part in self.parts():
+            out.write(part)
 
 
 def rewrite(the_plan: Plan, options: Options, report: Reporter) -> Rendered:
@@ -197,7 +223,7 @@ def rewrite(the_plan: Plan, options: Options, report: Reporter) -> Rendered:
             out.append(_edited(item, edits[item.index], the_plan, options))
         else:
             out.append(item.chunk.data)
-    return Rendered(b"".join(out), _secrets(namespaces, consumers, options))
+    return Rendered(out, _secrets(namespaces, consumers, options))
 
 
 def _note_resource(result: Plan, doc: Document, resource: Resource, options: Options) -> None:
@@ -295,8 +321,8 @@ def _verify(doc: Document, text: str, the_plan: Plan) -> None:
     """
     expected = {
         (f.site.resource.path, f.site.path): f.decision.new_text or f.ref.text
-        for f in the_plan.found
-        if f.doc is doc and f.decision is not None
+        for f in the_plan.found_in(doc)
+        if f.decision is not None
     }
     try:
         root = yaml.compose(text, Loader=yaml.CSafeLoader)

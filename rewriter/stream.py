@@ -70,7 +70,7 @@ MAX_DEPTH = 1000  # real manifests nest a few dozen levels; CRD schemas under a 
 # Cheap signs that a document might nest deeply: nesting needs brackets, indentation or
 # chained `- ` indicators. Most documents show none of them and skip the exact count.
 _DEEP_INDENT = re.compile(rb"\n {%d}" % (MAX_DEPTH // 2))
-_DEEP_DASHES = re.compile(rb"(?:-[ \t]+){%d}" % (MAX_DEPTH // 2))
+_DASH_CHAIN = b"- - - - - - - - - - - - - - - - "  # `- - - x`: a list per indicator
 
 
 def check_depth(chunk: Chunk) -> None:
@@ -84,7 +84,7 @@ def check_depth(chunk: Chunk) -> None:
     if (
         data.count(b"[") + data.count(b"{") < MAX_DEPTH // 2
         and not _DEEP_INDENT.search(data)
-        and not _DEEP_DASHES.search(data)
+        and _DASH_CHAIN not in data
     ):
         return
     depth = 0
@@ -95,8 +95,7 @@ def check_depth(chunk: Chunk) -> None:
                 if depth > MAX_DEPTH:
                     line = event.start_mark.line if event.start_mark else None
                     raise RewriterError(
-                        f"{chunk.where(line)}: nested more than "
-                        f"{MAX_DEPTH} levels deep"
+                        f"{chunk.where(line)}: nested more than {MAX_DEPTH} levels deep"
                     )
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
