@@ -166,9 +166,22 @@ def _open_backend(spec: _Spec, warn: Callable[[str], None]) -> BaseCache:
     if spec.kind == "redis":
         return _redis_cache(_redis_connection(spec.location))
     _prepare_sqlite(spec.location, warn)
-    return SQLiteCache(
+    backend = SQLiteCache(
         spec.location, serializer=json_serializer, wal=True, busy_timeout=BUSY_TIMEOUT_MS
     )
+    # requests-cache swallows a CREATE TABLE that fails (a full disk): without its tables
+    # the cache would only produce a warning per image.
+    try:
+        connection = _connect(spec.location, readonly=True)
+        try:
+            missing = {"responses", "redirects"} - _tables(connection)
+        finally:
+            connection.close()
+    except sqlite3.Error as exc:
+        raise _Unusable(f"{type(exc).__name__}: {exc}") from None
+    if missing:
+        raise _Unusable(f"cannot create its tables ({', '.join(sorted(missing))}); disk full?")
+    return backend
 
 
 # -- Redis ------------------------------------------------------------------------------

@@ -582,6 +582,9 @@ class _Run:
         self.tokens: _Once[tuple[str, str, str], str | _Denied | ProbeResult] = _Once()
         self.warnings: list[str] = []  # list.append is atomic: safe from worker threads
         self.cancelled = False
+        # Cache writes of the key a worker is probing, run once its answer is published
+        # (see `all`): a slow or broken cache can then delay a render, never change it.
+        self.local = threading.local()
 
     # -- scheduling --------------------------------------------------------------------
 
@@ -598,16 +601,25 @@ class _Run:
                     key = todo.get_nowait()
                 except queue.Empty:
                     return
+                self.local.writes = []
                 try:
                     answers[key] = self.probe(key)
                 finally:
                     finished.put(key)
+                # After the answer is in: requests-cache retries a locked SQLite write
+                # forever and swallows a failed one, and Redis may hang until its timeout.
+                for write in self.local.writes:
+                    write()
 
         # Daemon threads rather than a ThreadPoolExecutor: the executor's workers are
         # joined at interpreter exit, so one request stuck on a dripping server would hold
         # the whole render past its deadline.
-        for number in range(min(max(self.settings.concurrency, 1), len(keys))):
-            threading.Thread(target=worker, name=f"probe-{number}", daemon=True).start()
+        workers = [
+            threading.Thread(target=worker, name=f"probe-{number}", daemon=True)
+            for number in range(min(max(self.settings.concurrency, 1), len(keys)))
+        ]
+        for thread in workers:
+            thread.start()
 
         pending = set(keys)
         while pending:
@@ -618,6 +630,13 @@ class _Run:
                 pending.discard(finished.get(timeout=left))
             except queue.Empty:
                 break
+        # Every key answered: let the cache writes finish, within the deadline (a write
+        # cut off by the process's exit is rolled back, never half-stored).
+        for thread in workers:
+            thread.join(max(self.deadline_at - time.monotonic(), 0))
+        if not pending and any(thread.is_alive() for thread in workers):
+            # (With keys unanswered, a live worker is stuck on a registry, not the cache.)
+            self.warnings.append("probe cache: some answers were not stored by the deadline")
         self.cancelled = True
         late = ProbeResult(Verdict.UNKNOWN, "deadline exceeded")
         return {key: answers.get(key, late) for key in keys}
@@ -875,6 +894,31 @@ class _Run:
             return None
         return get_expiration_datetime(ttl)
 
+    def _later(self, write: Callable[[], None]) -> None:
+        """Run `write` once this worker's answer is published; at once outside a worker."""
+        writes: list[Callable[[], None]] | None = getattr(self.local, "writes", None)
+        if writes is None:
+            write()
+        else:
+            writes.append(write)
+
+    def _save(
+        self, answer: requests.Response | CachedResponse, key: str, expires: datetime
+    ) -> None:
+        """One write, and a read back: requests-cache swallows a failed SQLite write
+        (disk full) without a word, and a cache that silently stores nothing is worth a
+        warning."""
+        assert self.cached_session is not None
+        cache = self.cached_session.cache
+        try:
+            cache.save_response(answer, key, expires)
+            stored = cache.contains(key=key)
+        except Exception as exc:
+            self.warnings.append(f"probe cache: cannot store ({type(exc).__name__}: {exc})")
+            return
+        if not stored:
+            self.warnings.append("probe cache: cannot store (the write did not persist)")
+
     def _store(self, url: str, response: requests.Response) -> None:
         """Store the final manifest answer, stripped of the token that earned it."""
         if self.cached_session is None:
@@ -884,10 +928,8 @@ class _Run:
             return
         response.history = []  # redirect hops carry their own requests and headers
         response.request.headers.pop("Authorization", None)
-        try:
-            self.cached_session.cache.save_response(response, self._cache_key(url), expires)
-        except Exception as exc:
-            self.warnings.append(f"probe cache: cannot store ({type(exc).__name__}: {exc})")
+        key = self._cache_key(url)
+        self._later(lambda: self._save(response, key, expires))
 
     def _store_realm_answer(self, url: str, status: int) -> None:
         """The realm's refusal, remembered as an answer for the manifest URL. Built by hand
@@ -906,10 +948,8 @@ class _Run:
             request=CachedRequest.from_request(request),
             content=b"",
         )
-        try:
-            self.cached_session.cache.save_response(answer, self._cache_key(url), expires)
-        except Exception as exc:
-            self.warnings.append(f"probe cache: cannot store ({type(exc).__name__}: {exc})")
+        key = self._cache_key(url)
+        self._later(lambda: self._save(answer, key, expires))
 
 
 def _origin(url: str) -> tuple[str, str]:
