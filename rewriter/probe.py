@@ -46,9 +46,11 @@ import fnmatch
 import http.cookiejar
 import ipaddress
 import json
+import logging
 import os
 import queue
 import socket
+import sqlite3
 import ssl
 import tempfile
 import threading
@@ -392,11 +394,43 @@ def probe_all(
     _harden(session)
     with _trust_store(settings.ca_bundle) as verify:
         run = _Run(settings, session, verify, deadline_at)
-        results = run.all(keys)
+        with _cache_log_to(run.warnings):
+            results = run.all(keys)
     for message in dict.fromkeys(run.warnings):
         if warn is not None:
             warn(message)
     return results
+
+
+class _CacheLog(logging.Handler):
+    """requests-cache reports an entry it cannot read (garbage in a shared Redis) through
+    `logging`, which would print a bare line on stderr: make it one of our warnings."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.sink: list[str] | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sink = self.sink
+        if sink is not None:  # after the probes (a straggling thread): dropped
+            message = record.getMessage()
+            sink.append(f"probe cache: {message[:1].lower()}{message[1:]}")
+
+
+_CACHE_LOG = _CacheLog()
+
+
+@contextlib.contextmanager
+def _cache_log_to(sink: list[str]) -> Iterator[None]:
+    logger = logging.getLogger("requests_cache")
+    if _CACHE_LOG not in logger.handlers:
+        logger.addHandler(_CACHE_LOG)
+        logger.propagate = False
+    _CACHE_LOG.sink = sink
+    try:
+        yield
+    finally:
+        _CACHE_LOG.sink = None
 
 
 def _harden(session: requests.Session) -> None:
@@ -585,6 +619,10 @@ class _Run:
         # Cache writes of the key a worker is probing, run once its answer is published
         # (see `all`): a slow or broken cache can then delay a render, never change it.
         self.local = threading.local()
+        # Set when the cache itself fails (Redis gone or hung, SQLite unusable), not one
+        # bad entry: it is then left alone for the rest of the render, so that a hung
+        # Redis costs one timeout per worker, not two per image.
+        self.cache_down = False
 
     # -- scheduling --------------------------------------------------------------------
 
@@ -862,8 +900,15 @@ class _Run:
         request = requests.Request("HEAD", url, headers={"Accept": ACCEPT}).prepare()
         return self.cached_session.cache.create_key(request)
 
+    def _cache_failed(self, what: str, exc: Exception) -> None:
+        text = f"probe cache: cannot {what} ({type(exc).__name__}: {exc})"
+        if not self.cache_down and _cache_unreachable(exc):
+            self.cache_down = True
+            text += "; not used for the rest of this render"
+        self.warnings.append(text)
+
     def _from_cache(self, key: ProbeKey) -> ProbeResult | None:
-        if self.cached_session is None:
+        if self.cached_session is None or self.cache_down:
             return None
         registry, repository, reference = key
         schemes = ("https", "http") if registry in self.insecure else ("https",)
@@ -872,7 +917,7 @@ class _Run:
             try:
                 stored = self.cached_session.cache.get_response(self._cache_key(url))
             except Exception as exc:  # corrupt row, Redis gone: a miss, not a failure
-                self.warnings.append(f"probe cache: cannot read ({type(exc).__name__}: {exc})")
+                self._cache_failed("read", exc)
                 return None
             if stored is None or stored.is_expired:
                 continue
@@ -909,12 +954,14 @@ class _Run:
         (disk full) without a word, and a cache that silently stores nothing is worth a
         warning."""
         assert self.cached_session is not None
+        if self.cache_down:
+            return
         cache = self.cached_session.cache
         try:
             cache.save_response(answer, key, expires)
             stored = cache.contains(key=key)
         except Exception as exc:
-            self.warnings.append(f"probe cache: cannot store ({type(exc).__name__}: {exc})")
+            self._cache_failed("store", exc)
             return
         if not stored:
             self.warnings.append("probe cache: cannot store (the write did not persist)")
@@ -950,6 +997,17 @@ class _Run:
         )
         key = self._cache_key(url)
         self._later(lambda: self._save(answer, key, expires))
+
+
+def _cache_unreachable(exc: Exception) -> bool:
+    """Whether `exc` says the cache as a whole is unusable, rather than one entry bad."""
+    if isinstance(exc, (OSError, sqlite3.OperationalError)):
+        return True
+    try:
+        from redis import exceptions as redis_errors
+    except ImportError:
+        return False
+    return isinstance(exc, (redis_errors.ConnectionError, redis_errors.TimeoutError))
 
 
 def _origin(url: str) -> tuple[str, str]:

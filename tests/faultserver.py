@@ -163,6 +163,16 @@ def endless(code: int = 200, headers: dict[str, str] | None = None) -> Behaviour
     return answer
 
 
+def delayed(behaviour: Behaviour, seconds: float) -> Behaviour:
+    """`behaviour`, after `seconds` (cut short when the server stops)."""
+
+    def answer(conn: Connection, request: Request) -> None:
+        if not conn.stopped.wait(seconds):
+            behaviour(conn, request)
+
+    return answer
+
+
 def redirect(location: str, code: int = 302) -> Behaviour:
     return status(code, {"Location": location})
 
