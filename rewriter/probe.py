@@ -686,7 +686,11 @@ class _Run:
         try:
             # Before the cache too: a denied registry gets the same answer whatever the
             # cache holds, so that the flags alone decide the output.
-            refused = host_allowed(key[0], self.settings)
+            refused = host_allowed(key[0], self.settings) or (
+                host_allowed(api_host(key[0]), self.settings)  # registry-1.docker.io
+                if api_host(key[0]) != key[0]
+                else None
+            )
             if refused is not None:
                 return ProbeResult(Verdict.UNKNOWN, refused)
             hit = self._from_cache(key)

@@ -167,6 +167,20 @@ def test_deny_and_allow_globs() -> None:
     assert host_allowed("registry-1.docker.io", docker_hub) is not None
 
 
+@pytest.mark.parametrize("glob", ["docker.io", "registry-1.docker.io", "*docker*"])
+def test_docker_hub_denied_by_either_name(glob: str) -> None:
+    """Refused before any request (no network needed): by the image's registry name or
+    by its API host."""
+    results = probe_all(
+        [ImageRef.parse("nginx:1.25")], ProbeSettings(deny=(glob,)), requests.Session()
+    )
+    assert results == {
+        ("docker.io", "library/nginx", "1.25"): ProbeResult(
+            UNKNOWN, f"probe denied by --probe-deny {glob!r}"
+        )
+    }
+
+
 @pytest.mark.parametrize(
     ("url", "origin", "reason"),
     [
