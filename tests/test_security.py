@@ -625,12 +625,14 @@ def test_probe_deny_and_allow_through_the_cli(
         runs[policy] = cli(workdir, base, stdin, env)
     allow_dir = tmp_path / "allow"
     allow_dir.mkdir()
-    runs["allow"] = cli(
-        allow_dir,
-        ["scan", "--format", "json", *base, "--probe-allow", allowed_host],
-        stdin,
-        {"HOME": str(allow_dir), "REWRITER_LICENSE_ID": "L"},
-    )
+    # The sidecar's own setting wins over an Application's plugin.env (ARGOCD_ENV_...).
+    allow_env = {
+        "HOME": str(allow_dir),
+        "REWRITER_LICENSE_ID": "L",
+        "REWRITER_PROBE_ALLOW": allowed_host,
+        "ARGOCD_ENV_REWRITER_PROBE_ALLOW": "*",
+    }
+    runs["allow"] = cli(allow_dir, ["scan", "--format", "json", *base], stdin, allow_env)
     done = {name: run.communicate(timeout=60) for name, run in runs.items()}
 
     reason = f"probe denied by --probe-deny '{denied_host}'"
