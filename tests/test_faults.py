@@ -44,8 +44,8 @@ from registries import pick_hosts
 
 ROOT = Path(__file__).resolve().parents[1]
 # Start-up counts against the deadline (requests-cache alone imports in 1-2 s on a busy
-# two-core machine), so it must leave the probes time to classify the quick faults.
-DEADLINE = 3.0
+# two-core machine): the quick faults are classified under a long one (quick_scan).
+DEADLINE = 2.0
 BOUND = DEADLINE + 1.0  # what the issue promises: --deadline plus one second
 MANIFEST = "/v2/team/app/manifests/1.0"
 UNKNOWN, PUBLIC, PRIVATE, MISSING = "unknown", "public", "private", "missing"
@@ -283,25 +283,43 @@ class Scan:
     cache: Path
 
 
-@pytest.fixture(scope="module")
-def scan(faults: Faults, tmp_path_factory: pytest.TempPathFactory) -> Scan:
-    workdir = tmp_path_factory.mktemp("fault-scan")
-    stdin = deployment(faults.images())
+def scan_of(faults: Faults, workdir: Path, names: list[str], deadline: float) -> Scan:
     popen = command(faults, workdir, subcommand=("scan", "--format", "json"))
-    result = run_all({"scan": (popen, stdin)})["scan"]
+    args: list[str] = popen["args"]  # type: ignore[assignment]
+    args[args.index("--deadline") + 1] = str(deadline)
+    result = run_all({"scan": (popen, deployment(faults.images(names)))})["scan"]
     assert result.code == 0, result.stderr
     rows = {str(row["image"]): row for row in json.loads(result.stdout)["images"]}
     return Scan(result, rows, workdir / "probes.sqlite")
 
 
-def test_all_faults_at_once_within_the_deadline(scan: Scan) -> None:
+@pytest.fixture(scope="module")
+def scan(faults: Faults, tmp_path_factory: pytest.TempPathFactory) -> Scan:
+    """Every fault at once, under the short deadline."""
+    return scan_of(faults, tmp_path_factory.mktemp("scan"), list(faults.stands), DEADLINE)
+
+
+@pytest.fixture(scope="module")
+def quick_scan(faults: Faults, tmp_path_factory: pytest.TempPathFactory) -> Scan:
+    """The faults that do not hang, under a long deadline: each gets its own answer
+    however slowly the machine starts Python, and the time shows nothing waits."""
+    quick = [name for name, stand in faults.stands.items() if not stand.fault.hangs]
+    return scan_of(faults, tmp_path_factory.mktemp("quick-scan"), quick, 30)
+
+
+def test_all_faults_at_once_within_the_deadline(faults: Faults, scan: Scan) -> None:
     assert scan.run.elapsed < BOUND, f"{scan.run.elapsed:.2f}s"
     assert "Traceback" not in scan.run.stderr
+    for stand in faults.stands.values():
+        row = scan.rows[stand.image]
+        # Its own answer, or (on a machine slow to start Python) no answer in time.
+        if row["reason"] != "probe failed: deadline exceeded; --on-probe-error=proxy":
+            assert re.search(stand.fault.detail, str(row["reason"])), row["reason"]
 
 
 @pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
-def test_fault_is_classified(fault: Fault, faults: Faults, scan: Scan) -> None:
-    row = scan.rows[faults.stands[fault.name].image]
+def test_fault_is_classified(fault: Fault, faults: Faults, scan: Scan, quick_scan: Scan) -> None:
+    row = (scan if fault.hangs else quick_scan).rows[faults.stands[fault.name].image]
     assert row["probe"] == fault.verdict, row["reason"]
     assert re.search(fault.detail, str(row["reason"])), row["reason"]
     if fault.verdict == UNKNOWN:
@@ -309,35 +327,27 @@ def test_fault_is_classified(fault: Fault, faults: Faults, scan: Scan) -> None:
         assert row["action"] == "proxy"
 
 
-def test_nothing_unknown_is_cached(faults: Faults, scan: Scan) -> None:
+def test_nothing_unknown_is_cached(faults: Faults, scan: Scan, quick_scan: Scan) -> None:
     answered = {
         stand.server.host for stand in faults.stands.values() if stand.fault.verdict != UNKNOWN
     }
-    assert stored_hosts(scan.cache) == answered
+    assert stored_hosts(quick_scan.cache) == answered
+    assert stored_hosts(scan.cache) <= answered
 
 
-def test_fast_faults_cost_no_waiting(faults: Faults, tmp_path: Path) -> None:
+def test_fast_faults_cost_no_waiting(quick_scan: Scan) -> None:
     """Without the hangs, a render with a long deadline is over at once: no Retry-After
     is waited on, no body is read, nothing is retried."""
-    quick = [name for name, stand in faults.stands.items() if not stand.fault.hangs]
-    popen = command(faults, tmp_path)
-    args: list[str] = popen["args"]  # type: ignore[assignment]
-    args[args.index("--deadline") + 1] = "30"
-    result = run_all({"render": (popen, deployment(faults.images(quick)))})["render"]
-
-    assert result.code == 0, result.stderr
-    assert result.elapsed < 10.0, f"{result.elapsed:.2f}s"  # a wait would run to 30 s
+    assert quick_scan.run.elapsed < 10.0, f"{quick_scan.run.elapsed:.2f}s"  # a wait: 30 s
 
 
 # -- --on-probe-error, all three, on faults ---------------------------------------------------
 
 
 def test_on_probe_error_applies_to_faults(faults: Faults, tmp_path: Path) -> None:
-    names = ["hang", "slow drip", "connection reset", "503 on /v2/", "endless /v2/ body"]
-    images = faults.images(names)
-    failing = faults.images(names[:-1])
-    public = faults.stands["endless /v2/ body"].image
-    stdin = deployment(images)
+    names = ["hang", "slow drip", "connection reset", "503 on /v2/", "realm never answers"]
+    failing = faults.images(names)
+    stdin = deployment(failing)
     jobs = {}
     for policy in ("proxy", "keep", "fail"):
         workdir = tmp_path / policy
@@ -350,12 +360,11 @@ def test_on_probe_error_applies_to_faults(faults: Faults, tmp_path: Path) -> Non
     for policy, result in runs.items():
         assert result.elapsed < BOUND, f"{policy}: {result.elapsed:.2f}s"
         assert "Traceback" not in result.stderr
-        assert stored_hosts(tmp_path / policy / "probes.sqlite") <= {public.split("/")[0]}
+        assert stored_hosts(tmp_path / policy / "probes.sqlite") == set()
     for policy in ("proxy", "keep"):
         result = runs[policy]
         assert result.code == 0, result.stderr
         text = result.stdout.decode()
-        assert f"image: {public}\n" in text
         for image in failing:
             prefix = "proxy.replicated.com/proxy/my-kots-app/" if policy == "proxy" else ""
             assert f"image: {prefix}{image}\n" in text
