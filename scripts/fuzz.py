@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Mutation fuzzing of the render on real manifests.
+
+Takes the corpus documents that hold images, applies random byte- and token-level
+mutations, renders each result in-process, and checks that every input either renders
+(output parses, a second pass is identical) or fails with a RewriterError (the CLI's
+clean `error:` path). Anything else is a crash, saved under --out for replay.
+
+    python3 scripts/fuzz.py --inputs 100000 --seed 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import random
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rewriter.decide import Rules  # noqa: E402
+from rewriter.errors import RewriterError  # noqa: E402
+from rewriter.render import Options, plan, rewrite  # noqa: E402
+from rewriter.report import Reporter  # noqa: E402
+from rewriter.secrets import license_credentials  # noqa: E402
+from rewriter.stream import split  # noqa: E402
+
+CORPUS = ROOT.parent / "shared" / "corpus"
+TOKENS = [
+    b": ", b"- ", b"---\n", b"...\n", b"&a ", b"*a", b"{", b"}", b"[", b"]", b"\t", b'"', b"'",
+    b"\xff", b"\xef\xbb\xbf", b"\r\n", b"\n", b"image: ", b"@sha256:" + b"a" * 64, b":5000/",
+    b"{{ .Values.x }}", b"null", b"~", b"!!str ", b"? ", b"|\n", b">-\n", b"#", b"%YAML 1.1\n",
+    b"imagePullSecrets: ", b"containers: ", b"kind: List\n", b"items:\n", b"0755", b" " * 40,
+]
+OPTIONS = Options(
+    rules=Rules(app_slug="acme", public=("docker.io/library/*",), private=("*",)),
+    secret_name="acme-registry",
+    credentials=license_credentials(("proxy.replicated.com",), "L"),
+    additional_namespaces=("extra",),
+)
+
+
+def seeds() -> list[bytes]:
+    """Corpus documents that hold an image, small enough to mutate quickly."""
+    found = []
+    for path in sorted(CORPUS.glob("*.yaml")):
+        for chunk in split(path.read_bytes())[1]:
+            if b"image" in chunk.data and len(chunk.data) < 20_000:
+                found.append(chunk.data)
+    return found
+
+
+def mutate(data: bytes, rng: random.Random) -> bytes:
+    for _ in range(rng.choice((1, 1, 1, 2, 3))):
+        at = rng.randrange(len(data) + 1)
+        kind = rng.randrange(5)
+        if kind == 0:
+            data = data[:at] + rng.choice(TOKENS) + data[at:]
+        elif kind == 1 and data:
+            data = data[:at] + bytes([rng.randrange(256)]) + data[at + 1 :]
+        elif kind == 2:
+            data = data[:at] + data[at + rng.randint(1, 40) :]
+        elif kind == 3:
+            lines = data.splitlines(keepends=True)
+            if lines:
+                i = rng.randrange(len(lines))
+                lines.insert(rng.randrange(len(lines) + 1), lines[i])
+                data = b"".join(lines)
+        else:
+            other = rng.choice(SEEDS)
+            data = data + b"\n---\n" + other[: rng.randrange(len(other) + 1)]
+    return data
+
+
+def render(data: bytes) -> bytes:
+    report = Reporter(stream=io.StringIO())
+    return rewrite(plan(data, OPTIONS, lambda refs: {}, report), OPTIONS, report).stream()
+
+
+def check(data: bytes) -> str:
+    """'rendered' or 'error'; raises AssertionError (or anything) on a broken property."""
+    try:
+        out = render(data)
+    except RewriterError:
+        return "error"
+    list(yaml.compose_all(out, Loader=yaml.CSafeLoader))
+    assert render(out) == out, "second pass differs"
+    return "rendered"
+
+
+SEEDS: list[bytes] = []
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--inputs", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path("fuzz-crashes"))
+    args = parser.parse_args()
+    SEEDS.extend(seeds())
+    rng = random.Random(args.seed)
+    counts = {"rendered": 0, "error": 0, "crash": 0}
+    slowest = 0.0
+    started = time.monotonic()
+    for n in range(args.inputs):
+        data = mutate(rng.choice(SEEDS), rng)
+        begin = time.monotonic()
+        try:
+            counts[check(data)] += 1
+        except Exception:
+            counts["crash"] += 1
+            args.out.mkdir(exist_ok=True)
+            (args.out / f"crash-{n}.yaml").write_bytes(data)
+            (args.out / f"crash-{n}.txt").write_text(traceback.format_exc())
+        slowest = max(slowest, time.monotonic() - begin)
+        if (n + 1) % 10_000 == 0:
+            print(f"{n + 1} inputs: {counts}", flush=True)
+    elapsed = time.monotonic() - started
+    print(
+        f"{args.inputs} inputs from {len(SEEDS)} corpus documents (seed {args.seed}): "
+        f"{counts['rendered']} rendered, {counts['error']} clean errors, "
+        f"{counts['crash']} crashes; {elapsed:.0f} s, slowest input {slowest * 1000:.0f} ms"
+    )
+    return 1 if counts["crash"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
