@@ -55,3 +55,17 @@ def run(
 
 
 PYTHON = sys.executable
+
+# The pull Secret rewriter writes for app slug `acme`, license ID `L`, namespace `shop`.
+SHOP_SECRET = """\
+apiVersion: v1
+kind: Secret
+metadata:
+  name: acme-registry
+  namespace: shop
+  labels:
+    app.kubernetes.io/managed-by: rewriter
+type: kubernetes.io/dockerconfigjson
+data:
+  .dockerconfigjson: eyJhdXRocyI6eyJwcm94eS5yZXBsaWNhdGVkLmNvbSI6eyJhdXRoIjoiVEVsRFJVNVRSVjlKUkRwTSJ9LCJyZWdpc3RyeS5yZXBsaWNhdGVkLmNvbSI6eyJhdXRoIjoiVEVsRFJVNVRSVjlKUkRwTSJ9fX0=
+"""

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import CORPUS
+from helpers import CORPUS, SHOP_SECRET
 
 from rewriter.cli import main
 
@@ -167,21 +167,7 @@ patches:
 """
 )
 
-SECRET = (
-    HEADER
-    + """\
-apiVersion: v1
-kind: Secret
-metadata:
-  name: acme-registry
-  namespace: shop
-  labels:
-    app.kubernetes.io/managed-by: rewriter
-type: kubernetes.io/dockerconfigjson
-data:
-  .dockerconfigjson: eyJhdXRocyI6eyJwcm94eS5yZXBsaWNhdGVkLmNvbSI6eyJhdXRoIjoiVEVsRFJVNVRSVjlKUkRwTSJ9LCJyZWdpc3RyeS5yZXBsaWNhdGVkLmNvbSI6eyJhdXRoIjoiVEVsRFJVNVRSVjlKUkRwTSJ9fX0=
-"""
-)
+SECRET = HEADER + SHOP_SECRET
 
 
 def test_midstream_of_a_kustomization(

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers import SHOP_SECRET
 
 Shell = Callable[[str], subprocess.CompletedProcess[bytes]]
 
@@ -19,19 +20,7 @@ RULES = (
     "--app-slug acme --cache none --private 'quay.io/my-org/*' --private 'docker.io/my-org/*' "
     "--public 'docker.io/library/*'"
 )
-SECRET = """\
----
-apiVersion: v1
-kind: Secret
-metadata:
-  name: acme-registry
-  namespace: shop
-  labels:
-    app.kubernetes.io/managed-by: rewriter
-type: kubernetes.io/dockerconfigjson
-data:
-  .dockerconfigjson: eyJhdXRocyI6eyJwcm94eS5yZXBsaWNhdGVkLmNvbSI6eyJhdXRoIjoiVEVsRFJVNVRSVjlKUkRwTSJ9LCJyZWdpc3RyeS5yZXBsaWNhdGVkLmNvbSI6eyJhdXRoIjoiVEVsRFJVNVRSVjlKUkRwTSJ9fX0=
-"""
+SECRET = "---\n" + SHOP_SECRET
 
 
 @pytest.fixture
