@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import run
+from helpers import SHOP_SECRET, run
 
 from rewriter.cli import main
 
@@ -27,11 +28,6 @@ RULES = [
     "--private", "quay.io/my-org/*", "--private", "docker.io/my-org/*",
     "--public", "docker.io/library/*",
 ]  # fmt: skip
-DOCKERCONFIG = (
-    "eyJhdXRocyI6eyJwcm94eS5yZXBsaWNhdGVkLmNvbSI6eyJhdXRoIjoiVEVsRFJVNVRSVjlKUkRwTSJ9LCJyZWdp"
-    "c3RyeS5yZXBsaWNhdGVkLmNvbSI6eyJhdXRoIjoiVEVsRFJVNVRSVjlKUkRwTSJ9fX0="
-)
-
 FUNCTION_CONFIG = """\
 functionConfig:
   apiVersion: rewriter.dev/v1alpha1
@@ -91,18 +87,7 @@ EXPECTED = (
     + WEB.replace("        containers:\n", "        imagePullSecrets:\n        - name: acme-registry\n        containers:\n")
     .replace("image: quay.io/", "image: proxy.replicated.com/proxy/acme/quay.io/")
     + SETTINGS
-    + f"""\
-- apiVersion: v1
-  kind: Secret
-  metadata:
-    name: acme-registry
-    namespace: shop
-    labels:
-      app.kubernetes.io/managed-by: rewriter
-  type: kubernetes.io/dockerconfigjson
-  data:
-    .dockerconfigjson: {DOCKERCONFIG}
-"""
+    + "- " + textwrap.indent(SHOP_SECRET, "  ")[2:]  # the Secret, as a new item
     + FUNCTION_CONFIG
     + """\
 results:
