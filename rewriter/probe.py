@@ -47,20 +47,20 @@ import http.cookiejar
 import ipaddress
 import json
 import logging
-import os
 import queue
 import socket
 import sqlite3
 import ssl
-import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.client import BadStatusLine, HTTPException, RemoteDisconnected
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import urljoin, urlsplit
+from urllib.request import getproxies
 
 import requests
 import urllib3
@@ -68,11 +68,13 @@ import urllib3.connection
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
-from requests.utils import get_environ_proxies, requote_uri
+from requests.utils import requote_uri, should_bypass_proxies
 from requests_cache import DO_NOT_CACHE, CachedSession
+from requests_cache.backends.sqlite import SQLiteDict
 from requests_cache.models.request import CachedRequest
 from requests_cache.models.response import CachedResponse
 from requests_cache.policy import get_expiration_datetime
+from urllib3.util.ssl_ import create_urllib3_context
 
 from rewriter.cache import OfflineError
 from rewriter.challenge import Challenge, parse_challenges
@@ -117,6 +119,7 @@ DOCKER_HUB_API = "registry-1.docker.io"  # docker.io itself serves the website, 
 TOKEN_REALM_HEADER = "X-Rewriter-Answered-By"
 TOKEN_REALM_VALUE = "token-realm"
 MAX_TOKEN_BYTES = 1 << 20  # an anonymous token is a few KiB; refuse to buffer more
+SMALL_BODY = 4096  # bytes: read to keep the connection, rather than closing it
 MAX_REDIRECTS = 5  # registries redirect a manifest at most once or twice (to a CDN)
 
 # Never contacted, whatever --probe-allow says: the instance metadata services hand out
@@ -367,6 +370,28 @@ def token_scope(repository: str) -> str:
     return f"repository:{repository}:pull"
 
 
+def schedule(keys: Iterable[ProbeKey]) -> list[ProbeKey]:
+    """The order to probe `keys` in: registries in turn, and within a registry each
+    repository's first reference before any repository's second. The first requests
+    then ping every registry at once, and no worker waits for a token another worker is
+    still fetching (the references of one repository share their token)."""
+    turns: dict[str, int] = {}  # registry -> its turn among the registries
+    ranks: dict[tuple[str, str], int] = {}  # repository -> its rank within its registry
+    repositories: Counter[str] = Counter()  # registry -> repositories ranked so far
+    references: Counter[tuple[str, str]] = Counter()  # repository -> references so far
+    ranked: list[tuple[tuple[int, int, int], ProbeKey]] = []
+    for key in dict.fromkeys(keys):
+        registry, repository, _ = key
+        turn = turns.setdefault(registry, len(turns))
+        if (registry, repository) not in ranks:
+            ranks[registry, repository] = repositories[registry]
+            repositories[registry] += 1
+        nth = references[registry, repository]
+        references[registry, repository] += 1
+        ranked.append(((nth, ranks[registry, repository], turn), key))
+    return [key for _, key in sorted(ranked, key=lambda item: item[0])]
+
+
 # -- I/O -------------------------------------------------------------------------------
 
 
@@ -384,18 +409,15 @@ def probe_all(
     `warn` receives cache trouble (a read or write that failed); it is called from this
     thread only, after the probes.
     """
-    keys: list[ProbeKey] = list(
-        dict.fromkeys((ref.registry, ref.repository, ref.reference) for ref in refs)
-    )
+    keys = schedule((ref.registry, ref.repository, ref.reference) for ref in refs)
     if not keys:
         return {}
     started = time.monotonic() if settings.started_at is None else settings.started_at
     deadline_at = started + max(settings.deadline, 0.0)
-    _harden(session)
-    with _trust_store(settings.ca_bundle) as verify:
-        run = _Run(settings, session, verify, deadline_at)
-        with _cache_log_to(run.warnings):
-            results = run.all(keys)
+    _harden(session, tls_context(settings.ca_bundle))
+    run = _Run(settings, session, deadline_at)
+    with _cache_log_to(run.warnings):
+        results = run.all(keys)
     for message in dict.fromkeys(run.warnings):
         if warn is not None:
             warn(message)
@@ -433,25 +455,29 @@ def _cache_log_to(sink: list[str]) -> Iterator[None]:
         _CACHE_LOG.sink = None
 
 
-def _harden(session: requests.Session) -> None:
-    """Strip everything ambient from the session: the probe sends no credential at all."""
+def _harden(session: requests.Session, tls: ssl.SSLContext) -> None:
+    """Strip everything ambient from the session: the probe sends no credential at all.
+    Its transport checks every peer address and verifies TLS with `tls`."""
     session.trust_env = False  # no ~/.netrc, no REQUESTS_CA_BUNDLE, no implicit proxies
     session.auth = None
     session.headers.pop("Authorization", None)
-    session.proxies = {}  # per request instead, see _proxies
+    session.proxies = {}  # per request instead, see _Proxies
     session.cookies.clear()
     # Nor any cookie a registry or realm sets: nothing goes back but the token.
     session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+    guarded: _GuardedAdapter | None = None
     for prefix in ("https://", "http://"):
         adapter = session.get_adapter(prefix)
-        if type(adapter) is HTTPAdapter:  # not the offline one, nor one already guarded
-            session.mount(
-                prefix,
-                _GuardedAdapter(
-                    pool_connections=getattr(adapter, "_pool_connections", 10),
-                    pool_maxsize=getattr(adapter, "_pool_maxsize", 10),
-                ),
+        if type(adapter) not in (HTTPAdapter, _GuardedAdapter):
+            continue  # the offline one: it sends nothing
+        if guarded is None:  # one for both schemes, as requests mounts them
+            guarded = _GuardedAdapter(
+                tls,
+                pool_connections=getattr(adapter, "_pool_connections", 10),
+                pool_maxsize=getattr(adapter, "_pool_maxsize", 10),
             )
+        adapter.close()  # (a guarded one from an earlier run may trust other roots)
+        session.mount(prefix, guarded)
 
 
 class _GuardedConnectionMixin:
@@ -495,53 +521,66 @@ _GUARDED_POOLS = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
 
 class _GuardedAdapter(HTTPAdapter):
     """requests' adapter over connections that check their peer address (also the
-    connection to a proxy: a proxy on a metadata address is no better)."""
+    connection to a proxy: a proxy on a metadata address is no better), all verifying
+    TLS with one context, `tls`."""
+
+    def __init__(self, tls: ssl.SSLContext, **kwargs: Any) -> None:
+        self.tls = tls  # before HTTPAdapter.__init__, which builds the pool manager
+        super().__init__(**kwargs)
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
+        super().init_poolmanager(*args, ssl_context=self.tls, **kwargs)
         self.poolmanager.pool_classes_by_scheme = _GUARDED_POOLS
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager = super().proxy_manager_for(proxy, ssl_context=self.tls, **proxy_kwargs)
         manager.pool_classes_by_scheme = _GUARDED_POOLS
         return manager
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        super().cert_verify(conn, url, verify, cert)  # type: ignore[no-untyped-call]
+        # requests names a CA file on every new connection, and urllib3 would load it
+        # into the context again: ~50 ms of CPU per connection, the whole cost of a cold
+        # render's probes. The context holds the roots already (`tls_context`).
+        conn.ca_certs = conn.ca_cert_dir = None
 
 
 class TokenTooLarge(requests.exceptions.RequestException):
     """A token realm kept sending past MAX_TOKEN_BYTES."""
 
 
-def _proxies(url: str) -> dict[str, str]:
+class _Proxies:
     """HTTP(S)_PROXY / NO_PROXY, read on purpose (trust_env is off). A proxy is a tunnel
     to the image's own registry, not a mirror, so it cannot make a private image look
-    public; credentials in a proxy URL go to the proxy only."""
-    return get_environ_proxies(url)
+    public; credentials in a proxy URL go to the proxy only.
+
+    Read once per render: requests reads the whole environment for every request."""
+
+    def __init__(self) -> None:
+        self.proxies = getproxies()
+
+    def for_url(self, url: str) -> dict[str, str]:
+        if not self.proxies or should_bypass_proxies(url, no_proxy=None):
+            return {}
+        return self.proxies
 
 
-@contextlib.contextmanager
-def _trust_store(ca_bundle: str | None) -> Iterator[str | bool]:
-    """`verify` for requests: True, or a temporary file with the default roots plus the
-    extra bundle. requests would otherwise *replace* the roots with the bundle, and a
-    render that probes an internal registry also probes Docker Hub."""
-    if ca_bundle is None:
-        yield True
-        return
-    try:
-        with open(ca_bundle, encoding="ascii", errors="replace") as handle:
-            extra = handle.read()
-        ssl.create_default_context().load_verify_locations(cadata=extra)
-    except (OSError, ssl.SSLError, ValueError) as exc:
-        raise RewriterError(f"--ca-bundle {ca_bundle}: not a readable PEM bundle ({exc})") from None
-    with open(requests.utils.DEFAULT_CA_BUNDLE_PATH, encoding="ascii", errors="replace") as handle:
-        roots = handle.read()
-    fd, path = tempfile.mkstemp(prefix="rewriter-ca-", suffix=".pem")
-    try:
-        with os.fdopen(fd, "w", encoding="ascii", errors="replace") as out:
-            out.write(roots + "\n" + extra + "\n")
-        yield path
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
+def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
+    """The one TLS context of a render's probes: requests' default roots (certifi), plus
+    `ca_bundle` if given (requests would *replace* the roots with it, and a render that
+    probes an internal registry also probes Docker Hub). Built once: loading the roots
+    is the expensive part of a TLS connection."""
+    context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
+    context.load_verify_locations(cafile=requests.utils.DEFAULT_CA_BUNDLE_PATH)
+    if ca_bundle is not None:
+        try:
+            with open(ca_bundle, encoding="ascii", errors="replace") as handle:
+                context.load_verify_locations(cadata=handle.read())
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise RewriterError(
+                f"--ca-bundle {ca_bundle}: not a readable PEM bundle ({exc})"
+            ) from None
+    return context
 
 
 class _DeadlineExceeded(Exception):
@@ -578,6 +617,15 @@ class _Slot(Generic[V]):
     done: bool = False
 
 
+@dataclass(frozen=True)
+class _Entry:
+    """An answer to store: the final manifest response, under its cache key."""
+
+    answer: requests.Response | CachedResponse
+    key: str
+    expires: datetime
+
+
 class _Once(Generic[K, V]):
     """Compute a value once per key, however many threads ask at the same time."""
 
@@ -602,23 +650,24 @@ class _Run:
         self,
         settings: ProbeSettings,
         session: requests.Session,
-        verify: str | bool,
         deadline_at: float,
     ) -> None:
         self.settings = settings
         self.session = session
-        self.verify = verify
         self.deadline_at = deadline_at
         self.cached_session = session if isinstance(session, CachedSession) else None
         self.offline = bool(self.cached_session and self.cached_session.settings.only_if_cached)
         self.insecure = frozenset(host.lower() for host in settings.insecure_registries)
+        self.proxies = _Proxies()
+        self.cache_keys: dict[str, str] = {}  # manifest URL -> its key: read, then stored
         self.pings: _Once[str, _Endpoint | ProbeResult] = _Once()
         self.tokens: _Once[tuple[str, str, str], str | _Denied | ProbeResult] = _Once()
         self.warnings: list[str] = []  # list.append is atomic: safe from worker threads
         self.cancelled = False
-        # Cache writes of the key a worker is probing, run once its answer is published
-        # (see `all`): a slow or broken cache can then delay a render, never change it.
-        self.local = threading.local()
+        # Answers to store, written together once every key is answered (see `all`): a
+        # slow or broken cache can then delay a render, never change it, and SQLite
+        # commits once per render rather than once per image.
+        self.to_store: list[_Entry] = []
         # Set when the cache itself fails (Redis gone or hung, SQLite unusable), not one
         # bad entry: it is then left alone for the rest of the render, so that a hung
         # Redis costs one timeout per worker, not two per image.
@@ -639,15 +688,10 @@ class _Run:
                     key = todo.get_nowait()
                 except queue.Empty:
                     return
-                self.local.writes = []
                 try:
                     answers[key] = self.probe(key)
                 finally:
                     finished.put(key)
-                # After the answer is in: requests-cache retries a locked SQLite write
-                # forever and swallows a failed one, and Redis may hang until its timeout.
-                for write in self.local.writes:
-                    write()
 
         # Daemon threads rather than a ThreadPoolExecutor: the executor's workers are
         # joined at interpreter exit, so one request stuck on a dripping server would hold
@@ -668,14 +712,16 @@ class _Run:
                 pending.discard(finished.get(timeout=left))
             except queue.Empty:
                 break
-        # Every key answered: let the cache writes finish, within the deadline (a write
-        # cut off by the process's exit is rolled back, never half-stored).
-        for thread in workers:
-            thread.join(max(self.deadline_at - time.monotonic(), 0))
-        if not pending and any(thread.is_alive() for thread in workers):
-            # (With keys unanswered, a live worker is stuck on a registry, not the cache.)
-            self.warnings.append("probe cache: some answers were not stored by the deadline")
         self.cancelled = True
+        if not pending and self.to_store:
+            # In a thread of its own, within the deadline: requests-cache retries a locked
+            # SQLite write forever, and Redis may hang until its timeout. A write cut off
+            # by the process's exit is rolled back, never half-stored.
+            writer = threading.Thread(target=self._store_all, name="probe-cache", daemon=True)
+            writer.start()
+            writer.join(max(self.deadline_at - time.monotonic(), 0))
+            if writer.is_alive():
+                self.warnings.append("probe cache: answers not stored by the deadline")
         late = ProbeResult(Verdict.UNKNOWN, "deadline exceeded")
         return {key: answers.get(key, late) for key in keys}
 
@@ -791,8 +837,8 @@ class _Run:
                 self.session,
                 prepared,
                 timeout=timeout,
-                verify=self.verify,
-                proxies=_proxies(url),
+                verify=True,  # with the adapter's context: see tls_context
+                proxies=self.proxies.for_url(url),
                 allow_redirects=False,
                 stream=True,
             )
@@ -817,7 +863,8 @@ class _Run:
                     raise
                 failure = ProbeResult(Verdict.UNKNOWN, describe_error(exc, self.settings.timeout))
                 continue
-            with contextlib.closing(response):  # the body is never needed
+            with contextlib.closing(response):
+                self._drain(response)
                 status = response.status_code
                 if status == 429 or status >= 500:
                     return ProbeResult(Verdict.UNKNOWN, f"{describe(status)} on /v2/")
@@ -891,8 +938,20 @@ class _Run:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         response = self._send("HEAD", url, headers)
-        response.close()
+        with contextlib.closing(response):
+            self._drain(response)
         return response
+
+    def _drain(self, response: requests.Response) -> None:
+        """Read what is left of a small body nobody needs: the connection then goes back
+        to the pool for the next request, where closing it would cost the next one a new
+        TLS handshake. A HEAD has no body; a /v2/ answer is a few bytes (`{}`). A body
+        of unannounced or larger size is left unread: the connection is closed instead."""
+        length = response.headers.get("Content-Length", "")
+        if response.request.method == "HEAD":
+            response.content  # noqa: B018  # b"", kept for the cache entry
+        elif length.isdigit() and int(length) <= SMALL_BODY:
+            self._read_capped(response)
 
     # -- cache -------------------------------------------------------------------------
 
@@ -901,8 +960,11 @@ class _Run:
         # Exactly what decides the answer: method, URL (scheme, host, repo, reference) and
         # Accept. Authorization is deliberately not part of it: the stored answer is the
         # final one, whatever token it took to get there.
-        request = requests.Request("HEAD", url, headers={"Accept": ACCEPT}).prepare()
-        return self.cached_session.cache.create_key(request)
+        key = self.cache_keys.get(url)
+        if key is None:
+            request = requests.Request("HEAD", url, headers={"Accept": ACCEPT}).prepare()
+            key = self.cache_keys[url] = self.cached_session.cache.create_key(request)
+        return key
 
     def _cache_failed(self, what: str, exc: Exception) -> None:
         text = f"probe cache: cannot {what} ({type(exc).__name__}: {exc})"
@@ -943,31 +1005,35 @@ class _Run:
             return None
         return get_expiration_datetime(ttl)
 
-    def _later(self, write: Callable[[], None]) -> None:
-        """Run `write` once this worker's answer is published; at once outside a worker."""
-        writes: list[Callable[[], None]] | None = getattr(self.local, "writes", None)
-        if writes is None:
-            write()
-        else:
-            writes.append(write)
-
-    def _save(
-        self, answer: requests.Response | CachedResponse, key: str, expires: datetime
-    ) -> None:
-        """One write, and a read back: requests-cache swallows a failed SQLite write
-        (disk full) without a word, and a cache that silently stores nothing is worth a
-        warning."""
+    def _store_all(self) -> None:
+        """Write every answer of this render in one go, and read one back: requests-cache
+        swallows a failed SQLite commit (disk full) without a word, and a cache that
+        silently stores nothing is worth a warning."""
         assert self.cached_session is not None
-        if self.cache_down:
-            return
         cache = self.cached_session.cache
+        responses = cache.responses
+        # One transaction for SQLite (one commit, one wait for the write lock); Redis
+        # stores each entry as it comes.
+        batch = responses.bulk_commit() if isinstance(responses, SQLiteDict) else None
+        stored: str | None = None
+        with batch or contextlib.nullcontext():
+            for entry in self.to_store:
+                if self.cache_down:
+                    return
+                try:
+                    cache.save_response(entry.answer, entry.key, entry.expires)
+                except Exception as exc:
+                    self._cache_failed("store", exc)
+                    continue
+                stored = entry.key
+        if stored is None:
+            return
         try:
-            cache.save_response(answer, key, expires)
-            stored = cache.contains(key=key)
+            persisted = cache.contains(key=stored)
         except Exception as exc:
             self._cache_failed("store", exc)
             return
-        if not stored:
+        if not persisted:
             self.warnings.append("probe cache: cannot store (the write did not persist)")
 
     def _store(self, url: str, response: requests.Response) -> None:
@@ -979,8 +1045,7 @@ class _Run:
             return
         response.history = []  # redirect hops carry their own requests and headers
         response.request.headers.pop("Authorization", None)
-        key = self._cache_key(url)
-        self._later(lambda: self._save(response, key, expires))
+        self.to_store.append(_Entry(response, self._cache_key(url), expires))
 
     def _store_realm_answer(self, url: str, status: int) -> None:
         """The realm's refusal, remembered as an answer for the manifest URL. Built by hand
@@ -999,8 +1064,7 @@ class _Run:
             request=CachedRequest.from_request(request),
             content=b"",
         )
-        key = self._cache_key(url)
-        self._later(lambda: self._save(answer, key, expires))
+        self.to_store.append(_Entry(answer, self._cache_key(url), expires))
 
 
 def _cache_unreachable(exc: Exception) -> bool:

@@ -301,6 +301,7 @@ class Tls:
     ca_cert: Path  # the CA the client is told to trust (--ca-bundle)
     server: ssl.SSLContext  # a certificate from that CA, for every given address
     wrong_ca: ssl.SSLContext  # a self-signed certificate for the same addresses
+    wrong_name: ssl.SSLContext  # a certificate from the CA, for another address only
 
 
 def make_tls(directory: Path, ips: list[str]) -> Tls:
@@ -311,11 +312,19 @@ def make_tls(directory: Path, ips: list[str]) -> Tls:
 
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.timezone.utc)
-    names = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips])
+
+    def alternative_names(addresses: list[str]) -> x509.SubjectAlternativeName:
+        return x509.SubjectAlternativeName(
+            [x509.IPAddress(ipaddress.ip_address(ip)) for ip in addresses]
+        )
+
+    names = alternative_names(ips)
+    elsewhere = alternative_names(["127.255.255.254"])  # not one of `ips`: never picked
 
     def certificate(
         subject: str, key: ec.EllipticCurvePrivateKey, issuer: str,
         issuer_key: ec.EllipticCurvePrivateKey, ca: bool,
+        san: x509.SubjectAlternativeName | None = None,
     ) -> x509.Certificate:  # fmt: skip
         builder = (
             x509.CertificateBuilder()
@@ -331,7 +340,7 @@ def make_tls(directory: Path, ips: list[str]) -> Tls:
             usage = x509.KeyUsage(False, False, False, False, False, True, True, False, False)
             builder = builder.add_extension(usage, critical=True)
         else:
-            builder = builder.add_extension(names, critical=False)
+            builder = builder.add_extension(san or names, critical=False)
         return builder.sign(issuer_key, hashes.SHA256())
 
     def pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -350,7 +359,9 @@ def make_tls(directory: Path, ips: list[str]) -> Tls:
         ctx.load_cert_chain(directory / f"{name}.crt", directory / f"{name}.key")
         return ctx
 
-    ca_key, server_key, rogue_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    ca_key, server_key, rogue_key, other_key = (
+        ec.generate_private_key(ec.SECP256R1()) for _ in range(4)
+    )
     ca = certificate("fault test CA", ca_key, "fault test CA", ca_key, ca=True)
     (directory / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     server = certificate("fault registry", server_key, "fault test CA", ca_key, ca=False)
@@ -359,4 +370,9 @@ def make_tls(directory: Path, ips: list[str]) -> Tls:
         ca_cert=directory / "ca.crt",
         server=context("server", server, server_key),
         wrong_ca=context("rogue", rogue, rogue_key),
+        wrong_name=context(
+            "other",
+            certificate("other registry", other_key, "fault test CA", ca_key, False, elsewhere),
+            other_key,
+        ),
     )

@@ -522,6 +522,7 @@ class Seen:
     method: str
     path: str
     headers: dict[str, str]
+    connection: int = 0  # the client's port: one per connection it opened
 
 
 class _Server(ThreadingHTTPServer):
@@ -543,13 +544,18 @@ class StubRegistry:
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as registries do
+
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
             def _answer(self) -> None:
                 path = self.path.split("?", 1)[0]
+                seen = Seen(
+                    self.command, self.path, dict(self.headers.items()), self.client_address[1]
+                )
                 with stub._lock:
-                    stub.seen.append(Seen(self.command, self.path, dict(self.headers.items())))
+                    stub.seen.append(seen)
                 route = stub.routes.get(path, stub.default)
                 if route.authorized is not None and self.headers.get("Authorization"):
                     route = route.authorized

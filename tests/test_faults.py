@@ -148,6 +148,8 @@ FAULTS = [
     # TLS
     Fault("certificate from another CA", ok_registry(status(200)), UNKNOWN,
           "TLS error: certificate verify failed", tls="wrong-ca"),
+    Fault("certificate for another address", ok_registry(status(200)), UNKNOWN,
+          "TLS error: certificate verify failed", tls="wrong-name"),
     Fault("plain HTTP on the TLS port", lambda h: {}, UNKNOWN, "TLS error", plain_on_443=True,
           on_connect=answer_on_connect(BAD_REQUEST)),
     Fault("TLS fine, manifest 503", ok_registry(status(503)), UNKNOWN, "HTTP 503", tls="good"),
@@ -181,7 +183,9 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Faults]:
     stands: dict[str, Stand] = {}
     try:
         for fault, host in zip(FAULTS, hosts, strict=True):
-            context = {"good": tls.server, "wrong-ca": tls.wrong_ca, None: None}[fault.tls]
+            context = {
+                "good": tls.server, "wrong-ca": tls.wrong_ca, "wrong-name": tls.wrong_name, None: None
+            }[fault.tls]  # fmt: skip
             server = FaultServer(
                 host, fault.port, fault.routes(host), tls=context, on_connect=fault.on_connect
             ).start()

@@ -31,6 +31,8 @@ from rewriter.probe import (
     describe,
     describe_error,
     probe_all,
+    schedule,
+    tls_context,
 )
 from rewriter.reference import ImageRef
 
@@ -531,6 +533,45 @@ def test_probes_run_in_parallel() -> None:
     assert {r.verdict for r in results.values()} == {PUBLIC}
     assert elapsed < 3.0  # 12 x 0.5 s one after the other would be 6 s
     assert len(pings) == 1  # shared by all threads
+
+
+def test_one_connection_serves_many_images() -> None:
+    """A manifest HEAD hands its connection back: one worker probes every image over
+    the connection its ping opened (a new one each would cost a TLS handshake)."""
+    with stub_registry({"/v2/": Route(200)}, default=Route(200)) as stub:
+        images = [f"{stub.domain}/team/app{i}:1.0" for i in range(6)]
+        results = probe_all(refs(*images), stub_settings(stub, concurrency=1), requests.Session())
+        seen = stub.requests()
+
+    assert {r.verdict for r in results.values()} == {PUBLIC}
+    assert len(seen) == 7
+    assert len({s.connection for s in seen}) == 1
+
+
+def test_schedule_takes_registries_and_repositories_in_turn() -> None:
+    """Every registry's first repository first (their pings go out together), and a
+    repository's second tag after every first tag (its token is fetched by then)."""
+    keys: list[ProbeKey] = [
+        ("a.io", "one", "1"),
+        ("a.io", "one", "2"),
+        ("a.io", "two", "1"),
+        ("b.io", "three", "1"),
+        ("b.io", "three", "2"),
+        ("a.io", "one", "1"),  # again: probed once
+    ]
+    assert schedule(keys) == [
+        ("a.io", "one", "1"),
+        ("b.io", "three", "1"),
+        ("a.io", "two", "1"),
+        ("a.io", "one", "2"),
+        ("b.io", "three", "2"),
+    ]
+
+
+def test_tls_context_trusts_the_default_roots_and_the_bundle(registries: Registries) -> None:
+    default = len(tls_context(None).get_ca_certs())
+    assert default > 100  # certifi's roots, as requests would use
+    assert len(tls_context(registries.ca_bundle).get_ca_certs()) == default + 1
 
 
 def test_distinct_keys_probed_once() -> None:
