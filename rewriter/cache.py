@@ -32,7 +32,6 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import requests
@@ -42,6 +41,16 @@ from requests_cache.backends.base import BaseCache
 from requests_cache.backends.sqlite import SQLiteCache
 
 from rewriter.errors import RewriterError
+from rewriter.store import (
+    BUSY_TIMEOUT_MS,
+    REDIS_NAMESPACE,
+    CacheSpec,
+    Unusable,
+    default_cache_path,
+    parse_spec,
+    redact_url,
+    redis_connection,
+)
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -55,9 +64,6 @@ __all__ = [
     "open_session",
 ]
 
-BUSY_TIMEOUT_MS = 10_000  # how long a render waits for another render's write
-REDIS_TIMEOUT = 2.0  # seconds, to connect to and to hear from Redis
-REDIS_NAMESPACE = "rewriter-probes"
 # Response headers and query parameters never stored nor matched (requests-cache redacts
 # them from stored requests too). Authorization is the one that matters: the anonymous
 # token of the tokened manifest HEAD.
@@ -79,40 +85,8 @@ class _OfflineAdapter(HTTPAdapter):
         raise OfflineError(f"offline: not sending {request.method} {request.url}")
 
 
-def default_cache_path() -> str:
-    """$XDG_CACHE_HOME/rewriter/probes.sqlite, else ~/.cache/rewriter/probes.sqlite."""
-    base = os.environ.get("XDG_CACHE_HOME", "")
-    if not os.path.isabs(base):  # the XDG spec says relative values are to be ignored
-        base = os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.abspath(os.path.join(base, "rewriter", "probes.sqlite"))
-
-
-@dataclass(frozen=True)
-class _Spec:
-    kind: str  # "sqlite", "redis" or "none"
-    location: str  # absolute path or URL; "" for none
-
-
-def _parse_spec(spec: str) -> _Spec:
-    text = spec.strip()
-    if text.lower() == "none":
-        return _Spec("none", "")
-    if text.startswith(("redis://", "rediss://")):
-        return _Spec("redis", text)
-    if "://" in text:
-        raise RewriterError(f"--cache {spec!r}: only redis:// and rediss:// URLs are supported")
-    path = os.path.expanduser(text)
-    if not text or not os.path.isabs(path):
-        raise RewriterError(
-            f"--cache {spec!r}: give an absolute path, a redis:// URL or 'none' "
-            "(renders under Argo CD and kustomize run in a temporary directory, "
-            "so a relative cache would start empty every time)"
-        )
-    return _Spec("sqlite", os.path.normpath(path))
-
-
 def open_session(
-    spec: str,
+    spec: str | CacheSpec,
     ttl_seconds: float,
     warn: Callable[[str], None],
     offline: bool = False,
@@ -123,12 +97,12 @@ def open_session(
     `only_if_cached` (an in-memory, empty one when there is no cache) whose transport
     refuses every request.
     """
-    parsed = _parse_spec(spec)
+    parsed = spec if isinstance(spec, CacheSpec) else parse_spec(spec)
     backend: BaseCache | None = None
     if parsed.kind != "none":
         try:
             backend = _open_backend(parsed, warn)
-        except _Unusable as exc:
+        except Unusable as exc:
             warn(f"probe cache {parsed.location} is unusable ({exc}); probing without a cache")
     session: requests.Session
     if backend is None and not offline:
@@ -158,13 +132,9 @@ def open_session(
     return session
 
 
-class _Unusable(Exception):
-    """The cache cannot be used; str() says why, for the warning."""
-
-
-def _open_backend(spec: _Spec, warn: Callable[[str], None]) -> BaseCache:
+def _open_backend(spec: CacheSpec, warn: Callable[[str], None]) -> BaseCache:
     if spec.kind == "redis":
-        return _redis_cache(_redis_connection(spec.location))
+        return _redis_cache(redis_connection(spec.location))
     _prepare_sqlite(spec.location, warn)
     backend = SQLiteCache(
         spec.location, serializer=json_serializer, wal=True, busy_timeout=BUSY_TIMEOUT_MS
@@ -178,29 +148,13 @@ def _open_backend(spec: _Spec, warn: Callable[[str], None]) -> BaseCache:
         finally:
             connection.close()
     except sqlite3.Error as exc:
-        raise _Unusable(f"{type(exc).__name__}: {exc}") from None
+        raise Unusable(f"{type(exc).__name__}: {exc}") from None
     if missing:
-        raise _Unusable(f"cannot create its tables ({', '.join(sorted(missing))}); disk full?")
+        raise Unusable(f"cannot create its tables ({', '.join(sorted(missing))}); disk full?")
     return backend
 
 
 # -- Redis ------------------------------------------------------------------------------
-
-
-def _redis_connection(url: str) -> Redis:
-    """A client for `url`, answering within REDIS_TIMEOUT, that has answered a PING."""
-    try:
-        import redis
-    except ImportError:
-        raise _Unusable("the 'redis' Python package is not installed") from None
-    try:
-        client = redis.Redis.from_url(
-            url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
-        )
-        client.ping()
-    except (redis.RedisError, ValueError, OSError) as exc:
-        raise _Unusable(f"{type(exc).__name__}: {exc}") from None
-    return client
 
 
 def _redis_cache(connection: Redis) -> RedisCache:
@@ -236,7 +190,7 @@ def _prepare_sqlite(path: str, warn: Callable[[str], None]) -> None:
                 _create_private(path)
                 _check_sqlite(path)
     except (OSError, sqlite3.Error) as exc:
-        raise _Unusable(f"{type(exc).__name__}: {exc}") from None
+        raise Unusable(f"{type(exc).__name__}: {exc}") from None
 
 
 def _create_private(path: str) -> None:
@@ -310,7 +264,7 @@ def _file_lock(path: str) -> Iterator[None]:
 
 def cache_info(spec: str) -> str:
     """Human text: backend, location, number of stored answers, size. Creates nothing."""
-    parsed = _parse_spec(spec)
+    parsed = parse_spec(spec)
     if parsed.kind == "none":
         return "backend: none\nthe probe cache is disabled"
     if parsed.kind == "redis":
@@ -320,7 +274,7 @@ def cache_info(spec: str) -> str:
 
 def cache_clear(spec: str) -> int:
     """Forget every stored answer; the number of answers removed."""
-    parsed = _parse_spec(spec)
+    parsed = parse_spec(spec)
     if parsed.kind == "none":
         return 0
     if parsed.kind == "redis":
@@ -330,7 +284,7 @@ def cache_clear(spec: str) -> int:
             count = len(cache.responses)
             cache.clear()  # type: ignore[no-untyped-call]
         except Exception as exc:
-            where = _redact_url(parsed.location)
+            where = redact_url(parsed.location)
             raise RewriterError(f"cannot clear the probe cache at {where}: {exc}") from None
         return count
     return _sqlite_clear(parsed.location)
@@ -338,9 +292,9 @@ def cache_clear(spec: str) -> int:
 
 def _redis_for_admin(url: str) -> Redis:
     try:
-        return _redis_connection(url)
-    except _Unusable as exc:
-        raise RewriterError(f"cannot reach the probe cache at {_redact_url(url)}: {exc}") from None
+        return redis_connection(url)
+    except Unusable as exc:
+        raise RewriterError(f"cannot reach the probe cache at {redact_url(url)}: {exc}") from None
 
 
 def _redis_info(url: str) -> str:
@@ -349,25 +303,15 @@ def _redis_info(url: str) -> str:
         keys = list(_redis_cache(connection).responses.keys())
         size = sum(int(connection.strlen(f"{REDIS_NAMESPACE}:{key}") or 0) for key in keys)
     except Exception as exc:
-        raise RewriterError(f"cannot read the probe cache at {_redact_url(url)}: {exc}") from None
+        raise RewriterError(f"cannot read the probe cache at {redact_url(url)}: {exc}") from None
     return "\n".join(
         (
             "backend: redis",
-            f"location: {_redact_url(url)} (keys {REDIS_NAMESPACE}:*)",
+            f"location: {redact_url(url)} (keys {REDIS_NAMESPACE}:*)",
             f"answers: {len(keys)}",
             f"size: {_human_size(size)}",
         )
     )
-
-
-def _redact_url(url: str) -> str:
-    """A Redis URL without its password, for display."""
-    scheme, _, rest = url.partition("://")
-    userinfo, at, host = rest.rpartition("@")
-    if not at:
-        return url
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}://{user + ':' if user else ':'}***@{host}"
 
 
 def _sqlite_info(path: str) -> str:

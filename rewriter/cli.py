@@ -25,9 +25,11 @@ import typer
 
 from rewriter import STARTED, __version__
 from rewriter.errors import RewriterError
+from rewriter.reference import ImageRef
 from rewriter.render import ORIGINAL_IMAGES, Prober, plan, rewrite
 from rewriter.report import Reporter
 from rewriter.settings import Flags, Settings, resolve
+from rewriter.verdict import ProbeKey, ProbeResult
 
 COMMANDS = ("render", "scan", "images", "cache", "krm", "kustomization")
 
@@ -328,17 +330,14 @@ def _join_streams(parts: list[bytes]) -> bytes:
 
 
 def _prober(settings: Settings, reporter: Reporter) -> Prober:
-    """The probe, built only when an image needs one: no network stack otherwise."""
+    """The probe, built only when an image needs one. It reads what the cache knows
+    first, without the network stack: only images left unanswered import it."""
 
-    def probe(refs: Sequence[Any]) -> Any:
-        from rewriter import cache as probe_cache
-        from rewriter import probe as registry_probe
+    def probe(refs: Sequence[ImageRef]) -> dict[ProbeKey, ProbeResult]:
+        from rewriter import store
+        from rewriter.policy import ProbeSettings
 
-        spec = settings.cache or probe_cache.default_cache_path()
-        session = probe_cache.open_session(
-            spec, settings.cache_ttl, reporter.warn, offline=settings.offline
-        )
-        probe_settings = registry_probe.ProbeSettings(
+        probe_settings = ProbeSettings(
             concurrency=settings.concurrency,
             timeout=settings.timeout,
             deadline=settings.deadline,
@@ -348,7 +347,21 @@ def _prober(settings: Settings, reporter: Reporter) -> Prober:
             deny=settings.probe_deny,
             started_at=_render_started,
         )
-        return registry_probe.probe_all(refs, probe_settings, session, warn=reporter.warn)
+        spec = store.parse_spec(settings.cache or store.default_cache_path())
+        keys = [ref.probe_key for ref in refs]
+        answers, spec = store.lookup(spec, keys, probe_settings, reporter.warn)
+        rest = [ref for ref in refs if ref.probe_key not in answers]
+        if rest:
+            from rewriter import cache as probe_cache
+            from rewriter import probe as registry_probe
+
+            session = probe_cache.open_session(
+                spec, settings.cache_ttl, reporter.warn, offline=settings.offline
+            )
+            answers.update(
+                registry_probe.probe_all(rest, probe_settings, session, warn=reporter.warn)
+            )
+        return answers
 
     return probe
 

@@ -36,15 +36,14 @@ hop by hop, not by requests, so that each hop is checked and no body is ever rea
 name check cannot see where DNS sends a name, so the transport checks the address it
 actually connected to as well, before a byte is sent (`_GuardedAdapter`).
 
-The policy (`classify`, `describe`, `describe_error`) is pure; `probe_all` does the I/O.
+The policy (rewriter/policy.py, and `describe_error` here) is pure; `probe_all` does
+the I/O.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import http.cookiejar
-import ipaddress
 import json
 import logging
 import queue
@@ -53,7 +52,6 @@ import sqlite3
 import ssl
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -79,6 +77,23 @@ from urllib3.util.ssl_ import create_urllib3_context
 from rewriter.cache import OfflineError
 from rewriter.challenge import Challenge, parse_challenges
 from rewriter.errors import RewriterError
+from rewriter.policy import (
+    ACCEPT,
+    TOKEN_REALM_HEADER,
+    TOKEN_REALM_VALUE,
+    ProbeSettings,
+    api_host,
+    classify,
+    describe,
+    forbidden_address,
+    host_allowed,
+    manifest_path,
+    redirect_refusal,
+    schedule,
+    stored_answer,
+    token_scope,
+)
+from rewriter.store import answer_key, manifest_urls
 from rewriter.verdict import ProbeKey, ProbeResult, Verdict
 
 if TYPE_CHECKING:
@@ -98,100 +113,18 @@ __all__ = [
     "forbidden_address",
     "host_allowed",
     "probe_all",
+    "schedule",
+    "tls_context",
 ]
 
-# All four, in preference order: registry 2.8 answers 404 or 400 for an image that exists
-# when its media type is missing from Accept (SPEC section 10).
-ACCEPT = ", ".join(
-    (
-        "application/vnd.oci.image.index.v1+json",
-        "application/vnd.oci.image.manifest.v1+json",
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-        "application/vnd.docker.distribution.manifest.v2+json",
-    )
-)
 USER_AGENT = "rewriter-probe/0.1"
-DOCKER_HUB = "docker.io"
-DOCKER_HUB_API = "registry-1.docker.io"  # docker.io itself serves the website, not /v2/
-
-# Marks a stored answer that came from the token realm rather than the registry (the
-# realm's own response is never stored: it is a token response).
-TOKEN_REALM_HEADER = "X-Rewriter-Answered-By"
-TOKEN_REALM_VALUE = "token-realm"
 MAX_TOKEN_BYTES = 1 << 20  # an anonymous token is a few KiB; refuse to buffer more
 SMALL_BODY = 4096  # bytes: read to keep the connection, rather than closing it
 MAX_REDIRECTS = 5  # registries redirect a manifest at most once or twice (to a CDN)
 
-# Never contacted, whatever --probe-allow says: the instance metadata services hand out
-# cloud credentials to anyone who asks from the machine (and GCP's answers carry an
-# `access_token`, which the probe would forward to the registry as a bearer token).
-METADATA_HOSTS = frozenset(
-    {
-        "metadata.google.internal",
-        "metadata.goog",
-        "metadata",  # GCP's short name, through the resolver's search domain
-        "instance-data",  # AWS's
-        "instance-data.ec2.internal",
-    }
-)
-METADATA_ADDRESSES = frozenset(
-    ipaddress.ip_address(text)
-    for text in (
-        "169.254.169.254",  # AWS, GCP, Azure, Oracle, DigitalOcean, OpenStack
-        "169.254.170.2",  # AWS ECS task credentials
-        "fd00:ec2::254",  # AWS IPv6
-        "100.100.100.200",  # Alibaba Cloud
-    )
-)
-LINK_LOCAL = (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10"))
-NAT64 = ipaddress.ip_network("64:ff9b::/96")  # an IPv4 address in IPv6 clothing
-
-
-@dataclass(frozen=True)
-class ProbeSettings:
-    concurrency: int = 16
-    timeout: float = 5.0  # per request, seconds
-    deadline: float = 30.0  # whole render; afterwards every unanswered image is UNKNOWN
-    insecure_registries: frozenset[str] = frozenset()  # HOST or HOST:PORT: plain HTTP allowed
-    ca_bundle: str | None = None  # PEM file trusted in addition to the default roots
-    allow: tuple[str, ...] = ()  # --probe-allow host globs; empty: every host not denied
-    deny: tuple[str, ...] = ()  # --probe-deny host globs; win over allow
-    # time.monotonic() the deadline counts from (the CLI: when the render began, so that
-    # start-up counts too); None: when probe_all is called.
-    started_at: float | None = None
-
 
 class ProbeDenied(OSError):
     """The transport refused to talk to the address a name resolved to."""
-
-
-# -- policy (pure) ---------------------------------------------------------------------
-
-
-def classify(status: int) -> Verdict:
-    """SPEC section 4: 2xx public, 401/403 private, 404 missing, anything else unknown."""
-    if 200 <= status < 300:
-        return Verdict.PUBLIC
-    if status in (401, 403):
-        return Verdict.PRIVATE
-    if status == 404:
-        return Verdict.MISSING
-    # 429 and 5xx are never "private"; neither is a 400 (wrong Accept) or a stray 3xx.
-    return Verdict.UNKNOWN
-
-
-def describe(status: int, www_authenticate: str | None = None, *, realm: bool = False) -> str:
-    """Short text for a status: "HTTP 200", "401 Basic challenge", "403 from token realm"."""
-    if realm:
-        return f"{status} from token realm"
-    if status == 401:
-        challenges = parse_challenges(www_authenticate)
-        if challenges:
-            first = challenges[0]
-            text = f"401 {first.scheme.capitalize()} challenge"
-            error = first.get("error")
-            return f"{text} ({error})" if error else text
-    return f"HTTP {status}"
 
 
 def describe_error(exc: BaseException, timeout: float) -> str:
@@ -258,140 +191,6 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
         todo += [item for item in linked if isinstance(item, BaseException)]
 
 
-def host_allowed(host: str, settings: ProbeSettings) -> str | None:
-    """Why the probe may not contact `host` (a name or address, with or without a port,
-    IPv6 with or without brackets), or None when it may.
-
-    In order: link-local and cloud metadata addresses are never contacted; then a
-    `--probe-deny` glob that matches refuses; then, when `--probe-allow` globs are
-    given, one of them must match. Globs are shell-style, case-insensitive, and are
-    tried against the host alone and against host:port; Docker Hub's API host also
-    answers to `docker.io`. Loopback and private networks are allowed unless denied.
-    """
-    name, port = _split_host(host)
-    forbidden = forbidden_address(name)
-    if forbidden:
-        return f"probe denied: {forbidden}"
-    candidates = [name] + ([f"{name}:{port}"] if port else [])
-    if name == DOCKER_HUB_API:
-        candidates.append(DOCKER_HUB)
-    for glob in settings.deny:
-        if any(fnmatch.fnmatchcase(c, glob.lower()) for c in candidates):
-            return f"probe denied by --probe-deny {glob!r}"
-    if settings.allow and not any(
-        fnmatch.fnmatchcase(c, glob.lower()) for glob in settings.allow for c in candidates
-    ):
-        return "probe denied: not in --probe-allow"
-    return None
-
-
-def forbidden_address(host: str) -> str | None:
-    """Why the probe must never contact `host`, whatever the flags ("cloud metadata
-    endpoint", "link-local address"), or None. Pure: names are not resolved here (the
-    transport checks the address it connects to). Numeric spellings that the C resolver
-    also accepts (`2852039166`, `0xa9fea9fe`, `169.254.43518`) count as addresses."""
-    name = host.strip("[]").split("%", 1)[0].rstrip(".").lower()
-    if name in METADATA_HOSTS:
-        return "cloud metadata endpoint"
-    address = _as_address(name)
-    if address is None:
-        return None
-    candidates: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [address]
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            candidates.append(address.ipv4_mapped)
-        if address in NAT64:
-            candidates.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
-    if any(candidate in METADATA_ADDRESSES for candidate in candidates):
-        return "cloud metadata endpoint"
-    if any(candidate in network for candidate in candidates for network in LINK_LOCAL):
-        return "link-local address"
-    return None
-
-
-def _as_address(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(name)
-    except ValueError:
-        pass
-    # inet_aton's legacy forms; only for names made of digits, dots and hex, so that an
-    # ordinary host name is never mistaken for one.
-    if name and all(c in "0123456789abcdefx." for c in name) and name[0].isdigit():
-        try:
-            return ipaddress.IPv4Address(socket.inet_aton(name))
-        except OSError:
-            return None
-    return None
-
-
-def _split_host(host: str) -> tuple[str, str]:
-    """("name", "port") from "name", "name:port", "[v6]:port", "[v6]" or a bare "v6"."""
-    text = host.strip().lower()
-    if text.startswith("["):
-        inside, _, rest = text[1:].partition("]")
-        return inside, rest.removeprefix(":")
-    if text.count(":") == 1:
-        name, _, port = text.partition(":")
-        return name, port
-    return text, ""
-
-
-def redirect_refusal(
-    url: str, settings: ProbeSettings, from_scheme: str | None, what: str
-) -> str | None:
-    """Why the probe may not go on to `url`, a token realm or redirect target (`what`
-    names it for the message), coming from a `from_scheme` conversation. A URL it cannot
-    read is left to requests, which then says "invalid URL"."""
-    try:
-        parts = urlsplit(url)
-        host, port = parts.hostname, parts.port
-    except ValueError:
-        return None
-    if not host:
-        return None
-    name = f"[{host}]" if ":" in host else host
-    target = f"{name}:{port}" if port else name
-    if from_scheme == "https" and parts.scheme.lower() == "http":
-        return f"{what} {target}: probe denied: HTTPS downgraded to plain HTTP"
-    refused = host_allowed(target, settings)
-    return f"{what} {target}: {refused}" if refused else None
-
-
-def api_host(registry: str) -> str:
-    """Where a registry's /v2/ API lives: Docker Hub's is not docker.io."""
-    return DOCKER_HUB_API if registry == DOCKER_HUB else registry
-
-
-def manifest_path(repository: str, reference: str) -> str:
-    return f"/v2/{repository}/manifests/{reference}"
-
-
-def token_scope(repository: str) -> str:
-    return f"repository:{repository}:pull"
-
-
-def schedule(keys: Iterable[ProbeKey]) -> list[ProbeKey]:
-    """The order to probe `keys` in: registries in turn, and within a registry each
-    repository's first reference before any repository's second. The first requests
-    then ping every registry at once, and no worker waits for a token another worker is
-    still fetching (the references of one repository share their token)."""
-    turns: dict[str, int] = {}  # registry -> its turn among the registries
-    ranks: dict[tuple[str, str], int] = {}  # repository -> its rank within its registry
-    repositories: Counter[str] = Counter()  # registry -> repositories ranked so far
-    references: Counter[tuple[str, str]] = Counter()  # repository -> references so far
-    ranked: list[tuple[tuple[int, int, int], ProbeKey]] = []
-    for key in dict.fromkeys(keys):
-        registry, repository, _ = key
-        turn = turns.setdefault(registry, len(turns))
-        if (registry, repository) not in ranks:
-            ranks[registry, repository] = repositories[registry]
-            repositories[registry] += 1
-        nth = references[registry, repository]
-        references[registry, repository] += 1
-        ranked.append(((nth, ranks[registry, repository], turn), key))
-    return [key for _, key in sorted(ranked, key=lambda item: item[0])]
-
-
 # -- I/O -------------------------------------------------------------------------------
 
 
@@ -409,7 +208,7 @@ def probe_all(
     `warn` receives cache trouble (a read or write that failed); it is called from this
     thread only, after the probes.
     """
-    keys = schedule((ref.registry, ref.repository, ref.reference) for ref in refs)
+    keys = schedule(ref.probe_key for ref in refs)
     if not keys:
         return {}
     started = time.monotonic() if settings.started_at is None else settings.started_at
@@ -659,7 +458,6 @@ class _Run:
         self.offline = bool(self.cached_session and self.cached_session.settings.only_if_cached)
         self.insecure = frozenset(host.lower() for host in settings.insecure_registries)
         self.proxies = _Proxies()
-        self.cache_keys: dict[str, str] = {}  # manifest URL -> its key: read, then stored
         self.pings: _Once[str, _Endpoint | ProbeResult] = _Once()
         self.tokens: _Once[tuple[str, str, str], str | _Denied | ProbeResult] = _Once()
         self.warnings: list[str] = []  # list.append is atomic: safe from worker threads
@@ -676,11 +474,26 @@ class _Run:
     # -- scheduling --------------------------------------------------------------------
 
     def all(self, keys: list[ProbeKey]) -> dict[ProbeKey, ProbeResult]:
+        answers: dict[ProbeKey, ProbeResult] = {}
+        ask: list[ProbeKey] = []
+        for key in keys:  # here, before any thread: a warm cache needs none
+            known = self.known(key)
+            if known is None:
+                ask.append(key)
+            else:
+                answers[key] = known
+        if ask:
+            self.ask(ask, answers)
+        late = ProbeResult(Verdict.UNKNOWN, "deadline exceeded")
+        return {key: answers.get(key, late) for key in keys}
+
+    def ask(self, keys: list[ProbeKey], answers: dict[ProbeKey, ProbeResult]) -> None:
+        """Ask the registries about `keys` in parallel, filling in `answers` until the
+        deadline; then store the answers in the cache."""
         todo: queue.SimpleQueue[ProbeKey] = queue.SimpleQueue()
         for key in keys:
             todo.put(key)
         finished: queue.SimpleQueue[ProbeKey] = queue.SimpleQueue()
-        answers: dict[ProbeKey, ProbeResult] = {}
 
         def worker() -> None:
             while not self.cancelled:
@@ -722,28 +535,30 @@ class _Run:
             writer.join(max(self.deadline_at - time.monotonic(), 0))
             if writer.is_alive():
                 self.warnings.append("probe cache: answers not stored by the deadline")
-        late = ProbeResult(Verdict.UNKNOWN, "deadline exceeded")
-        return {key: answers.get(key, late) for key in keys}
 
     # -- one key -----------------------------------------------------------------------
 
+    def known(self, key: ProbeKey) -> ProbeResult | None:
+        """The answer without asking the registry, or None when it must be asked."""
+        # Before the cache: a denied registry gets the same answer whatever the cache
+        # holds, so that the flags alone decide the output.
+        refused = host_allowed(key[0], self.settings) or (
+            host_allowed(api_host(key[0]), self.settings)  # registry-1.docker.io
+            if api_host(key[0]) != key[0]
+            else None
+        )
+        if refused is not None:
+            return ProbeResult(Verdict.UNKNOWN, refused)
+        hit = self._from_cache(key)
+        if hit is not None:
+            return hit
+        if self.offline:
+            return ProbeResult(Verdict.UNKNOWN, "offline, not in cache")
+        return None
+
     def probe(self, key: ProbeKey) -> ProbeResult:
-        """The answer for one key; never raises."""
+        """The registry's answer for one key; never raises."""
         try:
-            # Before the cache too: a denied registry gets the same answer whatever the
-            # cache holds, so that the flags alone decide the output.
-            refused = host_allowed(key[0], self.settings) or (
-                host_allowed(api_host(key[0]), self.settings)  # registry-1.docker.io
-                if api_host(key[0]) != key[0]
-                else None
-            )
-            if refused is not None:
-                return ProbeResult(Verdict.UNKNOWN, refused)
-            hit = self._from_cache(key)
-            if hit is not None:
-                return hit
-            if self.offline:
-                return ProbeResult(Verdict.UNKNOWN, "offline, not in cache")
             return self._from_registry(key)
         except _DeadlineExceeded:
             return ProbeResult(Verdict.UNKNOWN, "deadline exceeded")
@@ -955,17 +770,6 @@ class _Run:
 
     # -- cache -------------------------------------------------------------------------
 
-    def _cache_key(self, url: str) -> str:
-        assert self.cached_session is not None
-        # Exactly what decides the answer: method, URL (scheme, host, repo, reference) and
-        # Accept. Authorization is deliberately not part of it: the stored answer is the
-        # final one, whatever token it took to get there.
-        key = self.cache_keys.get(url)
-        if key is None:
-            request = requests.Request("HEAD", url, headers={"Accept": ACCEPT}).prepare()
-            key = self.cache_keys[url] = self.cached_session.cache.create_key(request)
-        return key
-
     def _cache_failed(self, what: str, exc: Exception) -> None:
         text = f"probe cache: cannot {what} ({type(exc).__name__}: {exc})"
         if not self.cache_down and _cache_unreachable(exc):
@@ -976,24 +780,18 @@ class _Run:
     def _from_cache(self, key: ProbeKey) -> ProbeResult | None:
         if self.cached_session is None or self.cache_down:
             return None
-        registry, repository, reference = key
-        schemes = ("https", "http") if registry in self.insecure else ("https",)
-        for scheme in schemes:
-            url = f"{scheme}://{api_host(registry)}{manifest_path(repository, reference)}"
+        for url in manifest_urls(key, self.insecure):
             try:
-                stored = self.cached_session.cache.get_response(self._cache_key(url))
+                stored = self.cached_session.cache.get_response(answer_key(url))
             except Exception as exc:  # corrupt row, Redis gone: a miss, not a failure
                 self._cache_failed("read", exc)
                 return None
             if stored is None or stored.is_expired:
                 continue
-            verdict = classify(stored.status_code)
-            if verdict is Verdict.UNKNOWN:
-                continue  # never written by us; do not trust it
-            realm = stored.headers.get(TOKEN_REALM_HEADER) == TOKEN_REALM_VALUE
-            challenge = stored.headers.get("WWW-Authenticate")
-            detail = describe(stored.status_code, challenge, realm=realm)
-            return ProbeResult(verdict, detail, cached=True)
+            # (CachedResponse's headers match names in any case.)
+            answer = stored_answer(stored.status_code, stored.headers)
+            if answer is not None:
+                return answer
         return None
 
     def _expires(self) -> datetime | None:
@@ -1045,7 +843,7 @@ class _Run:
             return
         response.history = []  # redirect hops carry their own requests and headers
         response.request.headers.pop("Authorization", None)
-        self.to_store.append(_Entry(response, self._cache_key(url), expires))
+        self.to_store.append(_Entry(response, answer_key(url), expires))
 
     def _store_realm_answer(self, url: str, status: int) -> None:
         """The realm's refusal, remembered as an answer for the manifest URL. Built by hand
@@ -1064,7 +862,7 @@ class _Run:
             request=CachedRequest.from_request(request),
             content=b"",
         )
-        self.to_store.append(_Entry(answer, self._cache_key(url), expires))
+        self.to_store.append(_Entry(answer, answer_key(url), expires))
 
 
 def _cache_unreachable(exc: Exception) -> bool:

@@ -49,6 +49,7 @@ import re
 from dataclasses import dataclass
 
 from rewriter.errors import RewriterError
+from rewriter.verdict import ProbeKey
 
 __all__ = [
     "DEFAULT_REGISTRY",
@@ -166,6 +167,11 @@ class ImageRef:
     def reference(self) -> str:
         """What to ask the registry for: the digest, else the tag, else 'latest'."""
         return self.digest or self.tag or DEFAULT_TAG
+
+    @property
+    def probe_key(self) -> ProbeKey:
+        """What one probe answers for: (registry, repository, reference)."""
+        return (self.registry, self.repository, self.reference)
 
     @property
     def locator(self) -> str:

@@ -297,16 +297,12 @@ def _decide(found: list[Found], rules: Rules, prober: Prober, report: Reporter) 
     answers = prober(to_probe) if to_probe else {}
     decided: dict[ImageRef, Decision] = {}
     for ref in unique.values():
-        decided[ref] = decide(ref, rules, answers.get(_key(ref)))
+        decided[ref] = decide(ref, rules, answers.get(ref.probe_key))
         if decided[ref].warning:
             report.warn(str(decided[ref].warning))
     decided.update(collisions(decided))
     for f in found:
-        f.decision, f.probe = decided[f.ref], answers.get(_key(f.ref))
-
-
-def _key(ref: ImageRef) -> ProbeKey:
-    return (ref.registry, ref.repository, ref.reference)
+        f.decision, f.probe = decided[f.ref], answers.get(f.ref.probe_key)
 
 
 def _pull_secret_target(found: Found) -> tuple[MappingNode, str] | None:

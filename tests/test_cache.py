@@ -316,15 +316,15 @@ def test_redis_info_and_clear(redis_server: object) -> None:
 
 
 def test_redis_password_is_not_shown() -> None:
-    from rewriter.cache import _redact_url
+    from rewriter.store import redact_url
 
     port = 6379
     assert (
-        _redact_url(f"redis://user:hunter2@127.0.0.1:{port}/0")
+        redact_url(f"redis://user:hunter2@127.0.0.1:{port}/0")
         == f"redis://user:***@127.0.0.1:{port}/0"
     )
-    assert _redact_url(f"redis://:hunter2@127.0.0.1:{port}/0") == f"redis://:***@127.0.0.1:{port}/0"
-    assert _redact_url("redis://127.0.0.1:1/0") == "redis://127.0.0.1:1/0"
+    assert redact_url(f"redis://:hunter2@127.0.0.1:{port}/0") == f"redis://:***@127.0.0.1:{port}/0"
+    assert redact_url("redis://127.0.0.1:1/0") == "redis://127.0.0.1:1/0"
 
 
 def test_redis_unreachable_for_info_is_an_error() -> None:

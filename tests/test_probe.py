@@ -26,15 +26,12 @@ from rewriter.probe import (
     ProbeResult,
     ProbeSettings,
     Verdict,
-    api_host,
-    classify,
-    describe,
     describe_error,
     probe_all,
-    schedule,
     tls_context,
 )
 from rewriter.reference import ImageRef
+from rewriter.store import answer_key
 
 PUBLIC, PRIVATE, MISSING, UNKNOWN = (
     Verdict.PUBLIC,
@@ -548,26 +545,6 @@ def test_one_connection_serves_many_images() -> None:
     assert len({s.connection for s in seen}) == 1
 
 
-def test_schedule_takes_registries_and_repositories_in_turn() -> None:
-    """Every registry's first repository first (their pings go out together), and a
-    repository's second tag after every first tag (its token is fetched by then)."""
-    keys: list[ProbeKey] = [
-        ("a.io", "one", "1"),
-        ("a.io", "one", "2"),
-        ("a.io", "two", "1"),
-        ("b.io", "three", "1"),
-        ("b.io", "three", "2"),
-        ("a.io", "one", "1"),  # again: probed once
-    ]
-    assert schedule(keys) == [
-        ("a.io", "one", "1"),
-        ("b.io", "three", "1"),
-        ("a.io", "two", "1"),
-        ("a.io", "one", "2"),
-        ("b.io", "three", "2"),
-    ]
-
-
 def test_tls_context_trusts_the_default_roots_and_the_bundle(registries: Registries) -> None:
     default = len(tls_context(None).get_ca_certs())
     assert default > 100  # certifi's roots, as requests would use
@@ -598,7 +575,7 @@ def test_docker_hub_answers_are_looked_up_under_its_api_host(tmp_path: Path) -> 
 
     session.cache.save_response(
         CachedResponse(status_code=200, url=url, request=CachedRequest.from_request(request)),
-        session.cache.create_key(request),
+        answer_key(url),
         datetime.now(timezone.utc) + timedelta(hours=1),
     )
 
@@ -614,47 +591,6 @@ def test_no_images_no_work() -> None:
 
 
 # -- pure policy -------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("status", "verdict"),
-    [
-        (200, PUBLIC),
-        (204, PUBLIC),
-        (401, PRIVATE),
-        (403, PRIVATE),
-        (404, MISSING),
-        (429, UNKNOWN),
-        (500, UNKNOWN),
-        (502, UNKNOWN),
-        (503, UNKNOWN),
-        (504, UNKNOWN),
-        (400, UNKNOWN),
-        (301, UNKNOWN),
-        (418, UNKNOWN),
-    ],
-)
-def test_classify(status: int, verdict: Verdict) -> None:
-    assert classify(status) is verdict
-
-
-@pytest.mark.parametrize(
-    ("args", "kwargs", "text"),
-    [
-        ((200,), {}, "HTTP 200"),
-        ((404,), {}, "HTTP 404"),
-        ((401, 'Basic realm="x"'), {}, "401 Basic challenge"),
-        (
-            (401, 'Bearer realm="x",error="insufficient_scope"'),
-            {},
-            "401 Bearer challenge (insufficient_scope)",
-        ),
-        ((401, None), {}, "HTTP 401"),
-        ((403,), {"realm": True}, "403 from token realm"),
-    ],
-)
-def test_describe(args: tuple[object, ...], kwargs: dict[str, bool], text: str) -> None:
-    assert describe(*args, **kwargs) == text  # type: ignore[arg-type]
 
 
 def _wrapped(cause: BaseException, kind: type[requests.RequestException]) -> BaseException:
@@ -695,12 +631,6 @@ def _wrapped(cause: BaseException, kind: type[requests.RequestException]) -> Bas
 )
 def test_describe_error(exc: BaseException, text: str) -> None:
     assert describe_error(exc, 5.0) == text
-
-
-def test_docker_hub_api_host() -> None:
-    assert api_host("docker.io") == "registry-1.docker.io"
-    assert api_host("quay.io") == "quay.io"
-    assert api_host("localhost:5000") == "localhost:5000"
 
 
 # -- end to end: the command line over the real registries --------------------------------

@@ -43,7 +43,7 @@ from faultserver import (
 )
 from registries import Registries, pick_hosts
 
-from rewriter import probe
+from rewriter import policy as probe_policy
 from rewriter.errors import RewriterError
 from rewriter.probe import (
     ProbeResult,
@@ -468,7 +468,9 @@ def test_connected_address_is_checked_too(
     import ipaddress
 
     monkeypatch.setattr(
-        probe, "LINK_LOCAL", (*probe.LINK_LOCAL, ipaddress.ip_network(f"{server.host}/32"))
+        probe_policy,
+        "LINK_LOCAL",
+        (*probe_policy.LINK_LOCAL, ipaddress.ip_network(f"{server.host}/32")),
     )
 
     result = probe_one(

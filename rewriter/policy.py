@@ -1,0 +1,249 @@
+"""What the probe may do and what its answers mean: pure functions, no I/O.
+
+Which hosts it may contact (`host_allowed`, `redirect_refusal`: never a cloud metadata
+endpoint or a link-local address, `--probe-deny` and `--probe-allow`), where a
+registry's API lives, the order to probe images in (`schedule`), and what a registry's
+answer says (`classify`, `describe`, `stored_answer`). Kept apart from the transport
+(rewriter/probe.py) so that deciding from stored answers needs no HTTP stack at all.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from rewriter.challenge import parse_challenges
+from rewriter.verdict import ProbeKey, ProbeResult, Verdict
+
+# All four, in preference order: registry 2.8 answers 404 or 400 for an image that exists
+# when its media type is missing from Accept (SPEC section 10).
+ACCEPT = ", ".join(
+    (
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    )
+)
+DOCKER_HUB = "docker.io"
+DOCKER_HUB_API = "registry-1.docker.io"  # docker.io itself serves the website, not /v2/
+
+# Marks a stored answer that came from the token realm rather than the registry (the
+# realm's own response is never stored: it is a token response).
+TOKEN_REALM_HEADER = "X-Rewriter-Answered-By"
+TOKEN_REALM_VALUE = "token-realm"
+
+# Never contacted, whatever --probe-allow says: the instance metadata services hand out
+# cloud credentials to anyone who asks from the machine (and GCP's answers carry an
+# `access_token`, which the probe would forward to the registry as a bearer token).
+METADATA_HOSTS = frozenset(
+    {
+        "metadata.google.internal",
+        "metadata.goog",
+        "metadata",  # GCP's short name, through the resolver's search domain
+        "instance-data",  # AWS's
+        "instance-data.ec2.internal",
+    }
+)
+METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(text)
+    for text in (
+        "169.254.169.254",  # AWS, GCP, Azure, Oracle, DigitalOcean, OpenStack
+        "169.254.170.2",  # AWS ECS task credentials
+        "fd00:ec2::254",  # AWS IPv6
+        "100.100.100.200",  # Alibaba Cloud
+    )
+)
+LINK_LOCAL = (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10"))
+NAT64 = ipaddress.ip_network("64:ff9b::/96")  # an IPv4 address in IPv6 clothing
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    concurrency: int = 16
+    timeout: float = 5.0  # per request, seconds
+    deadline: float = 30.0  # whole render; afterwards every unanswered image is UNKNOWN
+    insecure_registries: frozenset[str] = frozenset()  # HOST or HOST:PORT: plain HTTP allowed
+    ca_bundle: str | None = None  # PEM file trusted in addition to the default roots
+    allow: tuple[str, ...] = ()  # --probe-allow host globs; empty: every host not denied
+    deny: tuple[str, ...] = ()  # --probe-deny host globs; win over allow
+    # time.monotonic() the deadline counts from (the CLI: when the render began, so that
+    # start-up counts too); None: when probe_all is called.
+    started_at: float | None = None
+
+
+def classify(status: int) -> Verdict:
+    """SPEC section 4: 2xx public, 401/403 private, 404 missing, anything else unknown."""
+    if 200 <= status < 300:
+        return Verdict.PUBLIC
+    if status in (401, 403):
+        return Verdict.PRIVATE
+    if status == 404:
+        return Verdict.MISSING
+    # 429 and 5xx are never "private"; neither is a 400 (wrong Accept) or a stray 3xx.
+    return Verdict.UNKNOWN
+
+
+def describe(status: int, www_authenticate: str | None = None, *, realm: bool = False) -> str:
+    """Short text for a status: "HTTP 200", "401 Basic challenge", "403 from token realm"."""
+    if realm:
+        return f"{status} from token realm"
+    if status == 401:
+        challenges = parse_challenges(www_authenticate)
+        if challenges:
+            first = challenges[0]
+            text = f"401 {first.scheme.capitalize()} challenge"
+            error = first.get("error")
+            return f"{text} ({error})" if error else text
+    return f"HTTP {status}"
+
+
+def stored_answer(status: int, headers: Mapping[str, str]) -> ProbeResult | None:
+    """The answer a stored manifest response gives, or None for one the probe never
+    stores (an unknown answer: do not trust it). `headers` with lower-case names."""
+    verdict = classify(status)
+    if verdict is Verdict.UNKNOWN:
+        return None
+    realm = headers.get(TOKEN_REALM_HEADER.lower()) == TOKEN_REALM_VALUE
+    detail = describe(status, headers.get("www-authenticate"), realm=realm)
+    return ProbeResult(verdict, detail, cached=True)
+
+
+def host_allowed(host: str, settings: ProbeSettings) -> str | None:
+    """Why the probe may not contact `host` (a name or address, with or without a port,
+    IPv6 with or without brackets), or None when it may.
+
+    In order: link-local and cloud metadata addresses are never contacted; then a
+    `--probe-deny` glob that matches refuses; then, when `--probe-allow` globs are
+    given, one of them must match. Globs are shell-style, case-insensitive, and are
+    tried against the host alone and against host:port; Docker Hub's API host also
+    answers to `docker.io`. Loopback and private networks are allowed unless denied.
+    """
+    name, port = _split_host(host)
+    forbidden = forbidden_address(name)
+    if forbidden:
+        return f"probe denied: {forbidden}"
+    candidates = [name] + ([f"{name}:{port}"] if port else [])
+    if name == DOCKER_HUB_API:
+        candidates.append(DOCKER_HUB)
+    for glob in settings.deny:
+        if any(fnmatch.fnmatchcase(c, glob.lower()) for c in candidates):
+            return f"probe denied by --probe-deny {glob!r}"
+    if settings.allow and not any(
+        fnmatch.fnmatchcase(c, glob.lower()) for glob in settings.allow for c in candidates
+    ):
+        return "probe denied: not in --probe-allow"
+    return None
+
+
+def forbidden_address(host: str) -> str | None:
+    """Why the probe must never contact `host`, whatever the flags ("cloud metadata
+    endpoint", "link-local address"), or None. Pure: names are not resolved here (the
+    transport checks the address it connects to). Numeric spellings that the C resolver
+    also accepts (`2852039166`, `0xa9fea9fe`, `169.254.43518`) count as addresses."""
+    name = host.strip("[]").split("%", 1)[0].rstrip(".").lower()
+    if name in METADATA_HOSTS:
+        return "cloud metadata endpoint"
+    address = _as_address(name)
+    if address is None:
+        return None
+    candidates: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [address]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            candidates.append(address.ipv4_mapped)
+        if address in NAT64:
+            candidates.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    if any(candidate in METADATA_ADDRESSES for candidate in candidates):
+        return "cloud metadata endpoint"
+    if any(candidate in network for candidate in candidates for network in LINK_LOCAL):
+        return "link-local address"
+    return None
+
+
+def _as_address(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(name)
+    except ValueError:
+        pass
+    # inet_aton's legacy forms; only for names made of digits, dots and hex, so that an
+    # ordinary host name is never mistaken for one.
+    if name and all(c in "0123456789abcdefx." for c in name) and name[0].isdigit():
+        import socket  # here: a render answered from the cache imports no network module
+
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(name))
+        except OSError:
+            return None
+    return None
+
+
+def _split_host(host: str) -> tuple[str, str]:
+    """("name", "port") from "name", "name:port", "[v6]:port", "[v6]" or a bare "v6"."""
+    text = host.strip().lower()
+    if text.startswith("["):
+        inside, _, rest = text[1:].partition("]")
+        return inside, rest.removeprefix(":")
+    if text.count(":") == 1:
+        name, _, port = text.partition(":")
+        return name, port
+    return text, ""
+
+
+def redirect_refusal(
+    url: str, settings: ProbeSettings, from_scheme: str | None, what: str
+) -> str | None:
+    """Why the probe may not go on to `url`, a token realm or redirect target (`what`
+    names it for the message), coming from a `from_scheme` conversation. A URL it cannot
+    read is left to requests, which then says "invalid URL"."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return None
+    if not host:
+        return None
+    name = f"[{host}]" if ":" in host else host
+    target = f"{name}:{port}" if port else name
+    if from_scheme == "https" and parts.scheme.lower() == "http":
+        return f"{what} {target}: probe denied: HTTPS downgraded to plain HTTP"
+    refused = host_allowed(target, settings)
+    return f"{what} {target}: {refused}" if refused else None
+
+
+def api_host(registry: str) -> str:
+    """Where a registry's /v2/ API lives: Docker Hub's is not docker.io."""
+    return DOCKER_HUB_API if registry == DOCKER_HUB else registry
+
+
+def manifest_path(repository: str, reference: str) -> str:
+    return f"/v2/{repository}/manifests/{reference}"
+
+
+def token_scope(repository: str) -> str:
+    return f"repository:{repository}:pull"
+
+
+def schedule(keys: Iterable[ProbeKey]) -> list[ProbeKey]:
+    """The order to probe `keys` in: registries in turn, and within a registry each
+    repository's first reference before any repository's second. The first requests
+    then ping every registry at once, and no worker waits for a token another worker is
+    still fetching (the references of one repository share their token)."""
+    turns: dict[str, int] = {}  # registry -> its turn among the registries
+    ranks: dict[tuple[str, str], int] = {}  # repository -> its rank within its registry
+    repositories: Counter[str] = Counter()  # registry -> repositories ranked so far
+    references: Counter[tuple[str, str]] = Counter()  # repository -> references so far
+    ranked: list[tuple[tuple[int, int, int], ProbeKey]] = []
+    for key in dict.fromkeys(keys):
+        registry, repository, _ = key
+        turn = turns.setdefault(registry, len(turns))
+        if (registry, repository) not in ranks:
+            ranks[registry, repository] = repositories[registry]
+            repositories[registry] += 1
+        nth = references[registry, repository]
+        references[registry, repository] += 1
+        ranked.append(((nth, ranks[registry, repository], turn), key))
+    return [key for _, key in sorted(ranked, key=lambda item: item[0])]

@@ -1,0 +1,241 @@
+"""Where probe answers are kept (`--cache`), and reading them without the HTTP stack.
+
+The probe writes its answers through requests-cache (rewriter/cache.py, rewriter/probe.py),
+one entry per manifest URL under `answer_key(url)`: in SQLite the `responses` table
+(`key`, `value` JSON, `expires` unix time), in Redis the key `rewriter-probes:<key>`
+(the JSON). `lookup` reads them straight from there with `sqlite3` or a Redis client:
+a render whose images are all answered in the cache then never imports requests,
+urllib3 or requests-cache, which together cost more start-up than the render itself.
+The format is requests-cache's; tests/test_store.py writes through requests-cache and
+reads back through `lookup`, so a change of format shows there.
+
+Anything unexpected (no file yet, no table, a row that does not parse, an entry of
+another shape) is a miss, never an error: the probe then asks the registry, and
+rewriter/cache.py reports a cache that is broken as a whole when it opens it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from rewriter.errors import RewriterError
+from rewriter.policy import ACCEPT, ProbeSettings, api_host, host_allowed, stored_answer
+from rewriter.verdict import ProbeKey, ProbeResult
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+BUSY_TIMEOUT_MS = 10_000  # how long a render waits for another render's write
+REDIS_TIMEOUT = 2.0  # seconds, to connect to and to hear from Redis
+REDIS_NAMESPACE = "rewriter-probes"
+SQLITE_BATCH = 500  # keys per query: below SQLite's limit on bound parameters
+
+
+def default_cache_path() -> str:
+    """$XDG_CACHE_HOME/rewriter/probes.sqlite, else ~/.cache/rewriter/probes.sqlite."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):  # the XDG spec says relative values are to be ignored
+        base = os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.abspath(os.path.join(base, "rewriter", "probes.sqlite"))
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    kind: str  # "sqlite", "redis" or "none"
+    location: str  # absolute path or URL; "" for none
+
+
+def parse_spec(spec: str) -> CacheSpec:
+    """A `--cache` value: an absolute path, a redis:// or rediss:// URL, or none."""
+    text = spec.strip()
+    if text.lower() == "none":
+        return CacheSpec("none", "")
+    if text.startswith(("redis://", "rediss://")):
+        return CacheSpec("redis", text)
+    if "://" in text:
+        raise RewriterError(f"--cache {spec!r}: only redis:// and rediss:// URLs are supported")
+    path = os.path.expanduser(text)
+    if not text or not os.path.isabs(path):
+        raise RewriterError(
+            f"--cache {spec!r}: give an absolute path, a redis:// URL or 'none' "
+            "(renders under Argo CD and kustomize run in a temporary directory, "
+            "so a relative cache would start empty every time)"
+        )
+    return CacheSpec("sqlite", os.path.normpath(path))
+
+
+class Unusable(Exception):
+    """The cache cannot be used; str() says why, for the warning."""
+
+
+def redis_connection(url: str) -> Redis:
+    """A client for `url`, answering within REDIS_TIMEOUT, that has answered a PING."""
+    try:
+        import redis
+    except ImportError:
+        raise Unusable("the 'redis' Python package is not installed") from None
+    try:
+        client = redis.Redis.from_url(
+            url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
+        )
+        client.ping()
+    except (redis.RedisError, ValueError, OSError) as exc:
+        raise Unusable(f"{type(exc).__name__}: {exc}") from None
+    return client
+
+
+def redact_url(url: str) -> str:
+    """A Redis URL without its password, for display."""
+    scheme, _, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not at:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user + ':' if user else ':'}***@{host}"
+
+
+def answer_key(url: str) -> str:
+    """The key of the stored answer for a manifest URL: exactly what decides the answer,
+    the method, the URL (scheme, host, repository, reference) and the Accept header.
+    Authorization is deliberately not part of it: the stored answer is the final one,
+    whatever token it took to get there."""
+    return hashlib.sha256(f"HEAD {url}\nAccept: {ACCEPT}".encode()).hexdigest()[:32]
+
+
+def manifest_urls(key: ProbeKey, insecure: Iterable[str] = ()) -> list[str]:
+    """Where the answer for `key` may be stored: HTTPS, then plain HTTP for a registry
+    the user allowed it for (the probe tries them in that order too)."""
+    registry, repository, reference = key
+    schemes = ("https", "http") if registry in insecure else ("https",)
+    path = f"/v2/{repository}/manifests/{reference}"
+    return [f"{scheme}://{api_host(registry)}{path}" for scheme in schemes]
+
+
+# -- reading -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One stored manifest answer: its status and headers (names in lower case)."""
+
+    status: int
+    headers: Mapping[str, str]
+
+
+def parse_stored(value: bytes | str, now: datetime | None = None) -> Stored | None:
+    """A stored entry (requests-cache's JSON of a CachedResponse), or None when it does
+    not parse, is not the shape the probe writes, or has expired by `now`."""
+    try:
+        data = json.loads(value)
+        status = data["status_code"]
+        headers = data.get("headers") or {}
+        expires = data.get("expires")
+        if not isinstance(status, int) or not isinstance(headers, dict):
+            return None
+        if now is not None and (
+            not isinstance(expires, str) or datetime.fromisoformat(expires) <= now
+        ):
+            return None
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+    return Stored(status, {str(k).lower(): str(v) for k, v in headers.items()})
+
+
+def read_sqlite(path: str, keys: Sequence[str]) -> dict[str, Stored]:
+    """The fresh answers stored under `keys` in the SQLite cache at `path`. Creates
+    nothing: no file yet means no answers. Raises sqlite3.Error for a file that cannot
+    be read."""
+    if not keys or not os.path.exists(path):
+        return {}
+    # Read-write without create: a read-only connection to a WAL database fails when its
+    # -shm file is missing, which it is after the last writer closed.
+    connection = sqlite3.connect(
+        f"file:{path}?mode=rw", uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
+    )
+    try:
+        tables = connection.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name='responses'"
+        ).fetchall()
+        if not tables:
+            return {}
+        found: dict[str, Stored] = {}
+        now = int(time.time())
+        for start in range(0, len(keys), SQLITE_BATCH):
+            batch = keys[start : start + SQLITE_BATCH]
+            rows = connection.execute(
+                f"SELECT key, value FROM responses"  # placeholders only
+                f" WHERE key IN ({', '.join('?' * len(batch))}) AND expires > ?",
+                (*batch, now),
+            ).fetchall()
+            for key, value in rows:
+                stored = parse_stored(value)
+                if stored is not None:
+                    found[str(key)] = stored
+        return found
+    finally:
+        connection.close()
+
+
+def read_redis(client: Redis, keys: Sequence[str]) -> dict[str, Stored]:
+    """The fresh answers stored under `keys` in Redis (one MGET). Entries outlive their
+    expiry there by requests-cache's TTL offset, so the stored expiry is checked."""
+    if not keys:
+        return {}
+    values: list[Any] = client.mget([f"{REDIS_NAMESPACE}:{key}" for key in keys])
+    now = datetime.now().astimezone()
+    found: dict[str, Stored] = {}
+    for key, value in zip(keys, values, strict=True):
+        stored = parse_stored(value, now) if value is not None else None
+        if stored is not None:
+            found[key] = stored
+    return found
+
+
+def lookup(
+    spec: CacheSpec,
+    keys: Iterable[ProbeKey],
+    settings: ProbeSettings,
+    warn: Callable[[str], None],
+) -> tuple[dict[ProbeKey, ProbeResult], CacheSpec]:
+    """The answers the cache holds for `keys`, and the cache the probe should use next:
+    `spec`, or none when it cannot be reached (Redis down: said once, here, rather than
+    once more after another connection timeout).
+
+    A key whose registry the flags deny is never answered from the cache: the probe
+    refuses it, whatever the cache holds, so that the flags alone decide the output.
+    """
+    wanted: dict[str, ProbeKey] = {}
+    for key in keys:
+        registry = key[0]
+        if host_allowed(registry, settings) or host_allowed(api_host(registry), settings):
+            continue
+        for url in manifest_urls(key, settings.insecure_registries):
+            wanted.setdefault(answer_key(url), key)
+    if spec.kind == "none" or not wanted:
+        return {}, spec
+    try:
+        if spec.kind == "sqlite":
+            stored = read_sqlite(spec.location, list(wanted))
+        else:
+            stored = read_redis(redis_connection(spec.location), list(wanted))
+    except (Unusable, OSError) as exc:
+        where = redact_url(spec.location)
+        warn(f"probe cache {where} is unusable ({exc}); probing without a cache")
+        return {}, CacheSpec("none", "")
+    except Exception:  # a SQLite file in trouble, a Redis that failed mid-way
+        return {}, spec  # rewriter/cache.py diagnoses it (and rebuilds a corrupt file)
+    answers: dict[ProbeKey, ProbeResult] = {}
+    for answer_at, key in wanted.items():  # HTTPS before plain HTTP, as the probe tries
+        if key not in answers and answer_at in stored:
+            answer = stored_answer(stored[answer_at].status, stored[answer_at].headers)
+            if answer is not None:
+                answers[key] = answer
+    return answers, spec
