@@ -36,10 +36,8 @@ from typing import TYPE_CHECKING
 
 import requests
 from requests.adapters import HTTPAdapter
-from requests_cache import CachedSession, json_serializer
-from requests_cache.backends.base import BaseCache
-from requests_cache.backends.sqlite import SQLiteCache
 
+from rewriter.cachelib import BaseCache, CachedSession, SQLiteCache, json_serializer
 from rewriter.errors import RewriterError
 from rewriter.store import (
     BUSY_TIMEOUT_MS,

@@ -67,14 +67,17 @@ import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from requests.utils import requote_uri, should_bypass_proxies
-from requests_cache import DO_NOT_CACHE, CachedSession
-from requests_cache.backends.sqlite import SQLiteDict
-from requests_cache.models.request import CachedRequest
-from requests_cache.models.response import CachedResponse
-from requests_cache.policy import get_expiration_datetime
 from urllib3.util.ssl_ import create_urllib3_context
 
 from rewriter.cache import OfflineError
+from rewriter.cachelib import (
+    DO_NOT_CACHE,
+    CachedRequest,
+    CachedResponse,
+    CachedSession,
+    SQLiteDict,
+    get_expiration_datetime,
+)
 from rewriter.challenge import Challenge, parse_challenges
 from rewriter.errors import RewriterError
 from rewriter.policy import (
@@ -418,11 +421,10 @@ class _Slot(Generic[V]):
 
 @dataclass(frozen=True)
 class _Entry:
-    """An answer to store: the final manifest response, under its cache key."""
+    """An answer to store, under its cache key."""
 
-    answer: requests.Response | CachedResponse
+    answer: CachedResponse
     key: str
-    expires: datetime
 
 
 class _Once(Generic[K, V]):
@@ -641,21 +643,22 @@ class _Run:
         except ValueError as exc:
             raise requests.exceptions.InvalidURL(str(exc)) from None
         try:
-            prepared = self.session.prepare_request(
-                requests.Request(method, url, headers=headers, params=params)
-            )
-            # requests.Session.send, not CachedSession's: requests-cache has no part in
-            # what is sent (the probe alone decides what is stored), and its way of being
-            # told to stay out of it, DO_NOT_CACHE, goes out on the wire as an
-            # `X-ACTUAL-NO-CACHE: true` header.
-            return requests.Session.send(
-                self.session,
+            prepared = requests.PreparedRequest()
+            prepared.prepare(method=method, url=url, headers=headers, params=params)
+            # The session's transport directly. requests-cache has no part in what is sent
+            # (the probe alone decides what is stored; its way of being told to stay out,
+            # DO_NOT_CACHE, goes out on the wire as an `X-ACTUAL-NO-CACHE` header), and
+            # what Session.prepare_request and Session.send add is the session's settings
+            # (none are kept, see `_harden`), cookies (refused) and hooks: about a
+            # millisecond of CPU per request in runtime Protocol checks, paid by the
+            # workers one at a time under the GIL.
+            return self.session.get_adapter(url).send(
                 prepared,
+                stream=True,
                 timeout=timeout,
                 verify=True,  # with the adapter's context: see tls_context
+                cert=None,
                 proxies=self.proxies.for_url(url),
-                allow_redirects=False,
-                stream=True,
             )
         except requests.exceptions.Timeout:
             if timeout < self.settings.timeout:
@@ -764,7 +767,7 @@ class _Run:
         of unannounced or larger size is left unread: the connection is closed instead."""
         length = response.headers.get("Content-Length", "")
         if response.request.method == "HEAD":
-            response.content  # noqa: B018  # b"", kept for the cache entry
+            response.content  # noqa: B018  # b"": the connection is free again
         elif length.isdigit() and int(length) <= SMALL_BODY:
             self._read_capped(response)
 
@@ -819,7 +822,7 @@ class _Run:
                 if self.cache_down:
                     return
                 try:
-                    cache.save_response(entry.answer, entry.key, entry.expires)
+                    responses[entry.key] = entry.answer
                 except Exception as exc:
                     self._cache_failed("store", exc)
                     continue
@@ -835,34 +838,38 @@ class _Run:
             self.warnings.append("probe cache: cannot store (the write did not persist)")
 
     def _store(self, url: str, response: requests.Response) -> None:
-        """Store the final manifest answer, stripped of the token that earned it."""
-        if self.cached_session is None:
-            return
-        expires = self._expires()
-        if expires is None:
-            return
-        response.history = []  # redirect hops carry their own requests and headers
-        response.request.headers.pop("Authorization", None)
-        self.to_store.append(_Entry(response, answer_key(url), expires))
+        """Store the registry's final manifest answer: its status and the challenge that
+        explains it, nothing else (no token, no Authorization, no other header)."""
+        challenge = response.headers.get("WWW-Authenticate")
+        headers = {"WWW-Authenticate": challenge} if challenge else {}
+        self._keep(url, response.status_code, response.reason or "", headers)
 
     def _store_realm_answer(self, url: str, status: int) -> None:
-        """The realm's refusal, remembered as an answer for the manifest URL. Built by hand
-        rather than stored as received: the realm's response is a token response."""
+        """The realm's refusal, remembered as the answer for the manifest URL (the realm's
+        own response is a token response: never stored)."""
+        refused = "token realm refused an anonymous token"
+        self._keep(url, status, refused, {TOKEN_REALM_HEADER: TOKEN_REALM_VALUE})
+
+    def _keep(self, url: str, status: int, reason: str, headers: dict[str, str]) -> None:
+        """An answer to store once the probes are done (see `all`), built by hand: small
+        to write, and holding exactly what the next render reads."""
         if self.cached_session is None:
             return
         expires = self._expires()
         if expires is None:
             return
-        request = requests.Request("HEAD", url, headers={"Accept": ACCEPT}).prepare()
+        request = CachedRequest(
+            method="HEAD", url=url, headers=CaseInsensitiveDict({"Accept": ACCEPT})
+        )
         answer = CachedResponse(
             status_code=status,
-            reason="token realm refused an anonymous token",
+            reason=reason,
             url=url,
-            headers=CaseInsensitiveDict({TOKEN_REALM_HEADER: TOKEN_REALM_VALUE}),
-            request=CachedRequest.from_request(request),
-            content=b"",
+            headers=CaseInsensitiveDict(headers),
+            request=request,
+            expires=expires,
         )
-        self.to_store.append(_Entry(answer, answer_key(url), expires))
+        self.to_store.append(_Entry(answer, answer_key(url)))
 
 
 def _cache_unreachable(exc: Exception) -> bool:

@@ -25,6 +25,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from cryptography import x509
@@ -58,6 +59,25 @@ class TokenLog:
             return len(self.anonymous)
 
 
+class _TlsServer(ThreadingHTTPServer):
+    """TLS accepted in each connection's own thread, not in the accept loop: parallel
+    clients (the benchmark's probes) do not queue behind one another's handshakes."""
+
+    daemon_threads = True
+    request_queue_size = 128  # the default backlog of 5 drops a burst of connections
+    tls: ssl.SSLContext
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        try:
+            wrapped = self.tls.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return
+        try:
+            super().finish_request(wrapped, client_address)
+        finally:
+            wrapped.close()
+
+
 class TokenServer:
     """Serves `/token` over HTTPS on (host, port) in a daemon thread until `stop()`."""
 
@@ -80,17 +100,18 @@ class TokenServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive: every reply has a Content-Length
+
             def log_message(self, format: str, *args: object) -> None:
                 pass  # quiet: the counters are the log
 
             def do_GET(self) -> None:
                 server._handle(self)
 
-        self._httpd = ThreadingHTTPServer((host, port), Handler)
-        self._httpd.daemon_threads = True
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(tls_cert, tls_key)
-        self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
+        self._httpd = _TlsServer((host, port), Handler)
+        self._httpd.tls = context
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
