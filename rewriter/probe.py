@@ -3,8 +3,9 @@
 For each distinct (registry, repository, reference) the OCI distribution protocol is
 followed the way a container runtime does it, minus every credential:
 
-1. the cache, keyed on the manifest URL and Accept header: a fresh answer there is used
-   as is, and then nothing at all is sent (no ping, no token);
+1. the cache, under `store.answer_key` of the manifest URL (method, URL, Accept): a fresh
+   answer there is used as is, and then nothing at all is sent (no ping, no token). The
+   CLI reads the cache itself first, without importing this module (rewriter/store.py);
 2. `GET /v2/` once per registry per render, shared by all threads, to read the
    `WWW-Authenticate` challenge;
 3. for a Bearer challenge, an anonymous token from the realm with `service` and
@@ -14,10 +15,14 @@ followed the way a container runtime does it, minus every credential:
    anonymous token if there is one; a Basic challenge needs no token step: the anonymous
    HEAD then answers 401 by itself (ECR, htpasswd).
 
-Only the final, classification-relevant answer is stored (explicitly, with
-`cache.save_response`): never a ping, never a token response, never the unauthenticated
-401 that precedes a token. Every network request bypasses requests-cache's automatic
-read/write (it goes through `requests.Session.send` directly), because requests-cache
+Images are probed `concurrency` at a time, in the order `policy.schedule` gives, over
+kept-alive connections that all verify TLS with one context per render (`tls_context`).
+
+Only the final, classification-relevant answer is stored, built by hand (its status and
+the challenge, nothing else) and written with every other answer of the render in one
+go once all are in: never a ping, never a token response, never the unauthenticated 401
+that precedes a token. Every request goes out through the session's transport adapter
+directly, bypassing requests-cache's automatic read/write, because requests-cache
 ignores `Authorization` when matching and would happily let a stored challenge answer
 the tokened request.
 
