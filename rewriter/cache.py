@@ -3,10 +3,11 @@
 What is stored, and when, is the probe's decision (see rewriter/probe.py): it writes the
 final manifest answer of each image explicitly, under its own key (`store.answer_key`),
 and bypasses requests-cache's automatic caching for every request it sends; a render
-reads the answers back without requests-cache (rewriter/store.py). The settings below are still chosen so that the
-session could not do harm on its own: only HEAD, only 200/401/403/404, matched on URL and
-`Accept`, `Authorization` neither matched nor stored, and never pickle (JSON for both
-backends: a cache shared through Redis must not be able to run code in the renderer).
+reads the answers back without requests-cache (rewriter/store.py). The settings below
+are still chosen so that the session could not do harm on its own: only HEAD, only
+200/401/403/404, matched on URL and `Accept`, `Authorization` neither matched nor
+stored, and never pickle (JSON for both backends: a cache shared through Redis must not
+be able to run code in the renderer).
 
 `--cache` values:
 

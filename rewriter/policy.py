@@ -10,6 +10,7 @@ answer says (`classify`, `describe`, `stored_answer`). Kept apart from the trans
 from __future__ import annotations
 
 import fnmatch
+import functools
 import ipaddress
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -88,6 +89,7 @@ def classify(status: int) -> Verdict:
     return Verdict.UNKNOWN
 
 
+@functools.lru_cache(maxsize=1024)  # pure; a render's answers share a few challenges
 def describe(status: int, www_authenticate: str | None = None, *, realm: bool = False) -> str:
     """Short text for a status: "HTTP 200", "401 Basic challenge", "403 from token realm"."""
     if realm:

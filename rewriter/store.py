@@ -212,10 +212,16 @@ def lookup(
     A key whose registry the flags deny is never answered from the cache: the probe
     refuses it, whatever the cache holds, so that the flags alone decide the output.
     """
+    keys = list(keys)
+    refused = {
+        registry: bool(
+            host_allowed(registry, settings) or host_allowed(api_host(registry), settings)
+        )
+        for registry in {key[0] for key in keys}
+    }
     wanted: dict[str, ProbeKey] = {}
     for key in keys:
-        registry = key[0]
-        if host_allowed(registry, settings) or host_allowed(api_host(registry), settings):
+        if refused[key[0]]:
             continue
         for url in manifest_urls(key, settings.insecure_registries):
             wanted.setdefault(answer_key(url), key)
