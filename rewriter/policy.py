@@ -65,7 +65,7 @@ NAT64 = ipaddress.ip_network("64:ff9b::/96")  # an IPv4 address in IPv6 clothing
 
 @dataclass(frozen=True)
 class ProbeSettings:
-    concurrency: int = 16
+    concurrency: int = 32
     timeout: float = 5.0  # per request, seconds
     deadline: float = 30.0  # whole render; afterwards every unanswered image is UNKNOWN
     insecure_registries: frozenset[str] = frozenset()  # HOST or HOST:PORT: plain HTTP allowed

@@ -77,7 +77,7 @@ DEFAULTS: dict[str, Any] = {
     "cache_ttl": 24 * 3600.0,
     "timeout": 5.0,
     "deadline": 30.0,
-    "concurrency": 16,
+    "concurrency": 32,
     "strict": False,
     "related_images": False,
     "keep_path": False,
