@@ -3,6 +3,7 @@ peak RSS (from `os.wait4` in `child.py`, so each figure is that one command's)."
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -34,6 +35,9 @@ def best_of(runs: int, work: Callable[[], T]) -> tuple[Timed, T]:
     best: tuple[float, float] | None = None
     result: T
     for _ in range(max(runs, 1)):
+        # Every run starts from the same heap: what an earlier run left behind would
+        # otherwise be collected, at random, inside this one.
+        gc.collect()
         wall0, cpu0 = time.perf_counter(), time.process_time()
         result = work()
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
