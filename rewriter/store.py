@@ -16,7 +16,6 @@ rewriter/cache.py reports a cache that is broken as a whole when it opens it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sqlite3
@@ -27,7 +26,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from rewriter.errors import RewriterError
-from rewriter.policy import ACCEPT, ProbeSettings, api_host, host_allowed, stored_answer
+from rewriter.policy import ProbeSettings, api_host, host_allowed, stored_answer
 from rewriter.verdict import ProbeKey, ProbeResult
 
 if TYPE_CHECKING:
@@ -102,12 +101,18 @@ def redact_url(url: str) -> str:
     return f"{scheme}://{user + ':' if user else ':'}***@{host}"
 
 
+# Part of every key: bump it when what decides an answer changes (the Accept header the
+# probe sends, the shape of a stored answer), so that older answers are no longer read.
+ANSWER_VERSION = "v1"
+
+
 def answer_key(url: str) -> str:
     """The key of the stored answer for a manifest URL: exactly what decides the answer,
-    the method, the URL (scheme, host, repository, reference) and the Accept header.
-    Authorization is deliberately not part of it: the stored answer is the final one,
-    whatever token it took to get there."""
-    return hashlib.sha256(f"HEAD {url}\nAccept: {ACCEPT}".encode()).hexdigest()[:32]
+    the method, the URL (scheme, host, repository, reference) and, through
+    ANSWER_VERSION, the Accept header. Authorization is deliberately not part of it: the
+    stored answer is the final one, whatever token it took to get there. Readable, and
+    no hash to compute: image references never hold quotes or spaces."""
+    return f"probe-{ANSWER_VERSION} HEAD {url}"
 
 
 def manifest_urls(key: ProbeKey, insecure: Iterable[str] = ()) -> list[str]:

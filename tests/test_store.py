@@ -17,10 +17,11 @@ import pytest
 from registries import Route, StubRegistry, free_port, stub_registry
 
 from rewriter.cache import open_session
-from rewriter.policy import ProbeSettings
+from rewriter.policy import ACCEPT, ProbeSettings
 from rewriter.probe import probe_all
 from rewriter.reference import ImageRef
 from rewriter.store import (
+    ANSWER_VERSION,
     CacheSpec,
     answer_key,
     lookup,
@@ -170,6 +171,17 @@ def test_a_denied_registry_is_not_answered_from_the_cache(
     assert answers == {}
 
 
+def test_the_answer_version_moves_with_what_decides_an_answer() -> None:
+    """Answers stored under another Accept header must not be read: change ACCEPT, bump
+    ANSWER_VERSION (and update both here)."""
+    assert ANSWER_VERSION == "v1"
+    assert ACCEPT == (
+        "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json,"
+        " application/vnd.docker.distribution.manifest.list.v2+json,"
+        " application/vnd.docker.distribution.manifest.v2+json"
+    )
+
+
 def test_answer_keys_and_urls() -> None:
     key = ("docker.io", "library/nginx", "1.25")
     assert manifest_urls(key) == ["https://registry-1.docker.io/v2/library/nginx/manifests/1.25"]
@@ -178,9 +190,8 @@ def test_answer_keys_and_urls() -> None:
         "http://10.0.0.1:5000/v2/a/manifests/b",
     ]
     first, second = (answer_key(url) for url in manifest_urls(("r.io", "a", "b"), {"r.io"}))
-    assert first != second
-    assert len(first) == 32
-    assert all(c in "0123456789abcdef" for c in first)
+    assert first == "probe-v1 HEAD https://r.io/v2/a/manifests/b"
+    assert second == "probe-v1 HEAD http://r.io/v2/a/manifests/b"
 
 
 @pytest.mark.parametrize(
