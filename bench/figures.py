@@ -477,7 +477,7 @@ def warm_probes(
     small = bench.workdir / "probe-stream.yaml"
     before = registries.requests()
     ours, base = [], []
-    for _ in range(bench.runs.warm):
+    for _ in range(2 * bench.runs.warm):  # a third of a second each: noise needs more runs
         ours.append(bench.rewriter(options, small))
         base.append(bench.rewriter(RULES_ONLY, small))
     sent = registries.requests() - before
