@@ -104,6 +104,21 @@ def describe(status: int, www_authenticate: str | None = None, *, realm: bool = 
     return f"HTTP {status}"
 
 
+def challenge_summary(www_authenticate: str | None) -> str | None:
+    """What an answer keeps of a challenge: the first challenge's scheme and `error`
+    (`Bearer error="insufficient_scope"`), all that `describe` says of it. The realm,
+    service and scope are not kept: the stored answer stays small, and quick to read."""
+    challenges = parse_challenges(www_authenticate)
+    if not challenges:
+        return None
+    first = challenges[0]
+    scheme, error = first.scheme.capitalize(), first.get("error")
+    if error is None:
+        return scheme
+    quoted = error.replace("\\", "\\\\").replace('"', '\\"')
+    return f'{scheme} error="{quoted}"'
+
+
 def stored_answer(status: int, headers: Mapping[str, str]) -> ProbeResult | None:
     """The answer a stored manifest response gives, or None for one the probe never
     stores (an unknown answer: do not trust it). `headers` with lower-case names."""

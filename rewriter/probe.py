@@ -91,6 +91,7 @@ from rewriter.policy import (
     TOKEN_REALM_VALUE,
     ProbeSettings,
     api_host,
+    challenge_summary,
     classify,
     describe,
     forbidden_address,
@@ -843,9 +844,10 @@ class _Run:
             self.warnings.append("probe cache: cannot store (the write did not persist)")
 
     def _store(self, url: str, response: requests.Response) -> None:
-        """Store the registry's final manifest answer: its status and the challenge that
-        explains it, nothing else (no token, no Authorization, no other header)."""
-        challenge = response.headers.get("WWW-Authenticate")
+        """Store the registry's final manifest answer: its status and the gist of the
+        challenge that explains it, nothing else (no token, no Authorization, no other
+        header)."""
+        challenge = challenge_summary(response.headers.get("WWW-Authenticate"))
         headers = {"WWW-Authenticate": challenge} if challenge else {}
         self._keep(url, response.status_code, response.reason or "", headers)
 

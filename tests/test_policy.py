@@ -10,6 +10,7 @@ from rewriter.policy import (
     TOKEN_REALM_HEADER,
     TOKEN_REALM_VALUE,
     api_host,
+    challenge_summary,
     classify,
     describe,
     schedule,
@@ -113,3 +114,30 @@ def test_schedule_takes_registries_and_repositories_in_turn() -> None:
 )
 def test_stored_answer(status: int, headers: dict[str, str], answer: ProbeResult | None) -> None:
     assert stored_answer(status, headers) == answer
+
+
+@pytest.mark.parametrize(
+    ("header", "summary"),
+    [
+        (
+            'Bearer realm="https://auth.example/token",service="registry",'
+            'scope="repository:team/app:pull",error="insufficient_scope"',
+            'Bearer error="insufficient_scope"',
+        ),
+        ('Basic realm="Registry Realm"', "Basic"),
+        (
+            'Bearer realm="r",error="odd \\"quoted\\" value"',
+            'Bearer error="odd \\"quoted\\" value"',
+        ),
+        ('Basic realm="a", Bearer realm="b",error="x"', "Basic"),
+        ("garbage,,", "Garbage"),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_a_stored_challenge_says_what_the_challenge_said(
+    header: str | None, summary: str | None
+) -> None:
+    """The answer keeps the challenge's gist only: its description is the same."""
+    assert challenge_summary(header) == summary
+    assert describe(401, summary) == describe(401, header)
