@@ -242,15 +242,16 @@ def rewrite(the_plan: Plan, options: Options, report: Reporter) -> Rendered:
         raise RewriterError(options.missing_credentials)
 
     out: list[bytes] = [the_plan.bom]
-    for item in the_plan.items:
-        if isinstance(item, Chunk):
-            out.append(item.data)
-        elif item.index in the_plan.managed_secrets:
-            continue
-        elif edits.get(item.index):
-            out.append(_edited(item, edits[item.index], the_plan, options))
-        else:
-            out.append(item.chunk.data)
+    with _collector_paused():  # each edited document is composed again, to be checked
+        for item in the_plan.items:
+            if isinstance(item, Chunk):
+                out.append(item.data)
+            elif item.index in the_plan.managed_secrets:
+                continue
+            elif edits.get(item.index):
+                out.append(_edited(item, edits[item.index], the_plan, options))
+            else:
+                out.append(item.chunk.data)
     return Rendered(out, _secrets(namespaces, consumers, options))
 
 
