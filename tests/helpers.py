@@ -7,6 +7,9 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from rewriter.decide import Rules
 from rewriter.render import Options, plan, rewrite
@@ -69,3 +72,25 @@ type: kubernetes.io/dockerconfigjson
 data:
   .dockerconfigjson: eyJhdXRocyI6eyJwcm94eS5yZXBsaWNhdGVkLmNvbSI6eyJhdXRoIjoiVEVsRFJVNVRSVjlKUkRwTSJ9LCJyZWdpc3RyeS5yZXBsaWNhdGVkLmNvbSI6eyJhdXRoIjoiVEVsRFJVNVRSVjlKUkRwTSJ9fX0=
 """
+
+
+def shop_deployment(*images: str) -> bytes:
+    """A Deployment `app` in namespace `shop`, one container per image."""
+    containers = "".join(
+        f"      - name: c{i}\n        image: {image}\n" for i, image in enumerate(images)
+    )
+    return (
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\n  namespace: shop\n"
+        "spec:\n  template:\n    spec:\n      containers:\n" + containers
+    ).encode()
+
+
+def by_id(stream: bytes | str) -> dict[tuple[str, str, str | None, str], Any]:
+    """The documents of a stream by (apiVersion, kind, namespace, name), each id once."""
+    docs = [doc for doc in yaml.safe_load_all(stream) if doc]
+    found = {
+        (d["apiVersion"], d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]): d
+        for d in docs
+    }
+    assert len(found) == len(docs)
+    return found

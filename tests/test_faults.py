@@ -40,6 +40,7 @@ from faultserver import (
     status,
     with_token,
 )
+from helpers import shop_deployment
 from registries import pick_hosts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -203,16 +204,6 @@ def _low_ports() -> bool:
     return can_bind_privileged()
 
 
-def deployment(images: list[str]) -> bytes:
-    containers = "".join(
-        f"      - name: c{i}\n        image: {image}\n" for i, image in enumerate(images)
-    )
-    return (
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\n  namespace: shop\n"
-        "spec:\n  template:\n    spec:\n      containers:\n" + containers
-    ).encode()
-
-
 @dataclass
 class Run:
     code: int
@@ -291,7 +282,7 @@ def scan_of(faults: Faults, workdir: Path, names: list[str], deadline: float) ->
     popen = command(faults, workdir, subcommand=("scan", "--format", "json"))
     args: list[str] = popen["args"]  # type: ignore[assignment]
     args[args.index("--deadline") + 1] = str(deadline)
-    result = run_all({"scan": (popen, deployment(faults.images(names)))})["scan"]
+    result = run_all({"scan": (popen, shop_deployment(*faults.images(names)))})["scan"]
     assert result.code == 0, result.stderr
     rows = {str(row["image"]): row for row in json.loads(result.stdout)["images"]}
     return Scan(result, rows, workdir / "probes.sqlite")
@@ -351,7 +342,7 @@ def test_fast_faults_cost_no_waiting(quick_scan: Scan) -> None:
 def test_on_probe_error_applies_to_faults(faults: Faults, tmp_path: Path) -> None:
     names = ["hang", "slow drip", "connection reset", "503 on /v2/", "realm never answers"]
     failing = faults.images(names)
-    stdin = deployment(failing)
+    stdin = shop_deployment(*failing)
     jobs = {}
     for policy in ("proxy", "keep", "fail"):
         workdir = tmp_path / policy

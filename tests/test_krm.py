@@ -14,11 +14,10 @@ import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
-from helpers import SHOP_SECRET, run
+from helpers import SHOP_SECRET, by_id, run
 
 from rewriter.cli import main
 
@@ -296,16 +295,6 @@ def kustomize(
         env=full_env,
         check=False,
     )
-
-
-def by_id(stream: bytes) -> dict[tuple[str, str, str | None, str], Any]:
-    docs = [doc for doc in yaml.safe_load_all(stream) if doc]
-    found = {
-        (d["apiVersion"], d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]): d
-        for d in docs
-    }
-    assert len(found) == len(docs)
-    return found
 
 
 def test_through_kubectl_kustomize_equals_render(kubectl: str, tmp_path: Path) -> None:

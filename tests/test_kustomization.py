@@ -11,11 +11,10 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
-from helpers import CORPUS, SHOP_SECRET
+from helpers import CORPUS, SHOP_SECRET, by_id
 
 from rewriter.cli import main
 
@@ -70,16 +69,6 @@ def kustomize(kubectl: str, directory: Path) -> bytes:
     done = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, check=False)
     assert done.returncode == 0, done.stderr.decode()
     return done.stdout
-
-
-def by_id(stream: bytes) -> dict[tuple[str, str, str | None, str], Any]:
-    docs = [doc for doc in yaml.safe_load_all(stream) if doc]
-    found = {
-        (d["apiVersion"], d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]): d
-        for d in docs
-    }
-    assert len(found) == len(docs)
-    return found
 
 
 def assert_midstream_equals_render(

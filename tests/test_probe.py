@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 import urllib3.exceptions
+from helpers import shop_deployment
 from registries import Registries, Registry, Route, StubRegistry, free_port, stub_registry
 from requests_cache import CachedSession
 
@@ -344,6 +345,18 @@ def stub_settings(stub: StubRegistry, **changes: object) -> ProbeSettings:
 MANIFEST = "/v2/team/app/manifests/1.0"
 
 
+def probe_twice(
+    stub: StubRegistry, image: str, tmp_path: Path
+) -> tuple[dict[ProbeKey, ProbeResult], int, dict[ProbeKey, ProbeResult]]:
+    """Probe `image` with a new cache, then again with the same cache: both answers, and
+    how many requests the stub had seen in between."""
+    cache = str(tmp_path / "probes.sqlite")
+    first = probe_all(refs(image), stub_settings(stub), open_session(cache, 3600, print))
+    seen = len(stub.requests())
+    second = probe_all(refs(image), stub_settings(stub), open_session(cache, 3600, print))
+    return first, seen, second
+
+
 def bearer_to(stub_realm: str) -> dict[str, str]:
     return {"WWW-Authenticate": f'Bearer realm="{stub_realm}",service="stub"'}
 
@@ -381,10 +394,7 @@ def test_stub_answers(
 ) -> None:
     with stub_registry(routes) as stub:
         image = f"{stub.domain}/team/app:1.0"
-        cache = str(tmp_path / "probes.sqlite")
-        first = probe_all(refs(image), stub_settings(stub), open_session(cache, 3600, print))
-        seen = len(stub.requests())
-        second = probe_all(refs(image), stub_settings(stub), open_session(cache, 3600, print))
+        first, seen, second = probe_twice(stub, image, tmp_path)
 
     assert (first[key(image)].verdict, first[key(image)].detail) == answer
     if answer[0] is UNKNOWN:  # never cached: asked again
@@ -430,10 +440,7 @@ def test_token_realm_answers(
     with stub_registry(routes) as stub:
         routes["/v2/"] = Route(401, bearer_to(f"http://{stub.domain}/token"))
         image = f"{stub.domain}/team/app:1.0"
-        cache = str(tmp_path / "probes.sqlite")
-        first = probe_all(refs(image), stub_settings(stub), open_session(cache, 3600, print))
-        seen = len(stub.requests())
-        second = probe_all(refs(image), stub_settings(stub), open_session(cache, 3600, print))
+        first, seen, second = probe_twice(stub, image, tmp_path)
 
     assert (first[key(image)].verdict, first[key(image)].detail) == answer
     assert second[key(image)].cached is (answer[0] is not UNKNOWN)
@@ -457,9 +464,7 @@ def test_per_repository_challenge_is_followed(tmp_path: Path) -> None:
             401, bearer_to(f"http://{stub.domain}/token"), authorized=Route(200)
         )
         image = f"{stub.domain}/team/app:1.0"
-        cache = str(tmp_path / "probes.sqlite")
-        first = probe_all(refs(image), stub_settings(stub), open_session(cache, 3600, print))
-        second = probe_all(refs(image), stub_settings(stub), open_session(cache, 3600, print))
+        first, _, second = probe_twice(stub, image, tmp_path)
         heads = [seen for seen in stub.requests() if seen.method == "HEAD"]
 
     assert first[key(image)] == ProbeResult(PUBLIC, "HTTP 200")
@@ -639,16 +644,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PROXY = "proxy.replicated.com/proxy/my-kots-app/"
 
 
-def deployment(*images: str) -> bytes:
-    containers = "".join(
-        f"      - name: c{i}\n        image: {image}\n" for i, image in enumerate(images)
-    )
-    return (
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\n  namespace: shop\n"
-        "spec:\n  template:\n    spec:\n      containers:\n" + containers
-    ).encode()
-
-
 def rewriter_command(env: Registries, tmp_path: Path, *extra: str) -> dict[str, object]:
     """`python -m rewriter` with the loopback registries' options, as Popen arguments."""
     import sys
@@ -689,7 +684,7 @@ def test_render_twice_same_bytes_no_requests(registries: Registries, tmp_path: P
         env.token.image("denied/app", "1.0"),
     ]
     missing = env.anonymous.image("no/such-repo", "1.0")
-    stdin = deployment(*public, *private, missing)
+    stdin = shop_deployment(*public, *private, missing)
 
     code, first, errors = rewriter(env, tmp_path, stdin)
     before = settled(env.requests)
@@ -714,7 +709,7 @@ def test_unreachable_registry_follows_on_probe_error(
     import subprocess
 
     unreachable = f"{registries.unused_host}/some/app:1.0"
-    stdin = deployment(registries.anonymous.image("library/app", "1.0"), unreachable)
+    stdin = shop_deployment(registries.anonymous.image("library/app", "1.0"), unreachable)
     runs = {}
     for policy in ("proxy", "keep", "fail"):
         workdir = tmp_path / policy

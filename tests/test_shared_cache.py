@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pytest
 from faultserver import Behaviour, Connection, FaultServer, Request, status
+from helpers import shop_deployment
 from registries import RedisServer, pick_hosts, start_redis
 
 from rewriter.cache import open_session
@@ -81,16 +82,6 @@ def stand() -> Iterator[Stand]:
     finally:
         fast.stop()
         slow.stop()
-
-
-def pods(images: list[str]) -> bytes:
-    containers = "".join(
-        f"      - name: c{i}\n        image: {im}\n" for i, im in enumerate(images)
-    )
-    return (
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\n  namespace: shop\n"
-        "spec:\n  template:\n    spec:\n      containers:\n" + containers
-    ).encode()
 
 
 def start(
@@ -163,7 +154,9 @@ def reference(stand: Stand, tmp_path_factory: pytest.TempPathFactory) -> Done:
     """The render of the stand-in's images without any cache: what every render with a
     broken cache must still print."""
     workdir = tmp_path_factory.mktemp("reference")
-    done = finish(start(workdir, "none", pods(stand.images()), insecure=(stand.fast.host,)))
+    done = finish(
+        start(workdir, "none", shop_deployment(*stand.images()), insecure=(stand.fast.host,))
+    )
     assert_clean(done)
     return done
 
@@ -173,7 +166,7 @@ def reference(stand: Stand, tmp_path_factory: pytest.TempPathFactory) -> Done:
 
 def test_eight_renders_at_once_on_one_sqlite_file(stand: Stand, tmp_path: Path) -> None:
     images = stand.images()
-    stdin = pods(images)
+    stdin = shop_deployment(*images)
     cache = tmp_path / "shared" / "probes.sqlite"
     insecure = (stand.fast.host,)
 
@@ -202,7 +195,7 @@ def test_eight_renders_at_once_on_one_redis(
 
     url = redis_db(redis_server, 8)
     redis.Redis.from_url(url).flushdb()
-    stdin = pods(stand.images())
+    stdin = shop_deployment(*stand.images())
     insecure = (stand.fast.host,)
 
     runs = [start(tmp_path / f"r{n}", url, stdin, insecure=insecure) for n in range(CONCURRENT)]
@@ -318,7 +311,7 @@ class Broken:
 def broken_sqlite(stand: Stand, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broken]:
     """Every case set up, then rendered all at once."""
     base = tmp_path_factory.mktemp("broken-sqlite")
-    stdin = pods(stand.images())
+    stdin = shop_deployment(*stand.images())
     insecure = (stand.fast.host,)
     warm = base / "warm" / "probes.sqlite"
     probe_in_process(str(warm), stand.images(), insecure)
@@ -415,7 +408,7 @@ def test_redis_unreachable_or_holding_garbage(
     url = redis_db(redis_server, 9)
     client = redis.Redis.from_url(url)
     client.flushdb()
-    stdin = pods(stand.images())
+    stdin = shop_deployment(*stand.images())
     insecure = (stand.fast.host,)
     probe_in_process(url, stand.images(), insecure)
     keys = list(client.scan_iter("rewriter-probes:*"))
@@ -460,7 +453,11 @@ def test_redis_going_away_mid_render(stand: Stand, tmp_path: Path) -> None:
         started = time.monotonic()
         renders = {
             how: start(
-                tmp_path / how, servers[how].url, pods(images[how]), *args, insecure=insecure
+                tmp_path / how,
+                servers[how].url,
+                shop_deployment(*images[how]),
+                *args,
+                insecure=insecure,
             )
             for how in ways
         }
