@@ -62,16 +62,20 @@ class TokenLog:
 
 class _TlsServer(ThreadingHTTPServer):
     """TLS accepted in each connection's own thread, not in the accept loop: parallel
-    clients (the benchmark's probes) do not queue behind one another's handshakes."""
+    clients (the benchmark's probes) do not queue behind one another's handshakes.
+    Without a context, plain HTTP (the benchmark's realms, behind a TLS proxy)."""
 
     daemon_threads = True
     request_queue_size = 128  # the default backlog of 5 drops a burst of connections
-    tls: ssl.SSLContext
+    tls: ssl.SSLContext | None
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         # The reply's head and body are two writes: without this, the body waits for the
         # client's delayed ACK of the head (~40 ms) on a kept-alive connection.
         request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.tls is None:
+            super().finish_request(request, client_address)
+            return
         try:
             wrapped = self.tls.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError):
@@ -83,7 +87,8 @@ class _TlsServer(ThreadingHTTPServer):
 
 
 class TokenServer:
-    """Serves `/token` over HTTPS on (host, port) in a daemon thread until `stop()`."""
+    """Serves `/token` over HTTPS on (host, port) in a daemon thread until `stop()`; over
+    plain HTTP when given no certificate."""
 
     def __init__(
         self,
@@ -92,8 +97,8 @@ class TokenServer:
         policy: TokenPolicy,
         signing_key_pem: bytes,
         signing_cert_pem: bytes,
-        tls_cert: str,
-        tls_key: str,
+        tls_cert: str | None,
+        tls_key: str | None,
     ) -> None:
         self.policy = policy
         self.log = TokenLog()
@@ -112,14 +117,16 @@ class TokenServer:
             def do_GET(self) -> None:
                 server._handle(self)
 
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(tls_cert, tls_key)
+        context: ssl.SSLContext | None = None
+        if tls_cert is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(tls_cert, tls_key)
         self._httpd = _TlsServer((host, port), Handler)
         self._httpd.tls = context
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
-        self.realm = f"https://{host}:{port}/token"
+        self.realm = f"{'https' if context else 'http'}://{host}:{port}/token"
 
     def start(self) -> TokenServer:
         self._thread.start()
