@@ -1,13 +1,13 @@
-"""The probe cache: a requests-cache session on SQLite (default) or Redis, or none.
+"""The probe cache's backends, through requests-cache: opening one to store a render's
+answers, and `rewriter cache info` / `clear`.
 
-What is stored, and when, is the probe's decision (see rewriter/probe.py): it writes the
-final manifest answer of each image explicitly, under its own key (`store.answer_key`),
-and bypasses requests-cache's automatic caching for every request it sends; a render
-reads the answers back without requests-cache (rewriter/store.py). The settings below
-are still chosen so that the session could not do harm on its own: only HEAD, only
-200/401/403/404, matched on URL and `Accept`, `Authorization` neither matched nor
-stored, and never pickle (JSON for both backends: a cache shared through Redis must not
-be able to run code in the renderer).
+What is stored, and when, is the probe's decision (rewriter/probe.py): the final
+manifest answer of each image, built by hand as a `store.Entry` (its status and the
+challenge's gist, nothing else), under its own key (`store.answer_key`). Renders read
+answers back without requests-cache (rewriter/store.py); rewriter/answers.py opens the
+backend here in a thread of its own while the probes start, and stores every answer of
+a render in one go. Never pickle: JSON for both backends, so that a cache shared through
+Redis cannot run code in the renderer.
 
 `--cache` values:
 
@@ -20,9 +20,9 @@ be able to run code in the renderer).
 - `none`: no cache.
 
 A cache that cannot be used (corrupt file, unwritable directory, Redis down) is reported
-through `warn` and the render goes on uncached: a cache is an optimisation, never a
-reason to fail. A corrupt SQLite file is deleted and rebuilt under a lock file, so that
-two renders discovering it together do not delete each other's fresh cache.
+as a warning and the render goes on uncached: a cache is an optimisation, never a reason
+to fail. A corrupt SQLite file is deleted and rebuilt under a lock file, so that two
+renders discovering it together do not delete each other's fresh cache.
 """
 
 from __future__ import annotations
@@ -33,18 +33,28 @@ import fcntl
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING
 
-import requests
-from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
 
-from rewriter.cachelib import BaseCache, CachedSession, SQLiteCache, json_serializer
+from rewriter.cachelib import (
+    BaseCache,
+    CachedRequest,
+    CachedResponse,
+    SQLiteCache,
+    SQLiteDict,
+    get_expiration_datetime,
+    json_serializer,
+)
 from rewriter.errors import RewriterError
+from rewriter.policy import ACCEPT
 from rewriter.store import (
     BUSY_TIMEOUT_MS,
     REDIS_NAMESPACE,
     CacheSpec,
+    Entry,
     Unusable,
     default_cache_path,
     parse_spec,
@@ -57,92 +67,71 @@ if TYPE_CHECKING:
     from requests_cache.backends.redis import RedisCache
 
 __all__ = [
-    "OfflineError",
+    "Unusable",
     "cache_clear",
     "cache_info",
     "default_cache_path",
-    "open_session",
+    "open_backend",
+    "store_answers",
 ]
 
-# Response headers and query parameters never stored nor matched (requests-cache redacts
-# them from stored requests too). Authorization is the one that matters: the anonymous
-# token of the tokened manifest HEAD.
-IGNORED = ("Authorization", "Proxy-Authorization", "Cookie", "access_token", "token")
-POOL_SIZE = 32  # connections kept per host: at least the default probe concurrency
 
-
-class OfflineError(requests.exceptions.ConnectionError):
-    """Raised instead of sending anything, by an offline session's transport."""
-
-
-class _OfflineAdapter(HTTPAdapter):
-    """The transport of an offline session: any request that gets this far is refused.
-    The probe never sends one when offline; this makes sure of it."""
-
-    def send(
-        self, request: requests.PreparedRequest, *args: object, **kwargs: object
-    ) -> requests.Response:
-        raise OfflineError(f"offline: not sending {request.method} {request.url}")
-
-
-def open_session(
-    spec: str | CacheSpec,
-    ttl_seconds: float,
-    warn: Callable[[str], None],
-    offline: bool = False,
-) -> requests.Session:
-    """A session for `probe_all`: cached per `spec`, or plain when there is no usable cache.
-
-    With `offline`, the session answers from the cache only: it is a CachedSession with
-    `only_if_cached` (an in-memory, empty one when there is no cache) whose transport
-    refuses every request.
-    """
+def open_backend(spec: str | CacheSpec, warn: Callable[[str], None]) -> BaseCache | None:
+    """The backend to store answers in, or None for `none`. Raises Unusable when the
+    cache cannot be used (`warn` hears of a corrupt file rebuilt)."""
     parsed = spec if isinstance(spec, CacheSpec) else parse_spec(spec)
-    backend: BaseCache | None = None
-    if parsed.kind != "none":
-        try:
-            backend = _open_backend(parsed, warn)
-        except Unusable as exc:
-            warn(f"probe cache {parsed.location} is unusable ({exc}); probing without a cache")
-    session: requests.Session
-    if backend is None and not offline:
-        session = requests.Session()
-    else:
-        session = CachedSession(
-            backend=backend if backend is not None else "memory",
-            serializer=json_serializer,
-            expire_after=ttl_seconds,
-            allowable_methods=("HEAD",),
-            allowable_codes=(200, 401, 403, 404),
-            match_headers=["Accept"],
-            ignored_parameters=list(IGNORED),
-            cache_control=False,  # our TTL, not the registry's Cache-Control
-            stale_if_error=False,  # a stale answer is no answer
-            only_if_cached=offline,
-        )
-    session.trust_env = False  # no ~/.netrc, no environment CA or proxy: see probe.py
-    session.max_redirects = 5
-    adapter = (
-        _OfflineAdapter()
-        if offline
-        else HTTPAdapter(pool_connections=POOL_SIZE, pool_maxsize=POOL_SIZE)
-    )
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    return session
+    if parsed.kind == "none":
+        return None
+    if parsed.kind == "redis":
+        return _redis_cache(redis_connection(parsed.location))
+    return _sqlite_cache(parsed.location, warn)
 
 
-def _open_backend(spec: CacheSpec, warn: Callable[[str], None]) -> BaseCache:
-    if spec.kind == "redis":
-        return _redis_cache(redis_connection(spec.location))
-    _prepare_sqlite(spec.location, warn)
-    backend = SQLiteCache(
-        spec.location, serializer=json_serializer, wal=True, busy_timeout=BUSY_TIMEOUT_MS
+def store_answers(backend: BaseCache, entries: Sequence[Entry], ttl_seconds: float) -> list[str]:
+    """Store `entries`, each trusted for `ttl_seconds`, in one go (one SQLite
+    transaction; a SET each in Redis); the warnings, if any. Stops at the first failure:
+    a cache that fails once (Redis gone, disk full) is failing for the rest."""
+    if not entries or ttl_seconds <= 0:
+        return []
+    expires = get_expiration_datetime(ttl_seconds)
+    responses = backend.responses
+    batch = responses.bulk_commit() if isinstance(responses, SQLiteDict) else None
+    try:
+        with batch or contextlib.nullcontext():
+            for entry in entries:
+                responses[entry.key] = _cached_response(entry, expires)
+        # requests-cache swallows a failed SQLite commit (disk full) without a word, and a
+        # cache that silently stores nothing is worth a warning.
+        persisted = backend.contains(key=entries[-1].key)
+    except Exception as exc:
+        return [f"probe cache: answers not stored ({type(exc).__name__}: {exc})"]
+    if not persisted:
+        return ["probe cache: answers not stored (the write did not persist)"]
+    return []
+
+
+def _cached_response(entry: Entry, expires: datetime | None) -> CachedResponse:
+    """requests-cache's record of `entry`, as if the HEAD had been sent through it."""
+    request = CachedRequest(
+        method="HEAD", url=entry.url, headers=CaseInsensitiveDict({"Accept": ACCEPT})
     )
+    return CachedResponse(
+        status_code=entry.status,
+        reason=entry.reason,
+        url=entry.url,
+        headers=CaseInsensitiveDict(entry.headers),
+        request=request,
+        expires=expires,
+    )
+
+
+def _sqlite_cache(path: str, warn: Callable[[str], None]) -> SQLiteCache:
+    _prepare_sqlite(path, warn)
+    backend = SQLiteCache(path, serializer=json_serializer, wal=True, busy_timeout=BUSY_TIMEOUT_MS)
     # requests-cache swallows a CREATE TABLE that fails (a full disk): without its tables
     # the cache would only produce a warning per image.
     try:
-        connection = _connect(spec.location, readonly=True)
+        connection = _connect(path, readonly=True)
         try:
             missing = {"responses", "redirects"} - _tables(connection)
         finally:

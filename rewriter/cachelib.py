@@ -30,7 +30,7 @@ def _import_requests_cache() -> None:
 
 _import_requests_cache()
 
-from requests_cache import DO_NOT_CACHE, CachedSession, json_serializer  # noqa: E402
+from requests_cache import json_serializer  # noqa: E402
 from requests_cache.backends.base import BaseCache  # noqa: E402
 from requests_cache.backends.sqlite import SQLiteCache, SQLiteDict  # noqa: E402
 from requests_cache.models.request import CachedRequest  # noqa: E402
@@ -38,11 +38,9 @@ from requests_cache.models.response import CachedResponse  # noqa: E402
 from requests_cache.policy import get_expiration_datetime  # noqa: E402
 
 __all__ = [
-    "DO_NOT_CACHE",
     "BaseCache",
     "CachedRequest",
     "CachedResponse",
-    "CachedSession",
     "SQLiteCache",
     "SQLiteDict",
     "get_expiration_datetime",

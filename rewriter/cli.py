@@ -330,11 +330,11 @@ def _join_streams(parts: list[bytes]) -> bytes:
 
 
 def _prober(settings: Settings, reporter: Reporter) -> Prober:
-    """The probe, built only when an image needs one. It reads what the cache knows
-    first, without the network stack: only images left unanswered import it."""
+    """The probe, built only when an image needs one (see rewriter/answers.py: the cache
+    first, without the network stack; the registries for the rest)."""
 
     def probe(refs: Sequence[ImageRef]) -> dict[ProbeKey, ProbeResult]:
-        from rewriter import store
+        from rewriter import answers, store
         from rewriter.policy import ProbeSettings
 
         probe_settings = ProbeSettings(
@@ -348,20 +348,9 @@ def _prober(settings: Settings, reporter: Reporter) -> Prober:
             started_at=_render_started,
         )
         spec = store.parse_spec(settings.cache or store.default_cache_path())
-        keys = [ref.probe_key for ref in refs]
-        answers, spec = store.lookup(spec, keys, probe_settings, reporter.warn)
-        rest = [ref for ref in refs if ref.probe_key not in answers]
-        if rest:
-            from rewriter import cache as probe_cache
-            from rewriter import probe as registry_probe
-
-            session = probe_cache.open_session(
-                spec, settings.cache_ttl, reporter.warn, offline=settings.offline
-            )
-            answers.update(
-                registry_probe.probe_all(rest, probe_settings, session, warn=reporter.warn)
-            )
-        return answers
+        return answers.resolve(
+            refs, probe_settings, spec, settings.cache_ttl, reporter.warn, settings.offline
+        )
 
     return probe
 

@@ -157,6 +157,22 @@ def host_allowed(host: str, settings: ProbeSettings) -> str | None:
     return None
 
 
+def registry_refusal(registry: str, settings: ProbeSettings) -> str | None:
+    """Why the probe may not ask `registry` at all (the flags, or a forbidden address),
+    checked on its name and on where its API lives (docker.io: registry-1.docker.io)."""
+    refused = host_allowed(registry, settings)
+    if refused is None and api_host(registry) != registry:
+        refused = host_allowed(api_host(registry), settings)
+    return refused
+
+
+def deadline_at(settings: ProbeSettings, now: float) -> float:
+    """The time.monotonic() by which the probes must be over: `settings.deadline` from
+    `settings.started_at`, or from `now` when it is None."""
+    started = now if settings.started_at is None else settings.started_at
+    return started + max(settings.deadline, 0.0)
+
+
 def forbidden_address(host: str) -> str | None:
     """Why the probe must never contact `host`, whatever the flags ("cloud metadata
     endpoint", "link-local address"), or None. Pure: names are not resolved here (the

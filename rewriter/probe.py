@@ -1,30 +1,24 @@
 """Anonymous registry probe: is this image pullable without credentials?
 
 For each distinct (registry, repository, reference) the OCI distribution protocol is
-followed the way a container runtime does it, minus every credential:
+followed the way a container runtime does it, minus every credential (the cache has been
+read before, see rewriter/answers.py):
 
-1. the cache, under `store.answer_key` of the manifest URL (method, URL, Accept): a fresh
-   answer there is used as is, and then nothing at all is sent (no ping, no token). The
-   CLI reads the cache itself first, without importing this module (rewriter/store.py);
-2. `GET /v2/` once per registry per render, shared by all threads, to read the
+1. `GET /v2/` once per registry per render, shared by all threads, to read the
    `WWW-Authenticate` challenge;
-3. for a Bearer challenge, an anonymous token from the realm with `service` and
+2. for a Bearer challenge, an anonymous token from the realm with `service` and
    `scope=repository:<repo>:pull` (one request per scope per render); a 401/403 from the
    realm itself is the answer (GHCR, Artifact Registry say "private" that way);
-4. `HEAD /v2/<repo>/manifests/<reference>` with all four manifest media types, with the
+3. `HEAD /v2/<repo>/manifests/<reference>` with all four manifest media types, with the
    anonymous token if there is one; a Basic challenge needs no token step: the anonymous
    HEAD then answers 401 by itself (ECR, htpasswd).
 
 Images are probed `concurrency` at a time, in the order `policy.schedule` gives, over
 kept-alive connections that all verify TLS with one context per render (`tls_context`).
 
-Only the final, classification-relevant answer is stored, built by hand (its status and
-the challenge, nothing else) and written with every other answer of the render in one
-go once all are in: never a ping, never a token response, never the unauthenticated 401
-that precedes a token. Every request goes out through the session's transport adapter
-directly, bypassing requests-cache's automatic read/write, because requests-cache
-ignores `Authorization` when matching and would happily let a stored challenge answer
-the tokened request.
+Only the final, classification-relevant answer is kept for the cache, as a `store.Entry`
+handed to `keep` (its status and the challenge's gist, nothing else): never a ping, never
+a token response, never the unauthenticated 401 that precedes a token.
 
 Never sent: the license, docker logins, ~/.netrc, or any header from the environment:
 the session's `trust_env` is turned off, and the only `Authorization` ever sent is the
@@ -50,16 +44,13 @@ from __future__ import annotations
 import contextlib
 import http.cookiejar
 import json
-import logging
 import queue
 import socket
-import sqlite3
 import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from http.client import BadStatusLine, HTTPException, RemoteDisconnected
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import urljoin, urlsplit
@@ -70,19 +61,9 @@ import urllib3
 import urllib3.connection
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
-from requests.structures import CaseInsensitiveDict
 from requests.utils import requote_uri, should_bypass_proxies
 from urllib3.util.ssl_ import create_urllib3_context
 
-from rewriter.cache import OfflineError
-from rewriter.cachelib import (
-    DO_NOT_CACHE,
-    CachedRequest,
-    CachedResponse,
-    CachedSession,
-    SQLiteDict,
-    get_expiration_datetime,
-)
 from rewriter.challenge import Challenge, parse_challenges
 from rewriter.errors import RewriterError
 from rewriter.policy import (
@@ -93,16 +74,17 @@ from rewriter.policy import (
     api_host,
     challenge_summary,
     classify,
+    deadline_at,
     describe,
     forbidden_address,
     host_allowed,
     manifest_path,
     redirect_refusal,
+    registry_refusal,
     schedule,
-    stored_answer,
     token_scope,
 )
-from rewriter.store import answer_key, manifest_urls
+from rewriter.store import Entry
 from rewriter.verdict import ProbeKey, ProbeResult, Verdict
 
 if TYPE_CHECKING:
@@ -121,6 +103,7 @@ __all__ = [
     "describe_error",
     "forbidden_address",
     "host_allowed",
+    "new_session",
     "probe_all",
     "schedule",
     "tls_context",
@@ -130,6 +113,7 @@ USER_AGENT = "rewriter-probe/0.1"
 MAX_TOKEN_BYTES = 1 << 20  # an anonymous token is a few KiB; refuse to buffer more
 SMALL_BODY = 4096  # bytes: read to keep the connection, rather than closing it
 MAX_REDIRECTS = 5  # registries redirect a manifest at most once or twice (to a CDN)
+POOL_SIZE = 32  # connections kept per host: at least the default probe concurrency
 
 
 class ProbeDenied(OSError):
@@ -138,8 +122,6 @@ class ProbeDenied(OSError):
 
 def describe_error(exc: BaseException, timeout: float) -> str:
     """Short text for a request that got no HTTP answer."""
-    if isinstance(exc, OfflineError):
-        return "offline, not in cache"
     if isinstance(exc, TokenTooLarge):
         return str(exc)
     causes = list(_causes(exc))
@@ -207,60 +189,31 @@ def probe_all(
     refs: Iterable[ImageRef],
     settings: ProbeSettings,
     session: requests.Session,
-    warn: Callable[[str], None] | None = None,
+    keep: Callable[[Entry], None] | None = None,
 ) -> dict[ProbeKey, ProbeResult]:
-    """Probe each distinct key once, in parallel; never raises for network trouble.
+    """Ask the registries about each distinct key once, in parallel; never raises for
+    network trouble. `keep` receives, from the worker threads, the answers worth storing.
 
-    Returns by `settings.deadline` (plus scheduling slack) whatever happens: keys without
-    an answer by then are UNKNOWN "deadline exceeded". Stuck requests are left behind in
-    daemon threads, which neither block this return nor the interpreter's exit.
-    `warn` receives cache trouble (a read or write that failed); it is called from this
-    thread only, after the probes.
+    Returns by the deadline (`policy.deadline_at`, plus scheduling slack) whatever
+    happens: keys without an answer by then are UNKNOWN "deadline exceeded". Stuck
+    requests are left behind in daemon threads, which neither block this return nor the
+    interpreter's exit.
     """
     keys = schedule(ref.probe_key for ref in refs)
     if not keys:
         return {}
-    started = time.monotonic() if settings.started_at is None else settings.started_at
-    deadline_at = started + max(settings.deadline, 0.0)
     _harden(session, tls_context(settings.ca_bundle))
-    run = _Run(settings, session, deadline_at)
-    with _cache_log_to(run.warnings):
-        results = run.all(keys)
-    for message in dict.fromkeys(run.warnings):
-        if warn is not None:
-            warn(message)
-    return results
+    run = _Run(settings, session, deadline_at(settings, time.monotonic()), keep)
+    return run.all(keys)
 
 
-class _CacheLog(logging.Handler):
-    """requests-cache reports an entry it cannot read (garbage in a shared Redis) through
-    `logging`, which would print a bare line on stderr: make it one of our warnings."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.sink: list[str] | None = None
-
-    def emit(self, record: logging.LogRecord) -> None:
-        sink = self.sink
-        if sink is not None:  # after the probes (a straggling thread): dropped
-            message = record.getMessage()
-            sink.append(f"probe cache: {message[:1].lower()}{message[1:]}")
-
-
-_CACHE_LOG = _CacheLog()
-
-
-@contextlib.contextmanager
-def _cache_log_to(sink: list[str]) -> Iterator[None]:
-    logger = logging.getLogger("requests_cache")
-    if _CACHE_LOG not in logger.handlers:
-        logger.addHandler(_CACHE_LOG)
-        logger.propagate = False
-    _CACHE_LOG.sink = sink
-    try:
-        yield
-    finally:
-        _CACHE_LOG.sink = None
+def new_session() -> requests.Session:
+    """A session for `probe_all`, keeping POOL_SIZE connections per host."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=POOL_SIZE, pool_maxsize=POOL_SIZE)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
 
 
 def _harden(session: requests.Session, tls: ssl.SSLContext) -> None:
@@ -276,8 +229,6 @@ def _harden(session: requests.Session, tls: ssl.SSLContext) -> None:
     guarded: _GuardedAdapter | None = None
     for prefix in ("https://", "http://"):
         adapter = session.get_adapter(prefix)
-        if type(adapter) not in (HTTPAdapter, _GuardedAdapter):
-            continue  # the offline one: it sends nothing
         if guarded is None:  # one for both schemes, as requests mounts them
             guarded = _GuardedAdapter(
                 tls,
@@ -425,14 +376,6 @@ class _Slot(Generic[V]):
     done: bool = False
 
 
-@dataclass(frozen=True)
-class _Entry:
-    """An answer to store, under its cache key."""
-
-    answer: CachedResponse
-    key: str
-
-
 class _Once(Generic[K, V]):
     """Compute a value once per key, however many threads ask at the same time."""
 
@@ -458,38 +401,29 @@ class _Run:
         settings: ProbeSettings,
         session: requests.Session,
         deadline_at: float,
+        keep: Callable[[Entry], None] | None,
     ) -> None:
         self.settings = settings
         self.session = session
         self.deadline_at = deadline_at
-        self.cached_session = session if isinstance(session, CachedSession) else None
-        self.offline = bool(self.cached_session and self.cached_session.settings.only_if_cached)
+        self.keep = keep
         self.insecure = frozenset(host.lower() for host in settings.insecure_registries)
         self.proxies = _Proxies()
         self.pings: _Once[str, _Endpoint | ProbeResult] = _Once()
         self.tokens: _Once[tuple[str, str, str], str | _Denied | ProbeResult] = _Once()
-        self.warnings: list[str] = []  # list.append is atomic: safe from worker threads
         self.cancelled = False
-        # Answers to store, written together once every key is answered (see `all`): a
-        # slow or broken cache can then delay a render, never change it, and SQLite
-        # commits once per render rather than once per image.
-        self.to_store: list[_Entry] = []
-        # Set when the cache itself fails (Redis gone or hung, SQLite unusable), not one
-        # bad entry: it is then left alone for the rest of the render, so that a hung
-        # Redis costs one timeout per worker, not two per image.
-        self.cache_down = False
 
     # -- scheduling --------------------------------------------------------------------
 
     def all(self, keys: list[ProbeKey]) -> dict[ProbeKey, ProbeResult]:
         answers: dict[ProbeKey, ProbeResult] = {}
         ask: list[ProbeKey] = []
-        for key in keys:  # here, before any thread: a warm cache needs none
-            known = self.known(key)
-            if known is None:
+        for key in keys:  # here, before any thread: refused keys need none
+            refused = registry_refusal(key[0], self.settings)
+            if refused is None:
                 ask.append(key)
             else:
-                answers[key] = known
+                answers[key] = ProbeResult(Verdict.UNKNOWN, refused)
         if ask:
             self.ask(ask, answers)
         late = ProbeResult(Verdict.UNKNOWN, "deadline exceeded")
@@ -497,7 +431,7 @@ class _Run:
 
     def ask(self, keys: list[ProbeKey], answers: dict[ProbeKey, ProbeResult]) -> None:
         """Ask the registries about `keys` in parallel, filling in `answers` until the
-        deadline; then store the answers in the cache."""
+        deadline."""
         todo: queue.SimpleQueue[ProbeKey] = queue.SimpleQueue()
         for key in keys:
             todo.put(key)
@@ -534,35 +468,8 @@ class _Run:
             except queue.Empty:
                 break
         self.cancelled = True
-        if not pending and self.to_store:
-            # In a thread of its own, within the deadline: requests-cache retries a locked
-            # SQLite write forever, and Redis may hang until its timeout. A write cut off
-            # by the process's exit is rolled back, never half-stored.
-            writer = threading.Thread(target=self._store_all, name="probe-cache", daemon=True)
-            writer.start()
-            writer.join(max(self.deadline_at - time.monotonic(), 0))
-            if writer.is_alive():
-                self.warnings.append("probe cache: answers not stored by the deadline")
 
     # -- one key -----------------------------------------------------------------------
-
-    def known(self, key: ProbeKey) -> ProbeResult | None:
-        """The answer without asking the registry, or None when it must be asked."""
-        # Before the cache: a denied registry gets the same answer whatever the cache
-        # holds, so that the flags alone decide the output.
-        refused = host_allowed(key[0], self.settings) or (
-            host_allowed(api_host(key[0]), self.settings)  # registry-1.docker.io
-            if api_host(key[0]) != key[0]
-            else None
-        )
-        if refused is not None:
-            return ProbeResult(Verdict.UNKNOWN, refused)
-        hit = self._from_cache(key)
-        if hit is not None:
-            return hit
-        if self.offline:
-            return ProbeResult(Verdict.UNKNOWN, "offline, not in cache")
-        return None
 
     def probe(self, key: ProbeKey) -> ProbeResult:
         """The registry's answer for one key; never raises."""
@@ -651,13 +558,10 @@ class _Run:
         try:
             prepared = requests.PreparedRequest()
             prepared.prepare(method=method, url=url, headers=headers, params=params)
-            # The session's transport directly. requests-cache has no part in what is sent
-            # (the probe alone decides what is stored; its way of being told to stay out,
-            # DO_NOT_CACHE, goes out on the wire as an `X-ACTUAL-NO-CACHE` header), and
-            # what Session.prepare_request and Session.send add is the session's settings
-            # (none are kept, see `_harden`), cookies (refused) and hooks: about a
-            # millisecond of CPU per request in runtime Protocol checks, paid by the
-            # workers one at a time under the GIL.
+            # The session's transport directly: what Session.prepare_request and
+            # Session.send add is the session's settings (none are kept, see `_harden`),
+            # cookies (refused) and hooks, for about a millisecond of CPU per request in
+            # runtime Protocol checks, paid by the workers one at a time under the GIL.
             return self.session.get_adapter(url).send(
                 prepared,
                 stream=True,
@@ -683,8 +587,6 @@ class _Run:
             try:
                 response = self._send("GET", base + "/v2/", _headers())
             except requests.RequestException as exc:
-                if isinstance(exc, OfflineError):
-                    raise
                 failure = ProbeResult(Verdict.UNKNOWN, describe_error(exc, self.settings.timeout))
                 continue
             with contextlib.closing(response):
@@ -777,71 +679,7 @@ class _Run:
         elif length.isdigit() and int(length) <= SMALL_BODY:
             self._read_capped(response)
 
-    # -- cache -------------------------------------------------------------------------
-
-    def _cache_failed(self, what: str, exc: Exception) -> None:
-        text = f"probe cache: cannot {what} ({type(exc).__name__}: {exc})"
-        if not self.cache_down and _cache_unreachable(exc):
-            self.cache_down = True
-            text += "; not used for the rest of this render"
-        self.warnings.append(text)
-
-    def _from_cache(self, key: ProbeKey) -> ProbeResult | None:
-        if self.cached_session is None or self.cache_down:
-            return None
-        for url in manifest_urls(key, self.insecure):
-            try:
-                stored = self.cached_session.cache.get_response(answer_key(url))
-            except Exception as exc:  # corrupt row, Redis gone: a miss, not a failure
-                self._cache_failed("read", exc)
-                return None
-            if stored is None or stored.is_expired:
-                continue
-            # (CachedResponse's headers match names in any case.)
-            answer = stored_answer(stored.status_code, stored.headers)
-            if answer is not None:
-                return answer
-        return None
-
-    def _expires(self) -> datetime | None:
-        """When a stored answer goes stale; None means: do not store (ttl <= 0)."""
-        assert self.cached_session is not None
-        ttl = self.cached_session.settings.expire_after
-        # 0 (expire at once), -1 (never expire) and DO_NOT_CACHE are not a probe's TTL.
-        if isinstance(ttl, (int, float)) and (ttl <= 0 or ttl == DO_NOT_CACHE):
-            return None
-        return get_expiration_datetime(ttl)
-
-    def _store_all(self) -> None:
-        """Write every answer of this render in one go, and read one back: requests-cache
-        swallows a failed SQLite commit (disk full) without a word, and a cache that
-        silently stores nothing is worth a warning."""
-        assert self.cached_session is not None
-        cache = self.cached_session.cache
-        responses = cache.responses
-        # One transaction for SQLite (one commit, one wait for the write lock); Redis
-        # stores each entry as it comes.
-        batch = responses.bulk_commit() if isinstance(responses, SQLiteDict) else None
-        stored: str | None = None
-        with batch or contextlib.nullcontext():
-            for entry in self.to_store:
-                if self.cache_down:
-                    return
-                try:
-                    responses[entry.key] = entry.answer
-                except Exception as exc:
-                    self._cache_failed("store", exc)
-                    continue
-                stored = entry.key
-        if stored is None:
-            return
-        try:
-            persisted = cache.contains(key=stored)
-        except Exception as exc:
-            self._cache_failed("store", exc)
-            return
-        if not persisted:
-            self.warnings.append("probe cache: cannot store (the write did not persist)")
+    # -- what is kept for the cache -----------------------------------------------------
 
     def _store(self, url: str, response: requests.Response) -> None:
         """Store the registry's final manifest answer: its status and the gist of the
@@ -858,36 +696,8 @@ class _Run:
         self._keep(url, status, refused, {TOKEN_REALM_HEADER: TOKEN_REALM_VALUE})
 
     def _keep(self, url: str, status: int, reason: str, headers: dict[str, str]) -> None:
-        """An answer to store once the probes are done (see `all`), built by hand: small
-        to write, and holding exactly what the next render reads."""
-        if self.cached_session is None:
-            return
-        expires = self._expires()
-        if expires is None:
-            return
-        request = CachedRequest(
-            method="HEAD", url=url, headers=CaseInsensitiveDict({"Accept": ACCEPT})
-        )
-        answer = CachedResponse(
-            status_code=status,
-            reason=reason,
-            url=url,
-            headers=CaseInsensitiveDict(headers),
-            request=request,
-            expires=expires,
-        )
-        self.to_store.append(_Entry(answer, answer_key(url)))
-
-
-def _cache_unreachable(exc: Exception) -> bool:
-    """Whether `exc` says the cache as a whole is unusable, rather than one entry bad."""
-    if isinstance(exc, (OSError, sqlite3.OperationalError)):
-        return True
-    try:
-        from redis import exceptions as redis_errors
-    except ImportError:
-        return False
-    return isinstance(exc, (redis_errors.ConnectionError, redis_errors.TimeoutError))
+        if self.keep is not None:
+            self.keep(Entry(url, status, reason, headers))
 
 
 def _origin(url: str) -> tuple[str, str]:

@@ -1,17 +1,17 @@
 """Where probe answers are kept (`--cache`), and reading them without the HTTP stack.
 
-The probe writes its answers through requests-cache (rewriter/cache.py, rewriter/probe.py),
-one entry per manifest URL under `answer_key(url)`: in SQLite the `responses` table
-(`key`, `value` JSON, `expires` unix time), in Redis the key `rewriter-probes:<key>`
-(the JSON). `lookup` reads them straight from there with `sqlite3` or a Redis client:
-a render whose images are all answered in the cache then never imports requests,
-urllib3 or requests-cache, which together cost more start-up than the render itself.
-The format is requests-cache's; tests/test_store.py writes through requests-cache and
-reads back through `lookup`, so a change of format shows there.
+Answers are written through requests-cache (rewriter/cache.py), one `Entry` per manifest
+URL under `answer_key(url)`: in SQLite the `responses` table (`key`, `value` JSON,
+`expires` unix time), in Redis the key `rewriter-probes:<key>` (the JSON). `lookup`
+reads them straight from there with `sqlite3` or a Redis client, in one query: a render
+whose images are all answered in the cache then never imports requests, urllib3 or
+requests-cache, which together cost more start-up than the render itself. The format is
+requests-cache's; tests/test_store.py writes through requests-cache and reads back
+through `lookup`, so a change of format shows there.
 
-Anything unexpected (no file yet, no table, a row that does not parse, an entry of
-another shape) is a miss, never an error: the probe then asks the registry, and
-rewriter/cache.py reports a cache that is broken as a whole when it opens it.
+Nothing here fails a render: no file yet, no table or an expired answer is a miss; an
+entry that does not parse is a miss with a warning, and so is a cache that cannot be
+read at all (rewriter/cache.py then rebuilds a corrupt file when it opens it to write).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from rewriter.errors import RewriterError
-from rewriter.policy import ProbeSettings, api_host, host_allowed, stored_answer
+from rewriter.policy import ProbeSettings, api_host, registry_refusal, stored_answer
 from rewriter.verdict import ProbeKey, ProbeResult
 
 if TYPE_CHECKING:
@@ -124,6 +124,22 @@ def manifest_urls(key: ProbeKey, insecure: Iterable[str] = ()) -> list[str]:
     return [f"{scheme}://{api_host(registry)}{path}" for scheme in schemes]
 
 
+@dataclass(frozen=True)
+class Entry:
+    """An answer to store: the registry's final answer for a manifest URL, reduced to what
+    decides and explains it (its status, and the challenge's gist or the mark of a token
+    realm's refusal). Never a token, an Authorization header or any other header."""
+
+    url: str
+    status: int
+    reason: str
+    headers: Mapping[str, str]
+
+    @property
+    def key(self) -> str:
+        return answer_key(self.url)
+
+
 # -- reading -----------------------------------------------------------------------------
 
 
@@ -133,6 +149,10 @@ class Stored:
 
     status: int
     headers: Mapping[str, str]
+
+
+# The value of a key that is there but cannot be read, told apart from a missing one.
+UNREADABLE = Stored(0, {})
 
 
 def parse_stored(value: bytes | str, now: datetime | None = None) -> Stored | None:
@@ -155,9 +175,9 @@ def parse_stored(value: bytes | str, now: datetime | None = None) -> Stored | No
 
 
 def read_sqlite(path: str, keys: Sequence[str]) -> dict[str, Stored]:
-    """The fresh answers stored under `keys` in the SQLite cache at `path`. Creates
-    nothing: no file yet means no answers. Raises sqlite3.Error for a file that cannot
-    be read."""
+    """The fresh answers stored under `keys` in the SQLite cache at `path` (UNREADABLE for
+    one that does not parse). Creates nothing: no file yet means no answers. Raises
+    sqlite3.Error for a file that cannot be read."""
     if not keys or not os.path.exists(path):
         return {}
     # Read-write without create: a read-only connection to a WAL database fails when its
@@ -181,26 +201,29 @@ def read_sqlite(path: str, keys: Sequence[str]) -> dict[str, Stored]:
                 (*batch, now),
             ).fetchall()
             for key, value in rows:
-                stored = parse_stored(value)
-                if stored is not None:
-                    found[str(key)] = stored
+                found[str(key)] = parse_stored(value) or UNREADABLE
         return found
     finally:
         connection.close()
 
 
 def read_redis(client: Redis, keys: Sequence[str]) -> dict[str, Stored]:
-    """The fresh answers stored under `keys` in Redis (one MGET). Entries outlive their
-    expiry there by requests-cache's TTL offset, so the stored expiry is checked."""
+    """The fresh answers stored under `keys` in Redis (one MGET), UNREADABLE for one that
+    does not parse. Entries outlive their expiry there by requests-cache's TTL offset, so
+    the stored expiry is checked."""
     if not keys:
         return {}
     values: list[Any] = client.mget([f"{REDIS_NAMESPACE}:{key}" for key in keys])
     now = datetime.now().astimezone()
     found: dict[str, Stored] = {}
     for key, value in zip(keys, values, strict=True):
-        stored = parse_stored(value, now) if value is not None else None
+        if value is None:
+            continue
+        stored = parse_stored(value, now)
         if stored is not None:
             found[key] = stored
+        elif parse_stored(value) is None:  # not merely expired
+            found[key] = UNREADABLE
     return found
 
 
@@ -219,9 +242,7 @@ def lookup(
     """
     keys = list(keys)
     refused = {
-        registry: bool(
-            host_allowed(registry, settings) or host_allowed(api_host(registry), settings)
-        )
+        registry: registry_refusal(registry, settings) is not None
         for registry in {key[0] for key in keys}
     }
     wanted: dict[str, ProbeKey] = {}
@@ -241,12 +262,32 @@ def lookup(
         where = redact_url(spec.location)
         warn(f"probe cache {where} is unusable ({exc}); probing without a cache")
         return {}, CacheSpec("none", "")
-    except Exception:  # a SQLite file in trouble, a Redis that failed mid-way
-        return {}, spec  # rewriter/cache.py diagnoses it (and rebuilds a corrupt file)
+    except Exception as exc:  # a SQLite file in trouble, a Redis that failed mid-way
+        # Kept for writing: rewriter/cache.py diagnoses the file (and rebuilds a corrupt
+        # one) when it opens it.
+        where = redact_url(spec.location)
+        warn(
+            f"probe cache {where} cannot be read ({type(exc).__name__}: {exc});"
+            " asking the registries"
+        )
+        return {}, spec
     answers: dict[ProbeKey, ProbeResult] = {}
+    unreadable: set[ProbeKey] = set()
     for answer_at, key in wanted.items():  # HTTPS before plain HTTP, as the probe tries
-        if key not in answers and answer_at in stored:
-            answer = stored_answer(stored[answer_at].status, stored[answer_at].headers)
-            if answer is not None:
-                answers[key] = answer
+        entry = stored.get(answer_at)
+        if key in answers or entry is None:
+            continue
+        if entry is UNREADABLE:
+            unreadable.add(key)
+            continue
+        answer = stored_answer(entry.status, entry.headers)
+        if answer is not None:
+            answers[key] = answer
+    unreadable -= answers.keys()
+    if unreadable:
+        count = len(unreadable)
+        warn(
+            f"probe cache: {count} stored answer{'s' if count > 1 else ''} unreadable "
+            "(not requests-cache's JSON); probing again"
+        )
     return answers, spec

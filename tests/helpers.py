@@ -5,16 +5,19 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from rewriter.decide import Rules
+from rewriter.policy import ProbeSettings
+from rewriter.reference import ImageRef
 from rewriter.render import Options, plan, rewrite
 from rewriter.report import Reporter
 from rewriter.secrets import license_credentials
+from rewriter.verdict import ProbeKey, ProbeResult
 
 # shared/ lies beside the checkout, here and in CI.
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
@@ -94,3 +97,19 @@ def by_id(stream: bytes | str) -> dict[tuple[str, str, str | None, str], Any]:
     }
     assert len(found) == len(docs)
     return found
+
+
+def probe_cached(
+    refs: Iterable[ImageRef],
+    settings: ProbeSettings,
+    cache: str,
+    ttl: float = 3600.0,
+    warn: Callable[[str], None] = print,
+    offline: bool = False,
+) -> dict[ProbeKey, ProbeResult]:
+    """What a render does for its images: the cache at `cache` (a --cache value) first,
+    then the registries, their answers stored back."""
+    from rewriter.answers import resolve
+    from rewriter.store import parse_spec
+
+    return resolve(list(refs), settings, parse_spec(cache), ttl, warn, offline)

@@ -630,10 +630,11 @@ def test_values_file_outside_the_repository_is_refused(cmp: CmpServer) -> None:
 
 def test_cache_lands_on_the_sidecar_volume_not_home(cmp: CmpServer) -> None:
     app = cmp.checkout(APPS / "plain-app", "apps/plain")
-    # No rule for these images: decided from the cache alone (offline), so it is opened.
+    # No rule for these images, so they are probed and the cache is opened to store the
+    # answers; every host is denied, so that nothing is sent.
     result = cmp.generate(
         app,
-        plugin_env={"REWRITER_OFFLINE": "true"},
+        plugin_env={"REWRITER_PROBE_DENY": "*"},
         parameters=[{"name": "app-slug", "string": "my-kots-app"}],
     )
     assert result.returncode == 0, result.stderr
@@ -647,7 +648,7 @@ def test_cache_defaults_to_the_sidecar_tmp_when_unset(cmp: CmpServer) -> None:
     app = cmp.checkout(APPS / "plain-app", "apps/plain")
     result = cmp.generate(
         app,
-        plugin_env={"REWRITER_OFFLINE": "true"},
+        plugin_env={"REWRITER_PROBE_DENY": "*"},
         parameters=[{"name": "app-slug", "string": "my-kots-app"}],
     )
     assert result.returncode == 0, result.stderr

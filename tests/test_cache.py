@@ -9,17 +9,27 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import requests
+from helpers import probe_cached
 from registries import Route, free_port, stub_registry
-from requests_cache import CachedSession
+from requests_cache.backends.sqlite import SQLiteCache
 
-from rewriter.cache import cache_clear, cache_info, default_cache_path, open_session
+from rewriter.cache import (
+    Unusable,
+    cache_clear,
+    cache_info,
+    default_cache_path,
+    open_backend,
+    store_answers,
+)
 from rewriter.errors import RewriterError
-from rewriter.probe import ProbeSettings, Verdict, probe_all
+from rewriter.probe import ProbeSettings, Verdict
 from rewriter.reference import ImageRef
+from rewriter.store import Entry
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,14 +43,12 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         monkeypatch.delenv(name.lower(), raising=False)
 
 
-def warm(cache: str, count: int = 3) -> list[str]:
+def warm(cache: str, count: int = 3, warn: Callable[[str], None] = print) -> list[str]:
     """Probe `count` images of a stub into `cache`; their names."""
     with stub_registry({"/v2/": Route(200)}, default=Route(200)) as stub:
         images = [f"{stub.domain}/team/app{i}:1.0" for i in range(count)]
         settings = ProbeSettings(insecure_registries=frozenset({stub.domain}), timeout=2)
-        results = probe_all(
-            [ImageRef.parse(i) for i in images], settings, open_session(cache, 3600, print)
-        )
+        results = probe_cached([ImageRef.parse(i) for i in images], settings, cache, 3600, warn)
     assert {r.verdict for r in results.values()} == {Verdict.PUBLIC}
     return images
 
@@ -70,37 +78,49 @@ def test_default_path_falls_back_to_home(
 @pytest.mark.parametrize("spec", ["probes.sqlite", "./cache/probes.sqlite", "", "../x.sqlite"])
 def test_relative_paths_are_refused(spec: str) -> None:
     with pytest.raises(RewriterError, match="absolute path"):
-        open_session(spec, 3600, print)
+        open_backend(spec, print)
 
 
 def test_other_url_schemes_are_refused() -> None:
     with pytest.raises(RewriterError, match="redis://"):
-        open_session("memcached://127.0.0.1:11211", 3600, print)
+        open_backend("memcached://127.0.0.1:11211", print)
 
 
 def test_tilde_is_expanded(tmp_path: Path) -> None:
-    session = open_session("~/probes.sqlite", 3600, print)
-    assert isinstance(session, CachedSession)
+    assert isinstance(open_backend("~/probes.sqlite", print), SQLiteCache)
     assert (tmp_path / "home" / "probes.sqlite").exists()
 
 
 @pytest.mark.parametrize("spec", ["none", "NONE", " none "])
-def test_none_is_a_plain_session(spec: str) -> None:
-    session = open_session(spec, 3600, print)
-    assert type(session) is requests.Session
-    assert session.trust_env is False
+def test_none_is_no_backend(spec: str) -> None:
+    assert open_backend(spec, print) is None
 
 
-def test_cached_session_settings(tmp_path: Path) -> None:
-    session = open_session(str(tmp_path / "p.sqlite"), 123, print)
-    assert isinstance(session, CachedSession)
-    assert session.trust_env is False
-    assert session.settings.expire_after == 123
-    assert list(session.settings.allowable_methods) == ["HEAD"]
-    assert set(session.settings.allowable_codes) == {200, 401, 403, 404}
-    assert session.settings.match_headers == ["Accept"]
-    assert "Authorization" in session.settings.ignored_parameters
-    assert session.cache.responses.serializer.name == "json"  # never pickle
+def test_answers_are_json_never_pickle(tmp_path: Path) -> None:
+    backend = open_backend(str(tmp_path / "p.sqlite"), print)
+    assert backend is not None
+    assert backend.responses.serializer.name == "json"
+
+
+def test_stored_answers_expire_after_the_ttl(tmp_path: Path) -> None:
+    cache = tmp_path / "p.sqlite"
+    backend = open_backend(str(cache), print)
+    assert backend is not None
+    url = "https://registry.example/v2/team/app/manifests/1.0"
+    before = time.time()
+    assert store_answers(backend, [Entry(url, 401, "Unauthorized", {})], 123) == []
+    with sqlite3.connect(cache) as db:
+        ((expires,),) = db.execute("SELECT expires FROM responses").fetchall()
+    assert before + 123 - 1 <= expires <= time.time() + 123 + 1
+
+
+def test_no_ttl_stores_nothing(tmp_path: Path) -> None:
+    cache = tmp_path / "p.sqlite"
+    backend = open_backend(str(cache), print)
+    assert backend is not None
+    url = "https://registry.example/v2/team/app/manifests/1.0"
+    assert store_answers(backend, [Entry(url, 200, "OK", {})], 0) == []
+    assert cache_info(str(cache)).splitlines()[2] == "answers: 0 (0 fresh, 0 expired)"
 
 
 def test_file_is_private(tmp_path: Path) -> None:
@@ -118,7 +138,7 @@ def test_loose_file_mode_is_tightened(tmp_path: Path) -> None:
     cache = tmp_path / "probes.sqlite"
     cache.touch(mode=0o644)
     cache.chmod(0o644)
-    open_session(str(cache), 3600, print)
+    open_backend(str(cache), print)
     assert stat.S_IMODE(cache.stat().st_mode) == 0o600
 
 
@@ -134,9 +154,9 @@ def test_corrupt_file_is_reported_and_rebuilt(tmp_path: Path) -> None:
     cache.write_bytes(b"this is not a database\x00" * 200)
     warnings: list[str] = []
 
-    session = open_session(str(cache), 3600, warnings.append)
+    backend = open_backend(str(cache), warnings.append)
 
-    assert isinstance(session, CachedSession)
+    assert isinstance(backend, SQLiteCache)
     assert len(warnings) == 1
     assert "corrupt" in warnings[0]
     assert str(cache) in warnings[0]
@@ -147,17 +167,23 @@ def test_corrupt_file_is_reported_and_rebuilt(tmp_path: Path) -> None:
     )
 
 
+def test_unusable_location_is_said(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(Unusable, match="FileExistsError"):
+        open_backend(str(blocker / "probes.sqlite"), print)
+
+
 def test_unusable_location_means_no_cache(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     warnings: list[str] = []
 
-    session = open_session(str(blocker / "probes.sqlite"), 3600, warnings.append)
+    warm(str(blocker / "probes.sqlite"), warn=warnings.append)
 
-    assert type(session) is requests.Session
     assert len(warnings) == 1
     assert "unusable" in warnings[0]
-    assert "probing without a cache" in warnings[0]
+    assert warnings[0].endswith("; answers not stored")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes read-only files")
@@ -167,38 +193,22 @@ def test_read_only_file_means_no_cache(tmp_path: Path) -> None:
     cache.chmod(0o400)
     tmp_path.chmod(0o500)
     try:
-        warnings: list[str] = []
-        session = open_session(str(cache), 3600, warnings.append)
-        assert type(session) is requests.Session
-        assert "unusable" in warnings[0]
+        with pytest.raises(Unusable):
+            open_backend(str(cache), print)
     finally:
         tmp_path.chmod(0o700)
 
 
-def test_offline_session_never_sends(tmp_path: Path) -> None:
+def test_offline_never_sends(tmp_path: Path) -> None:
     with stub_registry({"/v2/": Route(200)}, default=Route(200)) as stub:
-        for spec in (str(tmp_path / "p.sqlite"), "none"):
-            session = open_session(spec, 3600, print, offline=True)
-            assert isinstance(session, CachedSession)
-            assert session.settings.only_if_cached
-            answer = session.get(f"http://{stub.domain}/v2/")
-            assert answer.status_code == 504  # requests-cache's "not in the cache"
-            with pytest.raises(requests.ConnectionError, match="offline"):
-                # Even a request that bypasses the cache stops at the transport.
-                requests.Session.send(
-                    session, requests.Request("GET", f"http://{stub.domain}/v2/").prepare()
-                )
+        image = ImageRef.parse(f"{stub.domain}/team/app:1.0")
+        settings = ProbeSettings(insecure_registries=frozenset({stub.domain}), timeout=2)
+        blocker = tmp_path / "a-file"
+        blocker.write_text("")
+        for spec in (str(tmp_path / "p.sqlite"), "none", str(blocker / "p.sqlite")):
+            results = probe_cached([image], settings, spec, offline=True)
+            assert [r.detail for r in results.values()] == ["offline, not in cache"]
         assert stub.requests() == []
-
-
-def test_offline_with_unusable_cache_still_offline(tmp_path: Path) -> None:
-    blocker = tmp_path / "a-file"
-    blocker.write_text("")
-    warnings: list[str] = []
-    session = open_session(str(blocker / "p.sqlite"), 3600, warnings.append, offline=True)
-    assert isinstance(session, CachedSession)
-    assert session.settings.only_if_cached
-    assert warnings
 
 
 def test_renders_at_once_share_one_file(tmp_path: Path) -> None:
@@ -208,15 +218,15 @@ def test_renders_at_once_share_one_file(tmp_path: Path) -> None:
     script = textwrap.dedent(
         """
         import sys
-        from rewriter.cache import open_session
-        from rewriter.probe import ProbeSettings, probe_all
+        from rewriter.answers import resolve
+        from rewriter.policy import ProbeSettings
         from rewriter.reference import ImageRef
+        from rewriter.store import parse_spec
         domain, cache, worker = sys.argv[1], sys.argv[2], int(sys.argv[3])
         warnings = []
-        session = open_session(cache, 3600, warnings.append)
-        images = [f"{domain}/w{worker}/app{i}:1.0" for i in range(25)]
+        images = [ImageRef.parse(f"{domain}/w{worker}/app{i}:1.0") for i in range(25)]
         settings = ProbeSettings(insecure_registries=frozenset({domain}), timeout=5, deadline=30)
-        results = probe_all([ImageRef.parse(i) for i in images], settings, session, warnings.append)
+        results = resolve(images, settings, parse_spec(cache), 3600, warnings.append)
         bad = [r for r in results.values() if r.verdict.value != "public"]
         print(len(results), len(bad), warnings)
         sys.exit(1 if bad or warnings else 0)

@@ -15,14 +15,12 @@ from pathlib import Path
 import pytest
 import requests
 import urllib3.exceptions
-from helpers import shop_deployment
+from helpers import probe_cached, shop_deployment
 from registries import Registries, Registry, Route, StubRegistry, free_port, stub_registry
-from requests_cache import CachedSession
 
-from rewriter.cache import OfflineError, open_session
+from rewriter.cache import open_backend, store_answers
 from rewriter.errors import RewriterError
 from rewriter.probe import (
-    ACCEPT,
     ProbeKey,
     ProbeResult,
     ProbeSettings,
@@ -32,7 +30,7 @@ from rewriter.probe import (
     tls_context,
 )
 from rewriter.reference import ImageRef
-from rewriter.store import answer_key
+from rewriter.store import Entry
 
 PUBLIC, PRIVATE, MISSING, UNKNOWN = (
     Verdict.PUBLIC,
@@ -117,9 +115,9 @@ def expected_verdicts(env: Registries) -> dict[str, tuple[Verdict, str]]:
 def test_verdicts_from_real_registries(registries: Registries, tmp_path: Path) -> None:
     expected = expected_verdicts(registries)
     warnings: list[str] = []
-    session = open_session(str(tmp_path / "probes.sqlite"), 3600, warnings.append)
+    cache = str(tmp_path / "probes.sqlite")
 
-    results = probe_all(refs(*expected), settings_for(registries), session, warnings.append)
+    results = probe_cached(refs(*expected), settings_for(registries), cache, 3600, warnings.append)
 
     assert summary(results) == {key(text): answer for text, answer in expected.items()}
     assert not any(result.cached for result in results.values())
@@ -132,11 +130,9 @@ def test_second_render_sends_no_request(registries: Registries, tmp_path: Path) 
     cache = str(tmp_path / "probes.sqlite")
     before = settled(registries.requests)
 
-    first = probe_all(refs(*answerable), settings_for(registries), open_session(cache, 3600, print))
+    first = probe_cached(refs(*answerable), settings_for(registries), cache, 3600, print)
     after_first = settled(registries.requests)
-    second = probe_all(
-        refs(*answerable), settings_for(registries), open_session(cache, 3600, print)
-    )
+    second = probe_cached(refs(*answerable), settings_for(registries), cache, 3600, print)
     after_second = settled(registries.requests)
 
     assert after_first > before
@@ -151,8 +147,8 @@ def test_unknown_is_never_cached(registries: Registries, tmp_path: Path) -> None
     public = registries.anonymous.image("library/app", "1.0")
     settings = settings_for(registries)
 
-    probe_all(refs(unreachable, public), settings, open_session(cache, 3600, print))
-    again = probe_all(refs(unreachable, public), settings, open_session(cache, 3600, print))
+    probe_cached(refs(unreachable, public), settings, cache, 3600, print)
+    again = probe_cached(refs(unreachable, public), settings, cache, 3600, print)
 
     assert again[key(unreachable)] == ProbeResult(UNKNOWN, "connection refused", cached=False)
     assert again[key(public)].cached
@@ -165,7 +161,7 @@ def test_cache_holds_only_final_manifest_answers(registries: Registries, tmp_pat
     cache = tmp_path / "probes.sqlite"
     expected = expected_verdicts(registries)
     tokens_before = registries.token_server.log.anonymous_count()
-    probe_all(refs(*expected), settings_for(registries), open_session(str(cache), 3600, print))
+    probe_cached(refs(*expected), settings_for(registries), str(cache), 3600, print)
     assert registries.token_server.log.anonymous_count() > tokens_before  # tokens were used
 
     with sqlite3.connect(cache) as db:
@@ -265,13 +261,9 @@ def test_redis_backend(registries: Registries, redis_server: object) -> None:
     answerable = [text for text, (verdict, _) in expected.items() if verdict is not UNKNOWN]
     warnings: list[str] = []
 
-    first = probe_all(
-        refs(*answerable), settings_for(registries), open_session(url, 3600, warnings.append)
-    )
+    first = probe_cached(refs(*answerable), settings_for(registries), url, 3600, warnings.append)
     after_first = settled(registries.requests)
-    second = probe_all(
-        refs(*answerable), settings_for(registries), open_session(url, 3600, warnings.append)
-    )
+    second = probe_cached(refs(*answerable), settings_for(registries), url, 3600, warnings.append)
 
     assert settled(registries.requests) == after_first
     assert all(result.cached for result in second.values())
@@ -288,10 +280,10 @@ def test_redis_backend(registries: Registries, redis_server: object) -> None:
 
 def test_redis_down_means_uncached_not_failed(registries: Registries) -> None:
     warnings: list[str] = []
-    session = open_session(f"redis://127.0.0.1:{free_port()}/0", 3600, warnings.append)
+    cache = f"redis://127.0.0.1:{free_port()}/0"
     image = registries.anonymous.image("library/app", "1.0")
 
-    results = probe_all(refs(image), settings_for(registries), session)
+    results = probe_cached(refs(image), settings_for(registries), cache, 3600, warnings.append)
 
     assert len(warnings) == 1
     assert "unusable" in warnings[0]
@@ -303,14 +295,11 @@ def test_offline_answers_from_the_cache_only(registries: Registries, tmp_path: P
     cache = str(tmp_path / "probes.sqlite")
     known = registries.token.image("private/app", "1.0")
     unknown = registries.token.image("public/app", "1.0")
-    probe_all(refs(known), settings_for(registries), open_session(cache, 3600, print))
+    probe_cached(refs(known), settings_for(registries), cache, 3600, print)
     before = settled(registries.requests)
 
-    offline = open_session(cache, 3600, print, offline=True)
-    results = probe_all(refs(known, unknown), settings_for(registries), offline)
-    nothing = probe_all(
-        refs(known), settings_for(registries), open_session("none", 3600, print, offline=True)
-    )
+    results = probe_cached(refs(known, unknown), settings_for(registries), cache, offline=True)
+    nothing = probe_cached(refs(known), settings_for(registries), "none", 3600, print, offline=True)
 
     assert settled(registries.requests) == before
     assert results[key(known)] == ProbeResult(
@@ -323,9 +312,9 @@ def test_offline_answers_from_the_cache_only(registries: Registries, tmp_path: P
 def test_expired_answers_are_asked_again(registries: Registries, tmp_path: Path) -> None:
     cache = str(tmp_path / "probes.sqlite")
     image = registries.anonymous.image("library/app", "1.0")
-    probe_all(refs(image), settings_for(registries), open_session(cache, 0.5, print))
+    probe_cached(refs(image), settings_for(registries), cache, 0.5, print)
     time.sleep(1.1)  # requests-cache stores expiry in whole seconds
-    again = probe_all(refs(image), settings_for(registries), open_session(cache, 0.5, print))
+    again = probe_cached(refs(image), settings_for(registries), cache, 0.5, print)
     assert again[key(image)] == ProbeResult(PUBLIC, "HTTP 200", cached=False)
 
 
@@ -351,9 +340,9 @@ def probe_twice(
     """Probe `image` with a new cache, then again with the same cache: both answers, and
     how many requests the stub had seen in between."""
     cache = str(tmp_path / "probes.sqlite")
-    first = probe_all(refs(image), stub_settings(stub), open_session(cache, 3600, print))
+    first = probe_cached(refs(image), stub_settings(stub), cache, 3600, print)
     seen = len(stub.requests())
-    second = probe_all(refs(image), stub_settings(stub), open_session(cache, 3600, print))
+    second = probe_cached(refs(image), stub_settings(stub), cache, 3600, print)
     return first, seen, second
 
 
@@ -557,9 +546,8 @@ def test_tls_context_trusts_the_default_roots_and_the_bundle(registries: Registr
 
 
 def test_distinct_keys_probed_once() -> None:
-    session = open_session("none", 3600, print, offline=True)  # no network at all
     texts = ["nginx", "docker.io/library/nginx:latest", "index.docker.io/library/nginx", "nginx"]
-    results = probe_all(refs(*texts), ProbeSettings(), session)
+    results = probe_cached(refs(*texts), ProbeSettings(), "none", offline=True)  # no network
     assert results == {
         ("docker.io", "library/nginx", "latest"): ProbeResult(UNKNOWN, "offline, not in cache")
     }
@@ -568,25 +556,13 @@ def test_distinct_keys_probed_once() -> None:
 def test_docker_hub_answers_are_looked_up_under_its_api_host(tmp_path: Path) -> None:
     """docker.io images are asked of registry-1.docker.io: a stored answer for that URL is
     found, offline, without touching the network."""
-    from requests_cache.models.request import CachedRequest
-    from requests_cache.models.response import CachedResponse
-
     cache = str(tmp_path / "probes.sqlite")
-    session = open_session(cache, 3600, print)
-    assert isinstance(session, CachedSession)
+    backend = open_backend(cache, print)
+    assert backend is not None
     url = "https://registry-1.docker.io/v2/library/nginx/manifests/1.25"
-    request = requests.Request("HEAD", url, headers={"Accept": ACCEPT}).prepare()
-    from datetime import datetime, timedelta, timezone
+    assert store_answers(backend, [Entry(url, 200, "OK", {})], 3600) == []
 
-    session.cache.save_response(
-        CachedResponse(status_code=200, url=url, request=CachedRequest.from_request(request)),
-        answer_key(url),
-        datetime.now(timezone.utc) + timedelta(hours=1),
-    )
-
-    results = probe_all(
-        refs("nginx:1.25"), ProbeSettings(), open_session(cache, 3600, print, offline=True)
-    )
+    results = probe_cached(refs("nginx:1.25"), ProbeSettings(), cache, 3600, print, offline=True)
 
     assert results == {key("nginx:1.25"): ProbeResult(PUBLIC, "HTTP 200", cached=True)}
 
@@ -630,7 +606,6 @@ def _wrapped(cause: BaseException, kind: type[requests.RequestException]) -> Bas
             "TLS error: certificate verify failed",
         ),
         (requests.exceptions.TooManyRedirects(), "too many redirects"),
-        (OfflineError("offline"), "offline, not in cache"),
         (requests.exceptions.ProxyError(), "proxy error"),
     ],
 )

@@ -41,6 +41,7 @@ from faultserver import (
     token,
     with_token,
 )
+from helpers import probe_cached
 from registries import Registries, pick_hosts
 
 from rewriter import policy as probe_policy
@@ -411,20 +412,18 @@ def test_denied_realm_and_redirect_hosts_hear_nothing(
 def test_denied_registry_is_not_contacted_even_from_cache(
     site: Site, servers: list[FaultServer], tmp_path: Path
 ) -> None:
-    from rewriter.cache import open_session
-
     server = serve(servers, site.hosts[0], 80, {"/v2/": status(200), MANIFEST: status(200)})
     image = ImageRef.parse(f"{server.host}/team/app:1.0")
     key = (image.registry, image.repository, image.reference)
     cache = str(tmp_path / "probes.sqlite")
     settings = ProbeSettings(insecure_registries=frozenset(site.hosts), timeout=2, deadline=10)
-    assert probe_all([image], settings, open_session(cache, 3600, print))[key].verdict is (
+    assert probe_cached([image], settings, cache, 3600, print)[key].verdict is (
         Verdict.PUBLIC
     )
     seen = len(server.seen())
 
     denied = ProbeSettings(insecure_registries=frozenset(site.hosts), deny=("127.*",))
-    again = probe_all([image], denied, open_session(cache, 3600, print))[key]
+    again = probe_cached([image], denied, cache, 3600, print)[key]
 
     assert again == ProbeResult(UNKNOWN, "probe denied by --probe-deny '127.*'")
     assert len(server.seen()) == seen

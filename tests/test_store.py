@@ -14,15 +14,16 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from helpers import probe_cached
 from registries import Route, StubRegistry, free_port, stub_registry
 
-from rewriter.cache import open_session
+from rewriter.cache import open_backend, store_answers
 from rewriter.policy import ACCEPT, ProbeSettings
-from rewriter.probe import probe_all
 from rewriter.reference import ImageRef
 from rewriter.store import (
     ANSWER_VERSION,
     CacheSpec,
+    Entry,
     answer_key,
     lookup,
     manifest_urls,
@@ -68,7 +69,7 @@ def by_repository(answers: dict[ProbeKey, ProbeResult]) -> dict[str, ProbeResult
 
 def test_what_the_probe_stores_in_sqlite_is_read_back(stub: StubRegistry, tmp_path: Path) -> None:
     cache = str(tmp_path / "probes.sqlite")
-    probe_all(refs(stub), settings(stub), open_session(cache, 3600, print))
+    probe_cached(refs(stub), settings(stub), cache, 3600, print)
     warnings: list[str] = []
 
     answers, spec = lookup(
@@ -89,7 +90,7 @@ def test_what_the_probe_stores_in_redis_is_read_back(
 
     url = redis_server.url  # type: ignore[attr-defined]
     redis.Redis.from_url(url).flushdb()
-    probe_all(refs(stub), settings(stub), open_session(url, 3600, print))
+    probe_cached(refs(stub), settings(stub), url, 3600, print)
 
     answers, spec = lookup(
         parse_spec(url), [r.probe_key for r in refs(stub)], settings(stub), print
@@ -101,7 +102,7 @@ def test_what_the_probe_stores_in_redis_is_read_back(
 
 def test_expired_answers_are_not_read(stub: StubRegistry, tmp_path: Path) -> None:
     cache = str(tmp_path / "probes.sqlite")
-    probe_all(refs(stub), settings(stub), open_session(cache, 3600, print))
+    probe_cached(refs(stub), settings(stub), cache, 3600, print)
     # Make every stored answer an hour old, in the column and in the entry alike.
     connection = sqlite3.connect(cache)
     with connection:
@@ -130,9 +131,9 @@ def test_no_cache_file_means_no_answers_and_creates_nothing(tmp_path: Path) -> N
     assert not (tmp_path / "nothing").exists()
 
 
-def test_a_corrupt_file_is_left_to_the_probe(tmp_path: Path) -> None:
-    """No answer and no warning here: opening the cache for the probe rebuilds it and
-    says so (tests/test_cache.py)."""
+def test_a_corrupt_file_is_said_and_kept_for_writing(tmp_path: Path) -> None:
+    """No answer, a warning, and the cache still to be written: opening it to store the
+    answers rebuilds it and says so (tests/test_cache.py)."""
     cache = tmp_path / "probes.sqlite"
     cache.write_bytes(b"this is not a database" * 100)
     warnings: list[str] = []
@@ -141,7 +142,30 @@ def test_a_corrupt_file_is_left_to_the_probe(tmp_path: Path) -> None:
         parse_spec(str(cache)), [("quay.io", "team/app", "1.0")], ProbeSettings(), warnings.append
     )
 
-    assert (answers, spec.kind, warnings) == ({}, "sqlite", [])
+    assert (answers, spec.kind) == ({}, "sqlite")
+    assert warnings == [
+        f"probe cache {cache} cannot be read (DatabaseError: file is not a database);"
+        " asking the registries"
+    ]
+
+
+def test_unreadable_entries_are_said_and_asked_again(tmp_path: Path) -> None:
+    cache = tmp_path / "probes.sqlite"
+    key = ("quay.io", "team/app", "1.0")
+    backend = open_backend(str(cache), print)
+    assert backend is not None
+    url = "https://quay.io/v2/team/app/manifests/1.0"
+    assert store_answers(backend, [Entry(url, 200, "OK", {})], 3600) == []
+    with sqlite3.connect(cache) as db:
+        db.execute("UPDATE responses SET value = ?", (b"\x80garbage{not json",))
+    warnings: list[str] = []
+
+    answers, _ = lookup(parse_spec(str(cache)), [key], ProbeSettings(), warnings.append)
+
+    assert answers == {}
+    assert warnings == [
+        "probe cache: 1 stored answer unreadable (not requests-cache's JSON); probing again"
+    ]
 
 
 def test_unreachable_redis_is_said_once_and_the_probe_goes_uncached() -> None:
@@ -163,7 +187,7 @@ def test_a_denied_registry_is_not_answered_from_the_cache(
     stub: StubRegistry, tmp_path: Path
 ) -> None:
     cache = str(tmp_path / "probes.sqlite")
-    probe_all(refs(stub), settings(stub), open_session(cache, 3600, print))
+    probe_cached(refs(stub), settings(stub), cache, 3600, print)
 
     denied = settings(stub, deny=(stub.host,))
     answers, _ = lookup(parse_spec(cache), [r.probe_key for r in refs(stub)], denied, print)
