@@ -19,16 +19,21 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from rewriter import store
 from rewriter.policy import ProbeSettings, deadline_at, registry_refusal
 from rewriter.verdict import ProbeKey, ProbeResult, Verdict
 
 if TYPE_CHECKING:
+    import ssl
+
     from rewriter.reference import ImageRef
 
 OFFLINE = "offline, not in cache"
+
+A = TypeVar("A")
+T = TypeVar("T")
 
 
 def resolve(
@@ -51,13 +56,18 @@ def resolve(
             refused = registry_refusal(ref.registry, settings)
             answers[ref.probe_key] = ProbeResult(Verdict.UNKNOWN, refused or OFFLINE)
         return answers
+    # Loading the trust roots mostly waits on OpenSSL, without the GIL: in a thread, it
+    # overlaps importing the probe.
+    tls = _InThread(_tls_context, settings.ca_bundle)
+    from rewriter import probe  # the network stack: only now that a registry is asked
+
+    # Started once the probe is imported: both import requests, and the probe's first
+    # requests must not wait for the writer's imports.
     writer = _Writer(cache, warn) if cache.kind != "none" and ttl_seconds > 0 else None
     kept: list[store.Entry] = []
-
     try:
-        from rewriter import probe  # the network stack: only now that a registry is asked
-
-        answers.update(probe.probe_all(rest, settings, probe.new_session(), keep=kept.append))
+        session = probe.new_session()
+        answers.update(probe.probe_all(rest, settings, session, kept.append, tls.result()))
     except BaseException:
         if writer is not None:
             writer.cancel()
@@ -66,6 +76,36 @@ def resolve(
         # A snapshot: a request stuck past the deadline may still add to `kept`.
         writer.store(list(kept), ttl_seconds, deadline_at(settings, now))
     return answers
+
+
+def _tls_context(ca_bundle: str | None) -> ssl.SSLContext:
+    from rewriter.tls import tls_context  # here: ssl and certifi, for probes only
+
+    return tls_context(ca_bundle)
+
+
+class _InThread(Generic[T]):
+    """`make(argument)` computed in a daemon thread; `result()` waits for it, raising
+    what it raised."""
+
+    def __init__(self, make: Callable[[A], T], argument: A) -> None:
+        self._outcome: tuple[T | None, BaseException | None] = (None, None)
+
+        def run() -> None:
+            try:
+                self._outcome = (make(argument), None)
+            except BaseException as exc:
+                self._outcome = (None, exc)
+
+        self._thread = threading.Thread(target=run, name="probe-tls", daemon=True)
+        self._thread.start()
+
+    def result(self) -> T:
+        self._thread.join()
+        value, error = self._outcome
+        if error is not None:
+            raise error
+        return value  # type: ignore[return-value]  # set when there is no error
 
 
 class _Writer:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import fnmatch
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -53,7 +54,7 @@ class PodSpecField:
     api_versions: str = "*"  # glob over apiVersion, for kinds that several projects use
 
     def applies(self, resource: Resource) -> bool:
-        return _applies(self.kinds, self.api_versions, resource)
+        return _applies(self.kinds, self.api_versions, resource.kind, resource.api_version)
 
 
 class PullSecrets(enum.Enum):
@@ -73,13 +74,12 @@ class ImageField:
     api_versions: str = "*"
 
     def applies(self, resource: Resource) -> bool:
-        return _applies(self.kinds, self.api_versions, resource)
+        return _applies(self.kinds, self.api_versions, resource.kind, resource.api_version)
 
 
-def _applies(kinds: str, api_versions: str, resource: Resource) -> bool:
-    return fnmatch.fnmatchcase(resource.kind, kinds) and fnmatch.fnmatchcase(
-        resource.api_version, api_versions
-    )
+@functools.lru_cache(maxsize=4096)  # pure; every table entry is asked of every resource
+def _applies(kinds: str, api_versions: str, kind: str, api_version: str) -> bool:
+    return fnmatch.fnmatchcase(kind, kinds) and fnmatch.fnmatchcase(api_version, api_versions)
 
 
 # Pod specs are recognised by shape: a mapping with `containers` at one of these paths.

@@ -62,10 +62,8 @@ import urllib3.connection
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from requests.utils import requote_uri, should_bypass_proxies
-from urllib3.util.ssl_ import create_urllib3_context
 
 from rewriter.challenge import Challenge, parse_challenges
-from rewriter.errors import RewriterError
 from rewriter.policy import (
     ACCEPT,
     TOKEN_REALM_HEADER,
@@ -85,6 +83,7 @@ from rewriter.policy import (
     token_scope,
 )
 from rewriter.store import Entry
+from rewriter.tls import tls_context
 from rewriter.verdict import ProbeKey, ProbeResult, Verdict
 
 if TYPE_CHECKING:
@@ -190,9 +189,11 @@ def probe_all(
     settings: ProbeSettings,
     session: requests.Session,
     keep: Callable[[Entry], None] | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> dict[ProbeKey, ProbeResult]:
     """Ask the registries about each distinct key once, in parallel; never raises for
     network trouble. `keep` receives, from the worker threads, the answers worth storing.
+    Every connection verifies TLS with `tls`, by default `tls_context(settings.ca_bundle)`.
 
     Returns by the deadline (`policy.deadline_at`, plus scheduling slack) whatever
     happens: keys without an answer by then are UNKNOWN "deadline exceeded". Stuck
@@ -202,7 +203,7 @@ def probe_all(
     keys = schedule(ref.probe_key for ref in refs)
     if not keys:
         return {}
-    _harden(session, tls_context(settings.ca_bundle))
+    _harden(session, tls or tls_context(settings.ca_bundle))
     run = _Run(settings, session, deadline_at(settings, time.monotonic()), keep)
     return run.all(keys)
 
@@ -322,24 +323,6 @@ class _Proxies:
         if not self.proxies or should_bypass_proxies(url, no_proxy=None):
             return {}
         return self.proxies
-
-
-def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
-    """The one TLS context of a render's probes: requests' default roots (certifi), plus
-    `ca_bundle` if given (requests would *replace* the roots with it, and a render that
-    probes an internal registry also probes Docker Hub). Built once: loading the roots
-    is the expensive part of a TLS connection."""
-    context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
-    context.load_verify_locations(cafile=requests.utils.DEFAULT_CA_BUNDLE_PATH)
-    if ca_bundle is not None:
-        try:
-            with open(ca_bundle, encoding="ascii", errors="replace") as handle:
-                context.load_verify_locations(cadata=handle.read())
-        except (OSError, ssl.SSLError, ValueError) as exc:
-            raise RewriterError(
-                f"--ca-bundle {ca_bundle}: not a readable PEM bundle ({exc})"
-            ) from None
-    return context
 
 
 class _DeadlineExceeded(Exception):

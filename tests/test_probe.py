@@ -27,10 +27,10 @@ from rewriter.probe import (
     Verdict,
     describe_error,
     probe_all,
-    tls_context,
 )
 from rewriter.reference import ImageRef
 from rewriter.store import Entry
+from rewriter.tls import tls_context
 
 PUBLIC, PRIVATE, MISSING, UNKNOWN = (
     Verdict.PUBLIC,
