@@ -30,7 +30,6 @@ from rewriter.probe import (
 )
 from rewriter.reference import ImageRef
 from rewriter.store import Entry
-from rewriter.tls import tls_context
 
 PUBLIC, PRIVATE, MISSING, UNKNOWN = (
     Verdict.PUBLIC,
@@ -537,12 +536,6 @@ def test_one_connection_serves_many_images() -> None:
     assert {r.verdict for r in results.values()} == {PUBLIC}
     assert len(seen) == 7
     assert len({s.connection for s in seen}) == 1
-
-
-def test_tls_context_trusts_the_default_roots_and_the_bundle(registries: Registries) -> None:
-    default = len(tls_context(None).get_ca_certs())
-    assert default > 100  # certifi's roots, as requests would use
-    assert len(tls_context(registries.ca_bundle).get_ca_certs()) == default + 1
 
 
 def test_distinct_keys_probed_once() -> None:
