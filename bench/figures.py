@@ -75,7 +75,7 @@ class Runs:
 
 
 FULL = Runs(
-    in_process=3, process=2, baseline=1, kustomize=1, cold=3, warm=5, startup=3, growth=(4, 16)
+    in_process=3, process=2, baseline=1, kustomize=1, cold=5, warm=5, startup=3, growth=(4, 16)
 )
 QUICK = Runs(
     in_process=2, process=1, baseline=1, kustomize=1, cold=1, warm=1, startup=2, growth=(4,)
@@ -480,7 +480,8 @@ def cold_probes(bench: Bench, registries: loopback.PrivateRegistries) -> dict[st
     )
     bench.note(
         f"3: best of {len(runs)} cold renders (fresh cache each): {seconds(best.wall)} wall,"
-        f" {seconds(best.cpu)} CPU; per render {requests} requests at the proxies ="
+        f" {seconds(best.cpu)} CPU (all: {', '.join(seconds(run.wall) for run in runs)});"
+        f" per render {requests} requests at the proxies ="
         f" {pings} pings + {tokens} tokens (one per scope, {len(refs) // 2} repositories"
         f" with 2 tags) + {len(refs)} manifest HEADs, each delayed {DELAY * 1000:.0f} ms;"
         f" baseline = the same requests one after another."
