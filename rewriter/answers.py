@@ -58,12 +58,12 @@ def resolve(
         return answers
     # Loading the trust roots mostly waits on OpenSSL, without the GIL: in a thread, it
     # overlaps importing the probe.
-    tls = _InThread(_tls_context, settings.ca_bundle)
+    tls = _InThread("probe-tls", _tls_context, settings.ca_bundle)
     from rewriter import probe  # the network stack: only now that a registry is asked
 
     # Started once the probe is imported: both import requests, and the probe's first
     # requests must not wait for the writer's imports.
-    writer = _Writer(cache, warn) if cache.kind != "none" and ttl_seconds > 0 else None
+    writer = _Writer(cache, ttl_seconds, warn) if cache.kind != "none" and ttl_seconds > 0 else None
     kept: list[store.Entry] = []
     try:
         session = probe.new_session()
@@ -74,7 +74,7 @@ def resolve(
         raise
     if writer is not None:
         # A snapshot: a request stuck past the deadline may still add to `kept`.
-        writer.store(list(kept), ttl_seconds, deadline_at(settings, now))
+        writer.store(list(kept), deadline_at(settings, now))
     return answers
 
 
@@ -88,7 +88,7 @@ class _InThread(Generic[T]):
     """`make(argument)` computed in a daemon thread; `result()` waits for it, raising
     what it raised."""
 
-    def __init__(self, make: Callable[[A], T], argument: A) -> None:
+    def __init__(self, name: str, make: Callable[[A], T], argument: A) -> None:
         self._outcome: tuple[T | None, BaseException | None] = (None, None)
 
         def run() -> None:
@@ -97,7 +97,7 @@ class _InThread(Generic[T]):
             except BaseException as exc:
                 self._outcome = (None, exc)
 
-        self._thread = threading.Thread(target=run, name="probe-tls", daemon=True)
+        self._thread = threading.Thread(target=run, name=name, daemon=True)
         self._thread.start()
 
     def result(self) -> T:
@@ -114,18 +114,20 @@ class _Writer:
     SQLite write forever, and a Redis may hang until its timeout). A write cut off by
     the process's exit is rolled back, never half-stored."""
 
-    def __init__(self, cache: store.CacheSpec, warn: Callable[[str], None]) -> None:
+    def __init__(
+        self, cache: store.CacheSpec, ttl_seconds: float, warn: Callable[[str], None]
+    ) -> None:
         self._cache = cache
+        self._ttl = ttl_seconds
         self._warn = warn
         self._warnings: list[str] = []  # the thread's, said by `store` in the caller's
         self._entries: list[store.Entry] | None = None
-        self._ttl = 0.0
         self._given = threading.Event()
         self._thread = threading.Thread(target=self._run, name="probe-cache", daemon=True)
         self._thread.start()
 
-    def store(self, entries: list[store.Entry], ttl_seconds: float, deadline: float) -> None:
-        self._entries, self._ttl = entries, ttl_seconds
+    def store(self, entries: list[store.Entry], deadline: float) -> None:
+        self._entries = entries
         self._given.set()
         self._thread.join(max(deadline - time.monotonic(), 0.0))
         if self._thread.is_alive():
@@ -141,11 +143,17 @@ class _Writer:
     def _run(self) -> None:
         from rewriter import cache
 
+        where = store.redact_url(self._cache.location)
         try:
             backend = cache.open_backend(self._cache, self._warnings.append)
         except store.Unusable as exc:
-            where = store.redact_url(self._cache.location)
             self._warnings.append(f"probe cache {where} is unusable ({exc}); answers not stored")
+            return
+        except Exception as exc:  # never a traceback from this thread
+            problem = f"{type(exc).__name__}: {exc}"
+            self._warnings.append(
+                f"probe cache {where} cannot be opened ({problem}); answers not stored"
+            )
             return
         self._given.wait()
         if backend is not None and self._entries:
