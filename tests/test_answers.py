@@ -167,3 +167,25 @@ def test_a_render_answered_from_the_cache_imports_no_network_stack(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "[]\n"
+
+
+def test_a_cache_that_fails_to_open_is_a_warning_not_a_traceback(
+    stub: StubRegistry,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    def boom(*args: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(probe_cache, "open_backend", boom)
+    warnings: list[str] = []
+    cache = tmp_path / "probes.sqlite"
+
+    answers = resolve(images(stub), settings(stub), parse_spec(str(cache)), 3600, warnings.append)
+
+    assert {answer.verdict for answer in answers.values()} == {Verdict.PUBLIC, Verdict.PRIVATE}
+    assert warnings == [
+        f"probe cache {cache} cannot be opened (RuntimeError: boom); answers not stored"
+    ]
+    assert "Traceback" not in capfd.readouterr().err
