@@ -75,7 +75,7 @@ class Runs:
 
 
 FULL = Runs(
-    in_process=3, process=2, baseline=1, kustomize=1, cold=5, warm=5, startup=3, growth=(4, 16)
+    in_process=3, process=2, baseline=1, kustomize=1, cold=5, warm=8, startup=3, growth=(4, 16)
 )
 QUICK = Runs(
     in_process=2, process=1, baseline=1, kustomize=1, cold=1, warm=1, startup=2, growth=(4,)
