@@ -22,7 +22,6 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from rewriter.errors import RewriterError
@@ -30,6 +29,8 @@ from rewriter.policy import ProbeSettings, api_host, registry_refusal, stored_an
 from rewriter.verdict import ProbeKey, ProbeResult
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from redis import Redis
 
 BUSY_TIMEOUT_MS = 10_000  # how long a render waits for another render's write
@@ -165,13 +166,19 @@ def parse_stored(value: bytes | str, now: datetime | None = None) -> Stored | No
         expires = data.get("expires")
         if not isinstance(status, int) or not isinstance(headers, dict):
             return None
-        if now is not None and (
-            not isinstance(expires, str) or datetime.fromisoformat(expires) <= now
-        ):
+        if now is not None and (not isinstance(expires, str) or _expired(expires, now)):
             return None
     except (ValueError, TypeError, KeyError, AttributeError):
         return None
     return Stored(status, {str(k).lower(): str(v) for k, v in headers.items()})
+
+
+def _expired(expires: str, now: datetime) -> bool:
+    # Imported here: only Redis entries are checked this way (SQLite's expiry is a column
+    # the query compares), and a warm render imports nothing it does not use.
+    from datetime import datetime
+
+    return datetime.fromisoformat(expires) <= now
 
 
 def read_sqlite(path: str, keys: Sequence[str]) -> dict[str, Stored]:
@@ -214,6 +221,8 @@ def read_redis(client: Redis, keys: Sequence[str]) -> dict[str, Stored]:
     if not keys:
         return {}
     values: list[Any] = client.mget([f"{REDIS_NAMESPACE}:{key}" for key in keys])
+    from datetime import datetime
+
     now = datetime.now().astimezone()
     found: dict[str, Stored] = {}
     for key, value in zip(keys, values, strict=True):
