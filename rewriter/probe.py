@@ -14,7 +14,8 @@ read before, see rewriter/answers.py):
    HEAD then answers 401 by itself (ECR, htpasswd).
 
 Images are probed `concurrency` at a time, in the order `policy.schedule` gives, over
-kept-alive connections that all verify TLS with one context per render (`tls_context`).
+kept-alive connections that all verify TLS with one context per render
+(rewriter/tls.py).
 
 Only the final, classification-relevant answer is kept for the cache, as a `store.Entry`
 handed to `keep` (its status and the challenge's gist, nothing else): never a ping, never
@@ -105,7 +106,6 @@ __all__ = [
     "new_session",
     "probe_all",
     "schedule",
-    "tls_context",
 ]
 
 USER_AGENT = "rewriter-probe/0.1"
@@ -377,7 +377,7 @@ class _Once(Generic[K, V]):
 
 
 class _Run:
-    """One render's probes: the shared pings and tokens, the cache, the clock."""
+    """One render's probes: the shared pings and tokens, what is kept, the clock."""
 
     def __init__(
         self,
