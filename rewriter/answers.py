@@ -60,14 +60,15 @@ def resolve(
     # overlaps importing the probe.
     tls = _InThread("probe-tls", _tls_context, settings.ca_bundle)
     from rewriter import probe  # the network stack: only now that a registry is asked
+    from rewriter.transport import Transport
 
     # Started once the probe is imported: both import requests, and the probe's first
     # requests must not wait for the writer's imports.
     writer = _Writer(cache, ttl_seconds, warn) if cache.kind != "none" and ttl_seconds > 0 else None
     kept: list[store.Entry] = []
     try:
-        session = probe.new_session()
-        answers.update(probe.probe_all(rest, settings, session, kept.append, tls.result()))
+        transport = Transport(tls.result())
+        answers.update(probe.probe_all(rest, settings, transport, kept.append))
     except BaseException:
         if writer is not None:
             writer.cancel()

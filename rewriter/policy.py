@@ -166,6 +166,35 @@ def registry_refusal(registry: str, settings: ProbeSettings) -> str | None:
     return refused
 
 
+def no_proxy_matches(host: str, port: int | None, no_proxy: str) -> bool:
+    """Whether `NO_PROXY` says to reach `host` (on `port`) directly, as curl and requests
+    read it: `*`; a name or address, with or without a port; a domain, with or without
+    its leading dot, for itself and every name below it; a CIDR block for the addresses
+    in it."""
+    name = host.strip("[]").rstrip(".").lower()
+    address = _as_address(name) if name else None
+    for entry in (item.strip().lower() for item in no_proxy.split(",")):
+        if entry == "*":
+            return True
+        if not entry:
+            continue
+        if "/" in entry:
+            try:
+                network = ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                continue
+            if address is not None and address.version == network.version and address in network:
+                return True
+            continue
+        entry_host, entry_port = _split_host(entry)
+        entry_host = entry_host.lstrip(".").rstrip(".")
+        if entry_port and entry_port != str(port or ""):
+            continue
+        if name == entry_host or (address is None and name.endswith("." + entry_host)):
+            return True
+    return False
+
+
 def deadline_at(settings: ProbeSettings, now: float) -> float:
     """The time.monotonic() by which the probes must be over: `settings.deadline` from
     `settings.started_at`, or from `now` when it is None."""

@@ -21,10 +21,11 @@ Only the final, classification-relevant answer is kept for the cache, as a `stor
 handed to `keep` (its status and the challenge's gist, nothing else): never a ping, never
 a token response, never the unauthenticated 401 that precedes a token.
 
-Never sent: the license, docker logins, ~/.netrc, or any header from the environment:
-the session's `trust_env` is turned off, and the only `Authorization` ever sent is the
-anonymous token the registry's own realm handed out. Proxies from the standard
-environment variables are honoured deliberately (they tunnel, they do not answer).
+Never sent: the license, docker logins, ~/.netrc, cookies, or any header from the
+environment: the transport is urllib3's pools, which know none of them, and the only
+`Authorization` ever sent is the anonymous token the registry's own realm handed out.
+Proxies from the standard environment variables are honoured deliberately (they tunnel,
+they do not answer).
 
 Where the probe may go (server-side request forgery: image names, challenges and
 redirects come from untrusted commits and registries): every host it is about to
@@ -32,9 +33,9 @@ contact, the image's registry, a token realm, each redirect hop, goes through
 `host_allowed` first: never a link-local address or a cloud metadata endpoint, never a
 host matching `--probe-deny`, and with `--probe-allow` only hosts matching it; a redirect
 or realm may not take an HTTPS conversation to plain HTTP. Redirects are followed here,
-hop by hop, not by requests, so that each hop is checked and no body is ever read. The
-name check cannot see where DNS sends a name, so the transport checks the address it
-actually connected to as well, before a byte is sent (`_GuardedAdapter`).
+hop by hop, so that each hop is checked and no body is ever read. The name check cannot
+see where DNS sends a name, so the transport checks the address it actually connected to
+as well, before a byte is sent (rewriter/transport.py).
 
 The policy (rewriter/policy.py, and `describe_error` here) is pure; `probe_all` does
 the I/O.
@@ -43,7 +44,6 @@ the I/O.
 from __future__ import annotations
 
 import contextlib
-import http.cookiejar
 import json
 import queue
 import socket
@@ -53,16 +53,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from http.client import BadStatusLine, HTTPException, RemoteDisconnected
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
-from urllib.parse import urljoin, urlsplit
-from urllib.request import getproxies
+from typing import TYPE_CHECKING, Generic, TypeVar
+from urllib.parse import urlencode, urljoin, urlsplit
 
-import requests
-import urllib3
-import urllib3.connection
 import urllib3.exceptions
-from requests.adapters import HTTPAdapter
-from requests.utils import requote_uri, should_bypass_proxies
 
 from rewriter.challenge import Challenge, parse_challenges
 from rewriter.policy import (
@@ -85,6 +79,7 @@ from rewriter.policy import (
 )
 from rewriter.store import Entry
 from rewriter.tls import tls_context
+from rewriter.transport import ProbeDenied, Response, Transport, UnsupportedProxy
 from rewriter.verdict import ProbeKey, ProbeResult, Verdict
 
 if TYPE_CHECKING:
@@ -103,7 +98,6 @@ __all__ = [
     "describe_error",
     "forbidden_address",
     "host_allowed",
-    "new_session",
     "probe_all",
     "schedule",
 ]
@@ -112,11 +106,22 @@ USER_AGENT = "rewriter-probe/0.1"
 MAX_TOKEN_BYTES = 1 << 20  # an anonymous token is a few KiB; refuse to buffer more
 SMALL_BODY = 4096  # bytes: read to keep the connection, rather than closing it
 MAX_REDIRECTS = 5  # registries redirect a manifest at most once or twice (to a CDN)
-POOL_SIZE = 32  # connections kept per host: at least the default probe concurrency
 
 
-class ProbeDenied(OSError):
-    """The transport refused to talk to the address a name resolved to."""
+class TokenTooLarge(Exception):
+    """A token realm kept sending past MAX_TOKEN_BYTES."""
+
+
+class TooManyRedirects(Exception):
+    pass
+
+
+class BadURL(ValueError):
+    """A URL the probe cannot send a request to (a port that is not a number)."""
+
+
+# What a request can fail with, short of an HTTP answer.
+TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, TokenTooLarge, TooManyRedirects, BadURL)
 
 
 def describe_error(exc: BaseException, timeout: float) -> str:
@@ -127,9 +132,16 @@ def describe_error(exc: BaseException, timeout: float) -> str:
     for cause in causes:
         if isinstance(cause, ProbeDenied):
             return str(cause)
-    if isinstance(exc, requests.exceptions.Timeout):
+    errors = urllib3.exceptions
+    # Before the timeouts: urllib3 2 makes a failed connection a kind of connect timeout.
+    if isinstance(exc, (errors.NewConnectionError, errors.ProtocolError)):
+        for kind, text in _CONNECTION_FAILURES:
+            if any(isinstance(cause, kind) for cause in causes):
+                return text
+        return "connection failed"
+    if isinstance(exc, errors.TimeoutError):
         return f"timeout after {timeout:.1f}s"
-    if isinstance(exc, requests.exceptions.SSLError):
+    if isinstance(exc, errors.SSLError):
         for cause in causes:
             if isinstance(cause, ssl.SSLCertVerificationError):
                 why = getattr(cause, "verify_message", None)
@@ -138,16 +150,13 @@ def describe_error(exc: BaseException, timeout: float) -> str:
             if isinstance(cause, ssl.SSLError) and cause.reason:
                 return f"TLS error: {cause.reason}"
         return "TLS error"
-    if isinstance(exc, requests.exceptions.ProxyError):
+    if isinstance(exc, UnsupportedProxy):
+        return "proxy error (SOCKS proxies are not supported)"
+    if isinstance(exc, errors.ProxyError):
         return "proxy error"
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        for kind, text in _CONNECTION_FAILURES:
-            if any(isinstance(cause, kind) for cause in causes):
-                return text
-        return "connection failed"
-    if isinstance(exc, requests.exceptions.TooManyRedirects):
+    if isinstance(exc, TooManyRedirects):
         return "too many redirects"
-    if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema)):
+    if isinstance(exc, (BadURL, errors.LocationValueError)):
         return "invalid URL"
     return f"request failed ({type(exc).__name__})"
 
@@ -167,7 +176,7 @@ _CONNECTION_FAILURES: tuple[tuple[type[BaseException], str], ...] = (
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """The exception and everything it wraps (requests -> urllib3 -> socket)."""
+    """The exception and everything it wraps (urllib3 -> socket, ssl, http.client)."""
     seen: set[int] = set()
     todo = [exc]
     while todo:
@@ -187,13 +196,13 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
 def probe_all(
     refs: Iterable[ImageRef],
     settings: ProbeSettings,
-    session: requests.Session,
+    transport: Transport | None = None,
     keep: Callable[[Entry], None] | None = None,
-    tls: ssl.SSLContext | None = None,
 ) -> dict[ProbeKey, ProbeResult]:
     """Ask the registries about each distinct key once, in parallel; never raises for
     network trouble. `keep` receives, from the worker threads, the answers worth storing.
-    Every connection verifies TLS with `tls`, by default `tls_context(settings.ca_bundle)`.
+    Requests go through `transport`, by default one verifying TLS with
+    `tls_context(settings.ca_bundle)`.
 
     Returns by the deadline (`policy.deadline_at`, plus scheduling slack) whatever
     happens: keys without an answer by then are UNKNOWN "deadline exceeded". Stuck
@@ -203,126 +212,10 @@ def probe_all(
     keys = schedule(ref.probe_key for ref in refs)
     if not keys:
         return {}
-    _harden(session, tls or tls_context(settings.ca_bundle))
-    run = _Run(settings, session, deadline_at(settings, time.monotonic()), keep)
+    if transport is None:
+        transport = Transport(tls_context(settings.ca_bundle))
+    run = _Run(settings, transport, deadline_at(settings, time.monotonic()), keep)
     return run.all(keys)
-
-
-def new_session() -> requests.Session:
-    """A session for `probe_all`, keeping POOL_SIZE connections per host."""
-    session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=POOL_SIZE, pool_maxsize=POOL_SIZE)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    return session
-
-
-def _harden(session: requests.Session, tls: ssl.SSLContext) -> None:
-    """Strip everything ambient from the session: the probe sends no credential at all.
-    Its transport checks every peer address and verifies TLS with `tls`."""
-    session.trust_env = False  # no ~/.netrc, no REQUESTS_CA_BUNDLE, no implicit proxies
-    session.auth = None
-    session.headers.pop("Authorization", None)
-    session.proxies = {}  # per request instead, see _Proxies
-    session.cookies.clear()
-    # Nor any cookie a registry or realm sets: nothing goes back but the token.
-    session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
-    guarded: _GuardedAdapter | None = None
-    for prefix in ("https://", "http://"):
-        adapter = session.get_adapter(prefix)
-        if guarded is None:  # one for both schemes, as requests mounts them
-            guarded = _GuardedAdapter(
-                tls,
-                pool_connections=getattr(adapter, "_pool_connections", 10),
-                pool_maxsize=getattr(adapter, "_pool_maxsize", 10),
-            )
-        adapter.close()  # (a guarded one from an earlier run may trust other roots)
-        session.mount(prefix, guarded)
-
-
-class _GuardedConnectionMixin:
-    """Refuses a connection whose peer is a forbidden address, before a byte is sent
-    (for HTTPS, before the ClientHello). Checking the peer after connecting, rather
-    than resolving first, leaves no gap for a name that resolves differently twice."""
-
-    host: str
-
-    def _new_conn(self) -> socket.socket:
-        sock: socket.socket = super()._new_conn()  # type: ignore[misc]
-        try:
-            peer = str(sock.getpeername()[0])
-        except OSError:
-            return sock  # not connected after all: the request fails by itself
-        forbidden = forbidden_address(peer)
-        if forbidden:
-            sock.close()
-            raise ProbeDenied(f"probe denied: {self.host} is a {forbidden} ({peer})")
-        return sock
-
-
-class _GuardedHTTPConnection(_GuardedConnectionMixin, urllib3.connection.HTTPConnection):
-    pass
-
-
-class _GuardedHTTPSConnection(_GuardedConnectionMixin, urllib3.connection.HTTPSConnection):
-    pass
-
-
-class _GuardedHTTPPool(urllib3.HTTPConnectionPool):
-    ConnectionCls = _GuardedHTTPConnection
-
-
-class _GuardedHTTPSPool(urllib3.HTTPSConnectionPool):
-    ConnectionCls = _GuardedHTTPSConnection
-
-
-_GUARDED_POOLS = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
-
-
-class _GuardedAdapter(HTTPAdapter):
-    """requests' adapter over connections that check their peer address (also the
-    connection to a proxy: a proxy on a metadata address is no better), all verifying
-    TLS with one context, `tls`."""
-
-    def __init__(self, tls: ssl.SSLContext, **kwargs: Any) -> None:
-        self.tls = tls  # before HTTPAdapter.__init__, which builds the pool manager
-        super().__init__(**kwargs)
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, ssl_context=self.tls, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = _GUARDED_POOLS
-
-    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(proxy, ssl_context=self.tls, **proxy_kwargs)
-        manager.pool_classes_by_scheme = _GUARDED_POOLS
-        return manager
-
-    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
-        super().cert_verify(conn, url, verify, cert)  # type: ignore[no-untyped-call]
-        # requests names a CA file on every new connection, and urllib3 would load it
-        # into the context again: ~50 ms of CPU per connection, the whole cost of a cold
-        # render's probes. The context holds the roots already (`tls_context`).
-        conn.ca_certs = conn.ca_cert_dir = None
-
-
-class TokenTooLarge(requests.exceptions.RequestException):
-    """A token realm kept sending past MAX_TOKEN_BYTES."""
-
-
-class _Proxies:
-    """HTTP(S)_PROXY / NO_PROXY, read on purpose (trust_env is off). A proxy is a tunnel
-    to the image's own registry, not a mirror, so it cannot make a private image look
-    public; credentials in a proxy URL go to the proxy only.
-
-    Read once per render: requests reads the whole environment for every request."""
-
-    def __init__(self) -> None:
-        self.proxies = getproxies()
-
-    def for_url(self, url: str) -> dict[str, str]:
-        if not self.proxies or should_bypass_proxies(url, no_proxy=None):
-            return {}
-        return self.proxies
 
 
 class _DeadlineExceeded(Exception):
@@ -382,16 +275,15 @@ class _Run:
     def __init__(
         self,
         settings: ProbeSettings,
-        session: requests.Session,
+        transport: Transport,
         deadline_at: float,
         keep: Callable[[Entry], None] | None,
     ) -> None:
         self.settings = settings
-        self.session = session
+        self.transport = transport
         self.deadline_at = deadline_at
         self.keep = keep
         self.insecure = frozenset(host.lower() for host in settings.insecure_registries)
-        self.proxies = _Proxies()
         self.pings: _Once[str, _Endpoint | ProbeResult] = _Once()
         self.tokens: _Once[tuple[str, str, str], str | _Denied | ProbeResult] = _Once()
         self.cancelled = False
@@ -462,7 +354,7 @@ class _Run:
             return ProbeResult(Verdict.UNKNOWN, "deadline exceeded")
         except _Refused as exc:
             return ProbeResult(Verdict.UNKNOWN, str(exc))
-        except requests.RequestException as exc:
+        except TRANSPORT_ERRORS as exc:
             return ProbeResult(Verdict.UNKNOWN, describe_error(exc, self.settings.timeout))
         except Exception as exc:  # a probe must never take the render down
             return ProbeResult(Verdict.UNKNOWN, f"probe failed: {type(exc).__name__}: {exc}")
@@ -480,7 +372,7 @@ class _Run:
                 return got
             token = got
         response = self._head(url, token)
-        if response.status_code == 401 and token is None:
+        if response.status == 401 and token is None:
             # /v2/ let us in but the repository asks for a token (per-repository auth):
             # follow this challenge once, as a runtime would.
             bearer = _bearer(parse_challenges(response.headers.get("WWW-Authenticate")))
@@ -489,9 +381,9 @@ class _Run:
                 if isinstance(got, ProbeResult):
                     return got
                 response = self._head(url, got)
-        verdict = classify(response.status_code)
+        verdict = classify(response.status)
         result = ProbeResult(
-            verdict, describe(response.status_code, response.headers.get("WWW-Authenticate"))
+            verdict, describe(response.status, response.headers.get("WWW-Authenticate"))
         )
         if verdict is not Verdict.UNKNOWN:  # unknown answers are never cached
             self._store(url, response)
@@ -505,55 +397,44 @@ class _Run:
         url: str,
         headers: dict[str, str],
         params: dict[str, str] | None = None,
-    ) -> requests.Response:
+    ) -> Response:
         """One request and its redirects, each hop checked by `redirect_refusal` and
         bounded by the per-request timeout and what is left of the deadline. The body is
-        never read here (stream=True): a caller that wants it reads it capped."""
+        never read here: a caller that wants it reads it capped, and `_release`s it."""
         headers = dict(headers)
-        for hop in range(MAX_REDIRECTS + 1):
-            response = self._send_once(method, url, headers, params if hop == 0 else None)
-            location = response.headers.get("Location") if response.is_redirect else None
-            if location is None:
+        if params:
+            url = _with_query(url, params)
+        for _ in range(MAX_REDIRECTS + 1):
+            response = self._send_once(method, url, headers)
+            location = response.get_redirect_location()
+            if not location:
                 return response
-            response.close()  # a redirect's body, however large, is never read
-            target = requote_uri(urljoin(response.url, location))
+            _release(response)  # a redirect's body, however large, is never read
+            target = urljoin(url, location)
             refused = redirect_refusal(
-                target, self.settings, urlsplit(response.url).scheme.lower(), "redirect to"
+                target, self.settings, urlsplit(url).scheme.lower(), "redirect to"
             )
             if refused is not None:
                 raise _Refused(refused)
-            if _origin(target) != _origin(response.url):
+            if _origin(target) != _origin(url):
                 headers.pop("Authorization", None)  # a token is for its registry only
             url = target
-        raise requests.exceptions.TooManyRedirects(f"more than {MAX_REDIRECTS} redirects")
+        raise TooManyRedirects(f"more than {MAX_REDIRECTS} redirects")
 
-    def _send_once(
-        self, method: str, url: str, headers: dict[str, str], params: dict[str, str] | None
-    ) -> requests.Response:
+    def _send_once(self, method: str, url: str, headers: dict[str, str]) -> Response:
         left = self.deadline_at - time.monotonic()
         if left <= 0 or self.cancelled:
             raise _DeadlineExceeded
         timeout = min(self.settings.timeout, left)
         try:
-            urlsplit(url).port  # noqa: B018  # what the proxy lookup would raise on
+            urlsplit(url).port  # noqa: B018  # what urllib3 would fail on less clearly
         except ValueError as exc:
-            raise requests.exceptions.InvalidURL(str(exc)) from None
+            raise BadURL(str(exc)) from None
         try:
-            prepared = requests.PreparedRequest()
-            prepared.prepare(method=method, url=url, headers=headers, params=params)
-            # The session's transport directly: what Session.prepare_request and
-            # Session.send add is the session's settings (none are kept, see `_harden`),
-            # cookies (refused) and hooks, for about a millisecond of CPU per request in
-            # runtime Protocol checks, paid by the workers one at a time under the GIL.
-            return self.session.get_adapter(url).send(
-                prepared,
-                stream=True,
-                timeout=timeout,
-                verify=True,  # with the adapter's context: see tls_context
-                cert=None,
-                proxies=self.proxies.for_url(url),
-            )
-        except requests.exceptions.Timeout:
+            return self.transport.send(method, url, headers, timeout)
+        except urllib3.exceptions.TimeoutError as exc:
+            if isinstance(exc, urllib3.exceptions.NewConnectionError):
+                raise  # a refused or failed connection, not a timeout
             if timeout < self.settings.timeout:
                 raise _DeadlineExceeded from None
             raise
@@ -569,12 +450,12 @@ class _Run:
             base = f"{scheme}://{host}"
             try:
                 response = self._send("GET", base + "/v2/", _headers())
-            except requests.RequestException as exc:
+            except TRANSPORT_ERRORS as exc:
                 failure = ProbeResult(Verdict.UNKNOWN, describe_error(exc, self.settings.timeout))
                 continue
-            with contextlib.closing(response):
-                self._drain(response)
-                status = response.status_code
+            with _released(response):
+                self._drain(response, "GET")
+                status = response.status
                 if status == 429 or status >= 500:
                     return ProbeResult(Verdict.UNKNOWN, f"{describe(status)} on /v2/")
                 challenges = (
@@ -612,8 +493,8 @@ class _Run:
         if service:
             params["service"] = service
         response = self._send("GET", realm, _headers(), params)
-        with contextlib.closing(response):
-            status = response.status_code
+        with _released(response):
+            status = response.status
             if status in (401, 403):
                 return _Denied(status)
             if not 200 <= status < 300:
@@ -628,12 +509,12 @@ class _Run:
             return ProbeResult(Verdict.UNKNOWN, "token realm answered without a token")
         return token
 
-    def _read_capped(self, response: requests.Response) -> bytes:
+    def _read_capped(self, response: Response) -> bytes:
         """The body, within the deadline and MAX_TOKEN_BYTES (a dripping or endless realm
         must not hold a worker forever)."""
         chunks: list[bytes] = []
         size = 0
-        for chunk in response.iter_content(8192):
+        for chunk in response.stream(8192):
             size += len(chunk)
             if size > MAX_TOKEN_BYTES:
                 raise TokenTooLarge(f"token realm answered more than {MAX_TOKEN_BYTES >> 20} MiB")
@@ -642,35 +523,35 @@ class _Run:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _head(self, url: str, token: str | None) -> requests.Response:
+    def _head(self, url: str, token: str | None) -> Response:
         headers = _headers(ACCEPT)
         if token:
             headers["Authorization"] = f"Bearer {token}"
         response = self._send("HEAD", url, headers)
-        with contextlib.closing(response):
-            self._drain(response)
+        with _released(response):
+            self._drain(response, "HEAD")
         return response
 
-    def _drain(self, response: requests.Response) -> None:
+    def _drain(self, response: Response, method: str) -> None:
         """Read what is left of a small body nobody needs: the connection then goes back
         to the pool for the next request, where closing it would cost the next one a new
         TLS handshake. A HEAD has no body; a /v2/ answer is a few bytes (`{}`). A body
         of unannounced or larger size is left unread: the connection is closed instead."""
         length = response.headers.get("Content-Length", "")
-        if response.request.method == "HEAD":
-            response.content  # noqa: B018  # b"": the connection is free again
+        if method == "HEAD":
+            response.read()  # b"": the connection is free again
         elif length.isdigit() and int(length) <= SMALL_BODY:
             self._read_capped(response)
 
     # -- what is kept for the cache -----------------------------------------------------
 
-    def _store(self, url: str, response: requests.Response) -> None:
+    def _store(self, url: str, response: Response) -> None:
         """Store the registry's final manifest answer: its status and the gist of the
         challenge that explains it, nothing else (no token, no Authorization, no other
         header)."""
         challenge = challenge_summary(response.headers.get("WWW-Authenticate"))
         headers = {"WWW-Authenticate": challenge} if challenge else {}
-        self._keep(url, response.status_code, response.reason or "", headers)
+        self._keep(url, response.status, response.reason or "", headers)
 
     def _store_realm_answer(self, url: str, status: int) -> None:
         """The realm's refusal, remembered as the answer for the manifest URL (the realm's
@@ -681,6 +562,29 @@ class _Run:
     def _keep(self, url: str, status: int, reason: str, headers: dict[str, str]) -> None:
         if self.keep is not None:
             self.keep(Entry(url, status, reason, headers))
+
+
+def _with_query(url: str, params: dict[str, str]) -> str:
+    """`url` with `params` added to its query (the realm's own parameters kept). Text
+    only: an unreadable URL fails when it is sent, as "invalid URL"."""
+    base, hash_mark, fragment = url.partition("#")
+    return f"{base}{'&' if '?' in base else '?'}{urlencode(params)}{hash_mark}{fragment}"
+
+
+def _release(response: Response) -> None:
+    """Give the response's connection back to its pool: as it is when its body was read
+    to the end, closed otherwise (it may still carry bytes nobody will read)."""
+    if not response.closed:
+        response.close()
+    response.release_conn()
+
+
+@contextlib.contextmanager
+def _released(response: Response) -> Iterator[Response]:
+    try:
+        yield response
+    finally:
+        _release(response)
 
 
 def _origin(url: str) -> tuple[str, str]:

@@ -13,6 +13,7 @@ from rewriter.policy import (
     challenge_summary,
     classify,
     describe,
+    no_proxy_matches,
     schedule,
     stored_answer,
 )
@@ -141,3 +142,27 @@ def test_a_stored_challenge_says_what_the_challenge_said(
     """The answer keeps the challenge's gist only: its description is the same."""
     assert challenge_summary(header) == summary
     assert describe(401, summary) == describe(401, header)
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "no_proxy", "direct"),
+    [
+        ("registry.example.com", 443, "*", True),
+        ("registry.example.com", 443, "example.com", True),  # a domain and what is below it
+        ("registry.example.com", 443, ".example.com", True),
+        ("example.com", 443, ".example.com", True),
+        ("badexample.com", 443, "example.com", False),  # a suffix is not a domain
+        ("registry.example.com", 5000, "registry.example.com:5000", True),
+        ("registry.example.com", 443, "registry.example.com:5000", False),
+        ("10.1.2.3", 5000, "localhost, 10.0.0.0/8", True),  # CIDR, as in clusters
+        ("11.1.2.3", 5000, "10.0.0.0/8", False),
+        ("[fd00::1]", 443, "fd00::/8", True),
+        ("10.1.2.3", 443, "10.1.2.3", True),
+        ("10.1.2.30", 443, "10.1.2.3", False),  # an address is not a suffix either
+        ("Registry.Example.COM.", 443, "EXAMPLE.com", True),
+        ("registry.example.com", 443, "", False),
+        ("registry.example.com", 443, " , not-a-cidr/99 ,", False),
+    ],
+)
+def test_no_proxy_matches(host: str, port: int, no_proxy: str, direct: bool) -> None:
+    assert no_proxy_matches(host, port, no_proxy) is direct

@@ -10,10 +10,10 @@ import sqlite3
 import ssl
 import time
 from collections.abc import Callable
+from http.client import RemoteDisconnected
 from pathlib import Path
 
 import pytest
-import requests
 import urllib3.exceptions
 from helpers import probe_cached, shop_deployment
 from registries import Registries, Registry, Route, StubRegistry, free_port, stub_registry
@@ -21,15 +21,18 @@ from registries import Registries, Registry, Route, StubRegistry, free_port, stu
 from rewriter.cache import open_backend, store_answers
 from rewriter.errors import RewriterError
 from rewriter.probe import (
+    BadURL,
     ProbeKey,
     ProbeResult,
     ProbeSettings,
+    TooManyRedirects,
     Verdict,
     describe_error,
     probe_all,
 )
 from rewriter.reference import ImageRef
 from rewriter.store import Entry
+from rewriter.transport import UnsupportedProxy
 
 PUBLIC, PRIVATE, MISSING, UNKNOWN = (
     Verdict.PUBLIC,
@@ -195,7 +198,7 @@ def test_ping_once_per_registry_and_token_once_per_scope(registries: Registries)
     pings = {r.name: log_lines(r, '"GET /v2/ HTTP') for r in (env.anonymous, env.token)}
     tokens = env.token_server.log.anonymous_count()
 
-    results = probe_all(refs(*images), settings_for(env, concurrency=8), requests.Session())
+    results = probe_all(refs(*images), settings_for(env, concurrency=8))
     settled(env.requests)
 
     assert results[key(images[6])].verdict is MISSING
@@ -208,8 +211,8 @@ def test_plain_http_only_for_insecure_registries(registries: Registries) -> None
     image = registries.anonymous.image("library/app", "1.0")
     secure_only = settings_for(registries, insecure_registries=frozenset())
 
-    refused = probe_all(refs(image), secure_only, requests.Session())
-    allowed = probe_all(refs(image), settings_for(registries), requests.Session())
+    refused = probe_all(refs(image), secure_only)
+    allowed = probe_all(refs(image), settings_for(registries))
 
     assert refused[key(image)] == ProbeResult(UNKNOWN, "connection refused")
     assert allowed[key(image)] == ProbeResult(PUBLIC, "HTTP 200")
@@ -217,7 +220,7 @@ def test_plain_http_only_for_insecure_registries(registries: Registries) -> None
 
 def test_tls_is_verified(registries: Registries) -> None:
     image = registries.token.image("public/app", "1.0")
-    results = probe_all(refs(image), settings_for(registries, ca_bundle=None), requests.Session())
+    results = probe_all(refs(image), settings_for(registries, ca_bundle=None))
     assert results[key(image)].verdict is UNKNOWN
     assert results[key(image)].detail.startswith("TLS error: certificate verify failed")
 
@@ -227,7 +230,7 @@ def test_unreadable_ca_bundle_is_a_user_error(tmp_path: Path) -> None:
     bad.write_text("not a certificate")
     for bundle in (str(bad), str(tmp_path / "missing.pem")):
         with pytest.raises(RewriterError, match="--ca-bundle"):
-            probe_all(refs("example.com/a:1"), ProbeSettings(ca_bundle=bundle), requests.Session())
+            probe_all(refs("example.com/a:1"), ProbeSettings(ca_bundle=bundle))
 
 
 def test_ambient_credentials_are_never_sent(
@@ -240,11 +243,9 @@ def test_ambient_credentials_are_never_sent(
     netrc.write_text(f"machine {registries.basic.host} login pusher password s3cret-pass\n")
     netrc.chmod(0o600)
     monkeypatch.setenv("NETRC", str(netrc))
-    session = requests.Session()
-    session.auth = ("pusher", "s3cret-pass")  # even a session handed in with credentials
     image = registries.basic.image("team/secret", "1.0")
 
-    results = probe_all(refs(image), settings_for(registries), session)
+    results = probe_all(refs(image), settings_for(registries))
 
     assert results[key(image)] == ProbeResult(PRIVATE, "401 Basic challenge")
 
@@ -465,7 +466,7 @@ def test_invalid_realm_is_unknown() -> None:
     routes = {"/v2/": Route(401, {"WWW-Authenticate": 'Bearer realm="ftp://nowhere/token"'})}
     with stub_registry(routes) as stub:
         image = f"{stub.domain}/team/app:1.0"
-        results = probe_all(refs(image), stub_settings(stub), requests.Session())
+        results = probe_all(refs(image), stub_settings(stub))
     assert results[key(image)] == ProbeResult(UNKNOWN, "invalid URL")
 
 
@@ -476,7 +477,7 @@ def test_request_shape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         netrc.write_text(f"machine {stub.host} login someone password secret\n")
         monkeypatch.setenv("NETRC", str(netrc))
         image = f"{stub.domain}/team/app:1.0"
-        results = probe_all(refs(image), stub_settings(stub), requests.Session())
+        results = probe_all(refs(image), stub_settings(stub))
         seen = stub.requests()
 
     assert results[key(image)] == ProbeResult(PUBLIC, "HTTP 200")
@@ -494,7 +495,7 @@ def test_request_shape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_timeout_is_unknown() -> None:
     with stub_registry({"/v2/": Route(200), MANIFEST: Route(200, delay=3)}) as stub:
         image = f"{stub.domain}/team/app:1.0"
-        results = probe_all(refs(image), stub_settings(stub, timeout=0.5), requests.Session())
+        results = probe_all(refs(image), stub_settings(stub, timeout=0.5))
     assert results[key(image)] == ProbeResult(UNKNOWN, "timeout after 0.5s")
 
 
@@ -502,9 +503,7 @@ def test_deadline_returns_on_time_whatever_hangs() -> None:
     with stub_registry({"/v2/": Route(200)}, default=Route(200, delay=8)) as stub:
         images = [f"{stub.domain}/team/app{i}:1.0" for i in range(40)]
         started = time.monotonic()
-        results = probe_all(
-            refs(*images), stub_settings(stub, timeout=6, deadline=1.0), requests.Session()
-        )
+        results = probe_all(refs(*images), stub_settings(stub, timeout=6, deadline=1.0))
         elapsed = time.monotonic() - started
 
     assert elapsed < 2.0
@@ -516,7 +515,7 @@ def test_probes_run_in_parallel() -> None:
     with stub_registry({"/v2/": Route(200)}, default=Route(200, delay=0.5)) as stub:
         images = [f"{stub.domain}/team/app{i}:1.0" for i in range(12)]
         started = time.monotonic()
-        results = probe_all(refs(*images), stub_settings(stub, concurrency=12), requests.Session())
+        results = probe_all(refs(*images), stub_settings(stub, concurrency=12))
         elapsed = time.monotonic() - started
         pings = [s for s in stub.requests() if s.path == "/v2/"]
 
@@ -530,7 +529,7 @@ def test_one_connection_serves_many_images() -> None:
     the connection its ping opened (a new one each would cost a TLS handshake)."""
     with stub_registry({"/v2/": Route(200)}, default=Route(200)) as stub:
         images = [f"{stub.domain}/team/app{i}:1.0" for i in range(6)]
-        results = probe_all(refs(*images), stub_settings(stub, concurrency=1), requests.Session())
+        results = probe_all(refs(*images), stub_settings(stub, concurrency=1))
         seen = stub.requests()
 
     assert {r.verdict for r in results.values()} == {PUBLIC}
@@ -561,45 +560,52 @@ def test_docker_hub_answers_are_looked_up_under_its_api_host(tmp_path: Path) -> 
 
 
 def test_no_images_no_work() -> None:
-    assert probe_all([], ProbeSettings(), requests.Session()) == {}
+    assert probe_all([], ProbeSettings()) == {}
 
 
 # -- pure policy -------------------------------------------------------------------------
 
 
-def _wrapped(cause: BaseException, kind: type[requests.RequestException]) -> BaseException:
-    error = urllib3.exceptions.MaxRetryError(None, "/", reason=cause)  # type: ignore[arg-type]
-    return kind(error)
+def _failed_connection(cause: OSError) -> BaseException:
+    """What urllib3 raises when a connection cannot be made: its error, caused by the
+    socket's."""
+    error = urllib3.exceptions.NewConnectionError(None, f"Failed to connect: {cause}")  # type: ignore[arg-type]
+    error.__cause__ = cause
+    return error
 
 
 @pytest.mark.parametrize(
     ("exc", "text"),
     [
-        (requests.exceptions.ConnectTimeout(), "timeout after 5.0s"),
-        (requests.exceptions.ReadTimeout(), "timeout after 5.0s"),
+        (urllib3.exceptions.ConnectTimeoutError(), "timeout after 5.0s"),
+        (urllib3.exceptions.ReadTimeoutError(None, "/", "read timed out"), "timeout after 5.0s"),  # type: ignore[arg-type]
         (
-            _wrapped(
-                urllib3.exceptions.NameResolutionError("h", None, socket.gaierror(-2, "x")),  # type: ignore[arg-type]
-                requests.exceptions.ConnectionError,
-            ),
+            urllib3.exceptions.NameResolutionError("h", None, socket.gaierror(-2, "x")),  # type: ignore[arg-type]
             "DNS lookup failed",
         ),
+        (_failed_connection(ConnectionRefusedError(111, "refused")), "connection refused"),
         (
-            _wrapped(ConnectionRefusedError(111, "refused"), requests.exceptions.ConnectionError),
-            "connection refused",
-        ),
-        (
-            _wrapped(ConnectionResetError(104, "reset"), requests.exceptions.ConnectionError),
+            urllib3.exceptions.ProtocolError(
+                "Connection aborted.", ConnectionResetError(104, "reset")
+            ),
             "connection reset",
         ),
         (
-            _wrapped(
-                ssl.SSLCertVerificationError(1, "verify failed"), requests.exceptions.SSLError
-            ),
+            urllib3.exceptions.ProtocolError("Connection aborted.", RemoteDisconnected("closed")),
+            "connection closed by the registry",
+        ),
+        (
+            urllib3.exceptions.SSLError(ssl.SSLCertVerificationError(1, "verify failed")),
             "TLS error: certificate verify failed",
         ),
-        (requests.exceptions.TooManyRedirects(), "too many redirects"),
-        (requests.exceptions.ProxyError(), "proxy error"),
+        (TooManyRedirects(), "too many redirects"),
+        (urllib3.exceptions.ProxyError("Unable to connect to proxy", OSError("x")), "proxy error"),
+        (
+            UnsupportedProxy("SOCKS proxy p: not supported"),
+            "proxy error (SOCKS proxies are not supported)",
+        ),
+        (urllib3.exceptions.LocationParseError("http://[::1"), "invalid URL"),
+        (BadURL("Port could not be cast to integer value as 'x'"), "invalid URL"),
     ],
 )
 def test_describe_error(exc: BaseException, text: str) -> None:

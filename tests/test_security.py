@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import requests
 from faultserver import (
     Behaviour,
     FaultServer,
@@ -172,9 +171,7 @@ def test_deny_and_allow_globs() -> None:
 def test_docker_hub_denied_by_either_name(glob: str) -> None:
     """Refused before any request (no network needed): by the image's registry name or
     by its API host."""
-    results = probe_all(
-        [ImageRef.parse("nginx:1.25")], ProbeSettings(deny=(glob,)), requests.Session()
-    )
+    results = probe_all([ImageRef.parse("nginx:1.25")], ProbeSettings(deny=(glob,)))
     assert results == {
         ("docker.io", "library/nginx", "1.25"): ProbeResult(
             UNKNOWN, f"probe denied by --probe-deny {glob!r}"
@@ -207,8 +204,8 @@ def test_docker_hub_denied_by_either_name(glob: str) -> None:
             None,
             "token realm metadata.google.internal: probe denied: cloud metadata endpoint",
         ),
-        ("ftp://nowhere/token", "https", None),  # requests says "invalid URL"
-        ("http://[::1/token", "http", None),  # unreadable: requests says "invalid URL"
+        ("ftp://nowhere/token", "https", None),  # the transport says "invalid URL"
+        ("http://[::1/token", "http", None),  # unreadable: the transport says "invalid URL"
     ],
 )
 def test_redirect_refusal(url: str, origin: str | None, reason: str | None) -> None:
@@ -303,7 +300,7 @@ def probe_one(image: str, site: Site, **changes: object) -> ProbeResult:
     }
     values.update(changes)
     ref = ImageRef.parse(image)
-    results = probe_all([ref], ProbeSettings(**values), requests.Session())  # type: ignore[arg-type]
+    results = probe_all([ref], ProbeSettings(**values))  # type: ignore[arg-type]
     return results[(ref.registry, ref.repository, ref.reference)]
 
 
@@ -417,9 +414,7 @@ def test_denied_registry_is_not_contacted_even_from_cache(
     key = (image.registry, image.repository, image.reference)
     cache = str(tmp_path / "probes.sqlite")
     settings = ProbeSettings(insecure_registries=frozenset(site.hosts), timeout=2, deadline=10)
-    assert probe_cached([image], settings, cache, 3600, print)[key].verdict is (
-        Verdict.PUBLIC
-    )
+    assert probe_cached([image], settings, cache, 3600, print)[key].verdict is (Verdict.PUBLIC)
     seen = len(server.seen())
 
     denied = ProbeSettings(insecure_registries=frozenset(site.hosts), deny=("127.*",))
