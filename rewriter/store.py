@@ -159,26 +159,38 @@ UNREADABLE = Stored(0, {})
 def parse_stored(value: bytes | str, now: datetime | None = None) -> Stored | None:
     """A stored entry (requests-cache's JSON of a CachedResponse), or None when it does
     not parse, is not the shape the probe writes, or has expired by `now`."""
+    parsed = _parse(value)
+    if parsed is None:
+        return None
+    stored, expires = parsed
+    return stored if now is None or _fresh(expires, now) else None
+
+
+def _parse(value: bytes | str) -> tuple[Stored, object] | None:
+    """The entry and its `expires` as stored, or None when it is not the probe's shape."""
     try:
         data = json.loads(value)
         status = data["status_code"]
         headers = data.get("headers") or {}
-        expires = data.get("expires")
         if not isinstance(status, int) or not isinstance(headers, dict):
             return None
-        if now is not None and (not isinstance(expires, str) or _expired(expires, now)):
-            return None
+        stored = Stored(status, {str(k).lower(): str(v) for k, v in headers.items()})
+        return stored, data.get("expires")
     except (ValueError, TypeError, KeyError, AttributeError):
         return None
-    return Stored(status, {str(k).lower(): str(v) for k, v in headers.items()})
 
 
-def _expired(expires: str, now: datetime) -> bool:
+def _fresh(expires: object, now: datetime) -> bool:
     # Imported here: only Redis entries are checked this way (SQLite's expiry is a column
     # the query compares), and a warm render imports nothing it does not use.
     from datetime import datetime
 
-    return datetime.fromisoformat(expires) <= now
+    if not isinstance(expires, str):
+        return False
+    try:
+        return datetime.fromisoformat(expires) > now
+    except (ValueError, TypeError):  # not a date, or one without a time zone
+        return False
 
 
 def read_sqlite(path: str, keys: Sequence[str]) -> dict[str, Stored]:
@@ -228,11 +240,11 @@ def read_redis(client: Redis, keys: Sequence[str]) -> dict[str, Stored]:
     for key, value in zip(keys, values, strict=True):
         if value is None:
             continue
-        stored = parse_stored(value, now)
-        if stored is not None:
-            found[key] = stored
-        elif parse_stored(value) is None:  # not merely expired
+        parsed = _parse(value)
+        if parsed is None:
             found[key] = UNREADABLE
+        elif _fresh(parsed[1], now):
+            found[key] = parsed[0]
     return found
 
 
