@@ -30,7 +30,7 @@ they do not answer).
 Where the probe may go (server-side request forgery: image names, challenges and
 redirects come from untrusted commits and registries): every host it is about to
 contact, the image's registry, a token realm, each redirect hop, goes through
-`host_allowed` first: never a link-local address or a cloud metadata endpoint, never a
+`policy.host_allowed` first: never a link-local address or a cloud metadata endpoint, never a
 host matching `--probe-deny`, and with `--probe-allow` only hosts matching it; a redirect
 or realm may not take an HTTPS conversation to plain HTTP. Redirects are followed here,
 hop by hop, so that each hop is checked and no body is ever read. The name check cannot
@@ -69,8 +69,6 @@ from rewriter.policy import (
     classify,
     deadline_at,
     describe,
-    forbidden_address,
-    host_allowed,
     manifest_path,
     redirect_refusal,
     registry_refusal,
@@ -86,20 +84,15 @@ if TYPE_CHECKING:
     from rewriter.reference import ImageRef
 
 __all__ = [
-    "ACCEPT",
-    "ProbeDenied",
+    "BadURL",
     "ProbeKey",
     "ProbeResult",
     "ProbeSettings",
+    "TokenTooLarge",
+    "TooManyRedirects",
     "Verdict",
-    "api_host",
-    "classify",
-    "describe",
     "describe_error",
-    "forbidden_address",
-    "host_allowed",
     "probe_all",
-    "schedule",
 ]
 
 USER_AGENT = "rewriter-probe/0.1"

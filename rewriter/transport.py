@@ -116,11 +116,6 @@ class Transport:
             timeout=urllib3.Timeout(connect=timeout, read=timeout),
         )
 
-    def close(self) -> None:
-        self._direct.clear()
-        for manager in self._through.values():
-            manager.clear()
-
     def _manager_for(self, url: str) -> urllib3.PoolManager:
         parts = urlsplit(url)
         proxy = self._proxies.get(parts.scheme) or self._proxies.get("all")

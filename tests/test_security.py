@@ -45,15 +45,8 @@ from registries import Registries, pick_hosts
 
 from rewriter import policy as probe_policy
 from rewriter.errors import RewriterError
-from rewriter.probe import (
-    ProbeResult,
-    ProbeSettings,
-    Verdict,
-    forbidden_address,
-    host_allowed,
-    probe_all,
-    redirect_refusal,
-)
+from rewriter.policy import forbidden_address, host_allowed, redirect_refusal
+from rewriter.probe import ProbeResult, ProbeSettings, Verdict, probe_all
 from rewriter.reference import ImageRef
 from rewriter.settings import Flags, resolve
 
