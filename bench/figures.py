@@ -627,12 +627,7 @@ def startup(
     bare = best_process(runs, lambda: run_process([sys.executable, "-c", "pass"], None, bench.env))
     base = best_process(runs, lambda: bench.roundtrip(deployment)[0])
     ours = best_process(runs, lambda: bench.rewriter(rules, deployment))
-    traced = run_process(
-        [sys.executable, "-X", "importtime", *rewriter_args(*argv(rules))[1:]],
-        deployment,
-        bench.env,
-    ).check("rewriter -X importtime")
-    top, every = import_times(traced.stderr)
+    top, every = _traced_imports(bench, rules, deployment)
     heavy = sorted(name for name in every if name.split(".")[0] in HEAVY)
     network = sorted(name for name in every if name in NETWORK)
     bench.row(
@@ -667,16 +662,23 @@ def startup(
     )
     if bench.quick:
         return
-    traced = run_process(
-        [sys.executable, "-X", "importtime", *rewriter_args(*argv(probe_options))[1:]],
-        cached,
-        bench.env,
-    ).check("rewriter -X importtime")
-    top, _ = import_times(traced.stderr)
+    top, _ = _traced_imports(bench, probe_options, cached)
     bench.note(
         f"5: with a cached probe answer: {seconds(warm.wall)} wall, {seconds(warm.cpu)}"
         f" CPU; top imports: {_top(top)}"
     )
+
+
+def _traced_imports(
+    bench: Bench, options: Mapping[str, Any], stdin: Path
+) -> tuple[list[tuple[str, int]], set[str]]:
+    """`import_times` of one render of `stdin` with `options`, under `-X importtime`."""
+    traced = run_process(
+        [sys.executable, "-X", "importtime", *rewriter_args(*argv(options))[1:]],
+        stdin,
+        bench.env,
+    ).check("rewriter -X importtime")
+    return import_times(traced.stderr)
 
 
 def _top(entries: list[tuple[str, int]], count: int = 8) -> str:
