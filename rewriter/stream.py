@@ -66,7 +66,10 @@ def split(data: bytes) -> tuple[bytes, list[Chunk]]:
     return bom, chunks
 
 
-MAX_DEPTH = 1000  # real manifests nest a few dozen levels; CRD schemas under a hundred
+# Real manifests nest a few dozen levels, CRD schemas under a hundred. Kept well below
+# libyaml's own limit (1000 levels since 0.2.6, bundled by PyYAML 6.0.4), so the refusal
+# is always this check's, whichever libyaml PyYAML was built with.
+MAX_DEPTH = 500
 # Cheap signs that a document might nest deeply: nesting needs brackets, indentation or
 # chained `- ` indicators. Most documents show none of them and skip the exact count.
 _DEEP_INDENT = re.compile(rb"\n {%d}" % (MAX_DEPTH // 2))
