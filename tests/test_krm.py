@@ -4,6 +4,7 @@ stand-in `docker` runs the function here, exactly as kustomize invokes it)."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -15,9 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import kustomizehost as kh
 import pytest
 import yaml
-from helpers import SHOP_SECRET, by_id, run
+from helpers import CORPUS, SHOP_SECRET, by_id, run
 
 from rewriter.cli import main
 
@@ -364,3 +366,302 @@ def test_a_json_resource_list_stays_json(krm: Callable[..., Done]) -> None:
     }
     assert answer["items"][0]["metadata"] == pod["metadata"]
     assert [item["kind"] for item in answer["items"]] == ["Pod", "Secret"]
+
+
+# --- through the real kustomize: the exec form ------------------------------------------
+# `kustomize build --enable-alpha-plugins --enable-exec` (tests/hosts/build kustomize) runs
+# rewriter-krm.sh in the kustomization's directory with the ResourceList on stdin, its
+# stderr passed through, and fails the build on a non-zero exit ("couldn't execute
+# function"). It reads the answer's `results` but neither prints them nor looks at their
+# severity (kyaml fn/runtime/runtimeutil: kept for a results file that `kustomize build`
+# never asks for), so the exit code and stderr are what a user sees.
+# Each run is judged against `rewriter render` of `kustomize build BASE`, and against the
+# pipe `kustomize build BASE | rewriter`.
+
+HOST_OPTIONS: kh.Options = {
+    "app-slug": "acme",
+    "private": ["quay.io/my-org/*", "docker.io/my-org/*"],
+    "public": ["docker.io/library/*"],
+    "cache": "none",
+}
+CORPUS_OPTIONS: kh.Options = {
+    "app-slug": "acme", "public": ["docker.io/library/*"], "private": ["*"], "cache": "none",
+}  # fmt: skip
+
+# A Job whose image is a template nobody filled in: a warning, or an error with --strict.
+TEMPLATED_JOB = """\
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: setup
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: setup
+        image: "{{ .Values.setup.image }}"
+"""
+TEMPLATED_WARNING = (
+    "invalid image reference '{{ .Values.setup.image }}' (invalid reference format); left unchanged"
+)
+
+
+def app_base(tmp_path: Path, templated: bool = False) -> Path:
+    """The kustomize fixture app (namespace, name prefix, retag), optionally with the
+    templated Job."""
+    base = tmp_path / "app"
+    shutil.copytree(FIXTURES / "app", base)
+    if templated:
+        (base / "templated.yaml").write_text(TEMPLATED_JOB)
+        kustomization = base / "kustomization.yaml"
+        kustomization.write_text(
+            kustomization.read_text().replace("- jobs.yaml\n", "- jobs.yaml\n- templated.yaml\n")
+        )
+    return base
+
+
+def assert_forms_agree(
+    kustomize: Path, base: Path, options: kh.Options, env: dict[str, str], tmp_path: Path
+) -> subprocess.CompletedProcess[bytes]:
+    """exec function == pipe == render, for one base; returns the function's build."""
+    reference = kh.reference(kustomize, base, options, env, tmp_path / "reference")
+    assert reference.rendered.returncode == 0, reference.rendered.stderr.decode()
+    function = kh.build_with_function(
+        kustomize, kh.exec_overlay(tmp_path / "function", base, options), env
+    )
+    assert function.returncode == 0, function.stderr.decode()
+    piped = kh.pipe(base, options, env)
+    assert piped.returncode == 0, piped.stderr.decode()
+    # The pipe is the render of the same stream: the same bytes (documents it leaves
+    # alone come out as kustomize wrote them).
+    assert piped.stdout == reference.rendered.stdout
+    # The function's build holds exactly the render's resources, serialized by kustomize.
+    assert by_id(function.stdout) == by_id(reference.rendered.stdout)
+    assert function.stdout == reference.rewritten
+    # Each form tells the same warnings (the function names resources, the pipe lines).
+    assert len(kh.warnings(function.stderr)) == len(kh.warnings(piped.stderr))
+    assert function.stderr.decode() == "".join(f"{line}\n" for line in kh.warnings(function.stderr))
+    return function
+
+
+def test_exec_function_under_kustomize_equals_pipe_and_render(
+    kustomize: Path, tmp_path: Path
+) -> None:
+    base = app_base(tmp_path)
+    env = kh.host_env(tmp_path, kustomize)
+    function = assert_forms_agree(kustomize, base, HOST_OPTIONS, env, tmp_path)
+    assert function.stderr == b""
+    built = by_id(function.stdout)
+    secret = built[("v1", "Secret", "shop", "acme-registry")]
+    assert secret["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "rewriter"}
+    web = built[("apps/v1", "Deployment", "shop", "demo-web")]["spec"]["template"]["spec"]
+    assert web["imagePullSecrets"] == [{"name": "acme-registry"}, {"name": "dockerhub"}]
+    assert [c["image"] for c in web["containers"]] == [
+        "proxy.replicated.com/proxy/acme/quay.io/my-org/api:v1.0.1",
+        "nginx:1.25",
+        "redis:7.2",  # retagged by the base's images: before rewriter saw it
+    ]
+    # kustomize strips its internal annotations from what it prints.
+    assert b"config.k8s.io/id" not in function.stdout
+    assert b"internal.config.kubernetes.io" not in function.stdout
+    # cache: none, a home of the test's own: nothing written there.
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "home").exists()
+
+
+def test_exec_function_warning_comes_back_as_a_result(kustomize: Path, tmp_path: Path) -> None:
+    """kustomize shows the function's stderr, not its `results`: the warning must be on
+    both, and the answer (results included) must be one kustomize accepts."""
+    base = app_base(tmp_path, templated=True)
+    env = kh.host_env(tmp_path, kustomize)
+    assert_forms_agree(kustomize, base, HOST_OPTIONS, env, tmp_path / "forms")
+    # The same function, through a wrapper that keeps what kustomize sent and what
+    # rewriter answered (in its working directory: the kustomization's).
+    capturing = (
+        "#!/bin/sh\n"
+        "cat > request.yaml\n"
+        'rewriter krm "$@" < request.yaml > answer.yaml\n'
+        "status=$?\n"
+        "cat answer.yaml\n"
+        'exit "$status"\n'
+    )
+    overlay = kh.exec_overlay(tmp_path / "capture", base, HOST_OPTIONS, script=capturing)
+    function = kh.build_with_function(kustomize, overlay, env)
+    assert function.returncode == 0, function.stderr.decode()
+    assert function.stderr.decode() == (
+        f"warning: Job shop/demo-setup spec.template.spec.containers[0].image: {TEMPLATED_WARNING}\n"
+    )
+    job = by_id(function.stdout)[("batch/v1", "Job", "shop", "demo-setup")]
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "{{ .Values.setup.image }}"
+    assert b"results" not in function.stdout
+
+    request = yaml.safe_load((overlay / "request.yaml").read_bytes())
+    answer = yaml.safe_load((overlay / "answer.yaml").read_bytes())
+    assert answer["results"] == [
+        {
+            "message": TEMPLATED_WARNING,
+            "severity": "warning",
+            "resourceRef": {
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "name": "demo-setup",
+                "namespace": "shop",
+            },
+            "field": {"path": "spec.template.spec.containers[0].image"},
+        }
+    ]
+    # Every item comes back in place with kustomize's annotations as they were sent
+    # (its ids map answers to resources); the Secret is a new item, without an id.
+    sent = [item["metadata"]["annotations"] for item in request["items"]]
+    got = [item["metadata"].get("annotations") for item in answer["items"]]
+    assert got == [*sent, None]
+    assert all("config.k8s.io/id" in annotations for annotations in sent)
+    assert answer["items"][-1]["kind"] == "Secret"
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        pytest.param(
+            {**HOST_OPTIONS, "strict": True},
+            "Job shop/demo-setup spec.template.spec.containers[0].image: invalid image "
+            "reference '{{ .Values.setup.image }}' (invalid reference format)",
+            id="strict-templated-image",
+        ),
+        pytest.param(
+            {**HOST_OPTIONS, "on-probe-error": "sometimes"},
+            "invalid --on-probe-error 'sometimes': proxy, keep or fail",
+            id="bad-option-value",
+        ),
+        pytest.param(
+            {**HOST_OPTIONS, "colour": "red"},
+            "unknown options in config: colour",
+            id="unknown-option",
+        ),
+        pytest.param(
+            {**HOST_OPTIONS, "cache": "probes.sqlite"},
+            "cache path 'probes.sqlite' is relative: a KRM function runs in the kustomization "
+            "directory, so give an absolute path (or leave it unset for the user cache dir, "
+            "or 'none')",
+            id="relative-cache",
+        ),
+    ],
+)
+def test_a_failing_exec_function_fails_the_build(
+    kustomize: Path, tmp_path: Path, options: kh.Options, error: str
+) -> None:
+    base = app_base(tmp_path, templated=True)
+    env = kh.host_env(tmp_path, kustomize)
+    overlay = kh.exec_overlay(tmp_path / "function", base, options)
+    function = kh.build_with_function(kustomize, overlay, env)
+    assert (function.returncode, function.stdout) == (1, b"")
+    stderr = function.stderr.decode()
+    assert f"\nerror: {error}\n" in f"\n{stderr}"  # rewriter's own line, whole
+    assert "couldn't execute function" in stderr  # kustomize's wording, loosely
+    assert not (overlay / "probes.sqlite").exists()
+
+
+def test_without_enable_exec_the_function_is_silently_skipped(
+    kustomize: Path, tmp_path: Path
+) -> None:
+    """The trap docs/kustomize.md warns about: the build succeeds, nothing rewritten."""
+    base = app_base(tmp_path)
+    env = kh.host_env(tmp_path, kustomize)
+    overlay = kh.exec_overlay(tmp_path / "function", base, HOST_OPTIONS)
+    skipped = kh.build(kustomize, overlay, env, "--enable-alpha-plugins")
+    assert skipped.returncode == 0, skipped.stderr.decode()
+    assert skipped.stdout == kh.build(kustomize, base, env).stdout
+    assert b"proxy.replicated.com" not in skipped.stdout
+    # Without --enable-alpha-plugins the transformer is refused outright.
+    refused = kh.build(kustomize, overlay, env)
+    assert refused.returncode != 0
+    assert "external plugins disabled" in refused.stderr.decode()
+
+
+def test_exec_function_without_a_script(kustomize: Path, tmp_path: Path) -> None:
+    """`exec:` takes `args` and `envs` too (kyaml's ExecSpec), and a bare `path` is looked
+    up on PATH: no wrapper script needed. A relative file option is read from the
+    kustomization's directory, where the function runs."""
+    base = app_base(tmp_path)
+    env = kh.host_env(tmp_path, kustomize)
+    del env["REWRITER_LICENSE_ID"]
+    function = (
+        "exec:\n"
+        "  path: rewriter\n"
+        "  args: [krm, --license-id-file, license-id, --secret-name, from-args]\n"
+        "  envs: [REWRITER_ADDITIONAL_NAMESPACE=extra]\n"
+    )
+    overlay = kh.exec_overlay(tmp_path / "function", base, HOST_OPTIONS, function, script=None)
+    (overlay / "license-id").write_text("from-file\n")
+    done = kh.build_with_function(kustomize, overlay, env)
+    assert done.returncode == 0, done.stderr.decode()
+    built = by_id(done.stdout)
+    secrets = {key: doc for key, doc in built.items() if key[1] == "Secret"}
+    assert sorted(secrets) == [
+        ("v1", "Secret", "extra", "from-args"),
+        ("v1", "Secret", "shop", "from-args"),
+    ]
+    config = base64.b64decode(
+        secrets[("v1", "Secret", "shop", "from-args")]["data"][".dockerconfigjson"]
+    )
+    auth = json.loads(config)["auths"]["proxy.replicated.com"]["auth"]
+    assert base64.b64decode(auth) == b"LICENSE_ID:from-file"
+    web = built[("apps/v1", "Deployment", "shop", "demo-web")]["spec"]["template"]["spec"]
+    assert web["imagePullSecrets"][0] == {"name": "from-args"}
+
+
+# Small corpus files with what the fixture lacks: a plain many-service application, a
+# custom kind with a pod template (Argo Rollouts), catalogue fields in custom resources
+# whose images are all public or templated (Tekton Tasks: warnings, nothing to rewrite),
+# and a custom field of a kind without a pull-secret field (KServe: a warning).
+CORPUS_CASES = [
+    pytest.param("microservices-demo", True, False, id="microservices-demo"),
+    pytest.param("argo-rollouts-examples", True, False, id="argo-rollouts-examples"),
+    pytest.param("tekton-catalog-tasks", False, True, id="tekton-catalog-tasks"),
+    pytest.param("kserve-cluster-resources", True, True, id="kserve-cluster-resources"),
+]
+
+
+def corpus_base(tmp_path: Path, name: str) -> Path:
+    base = tmp_path / "base"
+    base.mkdir()
+    shutil.copy(CORPUS / f"{name}.yaml", base)
+    (base / "kustomization.yaml").write_text(f"resources:\n- {name}.yaml\n")
+    return base
+
+
+@pytest.mark.parametrize(("name", "rewrites", "warns"), CORPUS_CASES)
+def test_exec_function_on_corpus_files_equals_pipe_and_render(
+    kustomize: Path, tmp_path: Path, name: str, rewrites: bool, warns: bool
+) -> None:
+    env = kh.host_env(tmp_path, kustomize)
+    function = assert_forms_agree(
+        kustomize, corpus_base(tmp_path, name), CORPUS_OPTIONS, env, tmp_path
+    )
+    assert (b"proxy.replicated.com/proxy/acme/" in function.stdout) == rewrites
+    assert bool(kh.warnings(function.stderr)) == warns
+
+
+def test_a_corpus_file_that_cannot_be_rewritten_fails_function_and_pipe(
+    kustomize: Path, tmp_path: Path
+) -> None:
+    """KubeVirt's examples pull from `registry:5000`: with `--private '*'` those images
+    cannot be proxied, and neither form may hand on a stream."""
+    base = corpus_base(tmp_path, "kubevirt-examples")
+    env = kh.host_env(tmp_path, kustomize)
+    first = (
+        "error: 7 image(s) cannot be rewritten:\n"
+        "  registry:5000/kubevirt/network-passt-binding-cni:devel: rule --private '*'; a "
+        "private image on a registry with a port cannot be proxied"
+    )
+    overlay = kh.exec_overlay(tmp_path / "function", base, CORPUS_OPTIONS)
+    function = kh.build_with_function(kustomize, overlay, env)
+    assert (function.returncode, function.stdout) == (1, b"")
+    assert (
+        f"{first} [DaemonSet kubevirt/passt-binding-cni spec.template.spec.containers[0].image]\n"
+        in function.stderr.decode()
+    )
+    assert "couldn't execute function" in function.stderr.decode()
+    piped = kh.pipe(base, CORPUS_OPTIONS, env)
+    assert (piped.returncode, piped.stdout) == (1, b"")
+    assert first in piped.stderr.decode()
