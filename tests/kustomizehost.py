@@ -19,19 +19,24 @@ Subprocesses get a home and a cache dir under the test's tmp_path, and the licen
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import yaml
+from helpers import CORPUS
 
 # The venv's rewriter, next to the interpreter running the suite (the project is
 # installed in it), whatever PATH the suite was started with.
 REWRITER = Path(sys.executable).with_name("rewriter")
 
 Options = dict[str, str | bool | list[str]]
+
+FIXTURES = Path(__file__).parent / "fixtures" / "kustomize"
 
 # rewriter-krm.sh as docs/kustomize.md gives it: `rewriter` from PATH.
 WRAPPER = '#!/bin/sh\nexec rewriter krm "$@"\n'
@@ -183,3 +188,77 @@ def reference(
 def warnings(stderr: bytes) -> list[str]:
     """rewriter's warning lines in a stderr."""
     return [line for line in stderr.decode().splitlines() if line.startswith("warning: ")]
+
+
+# --- bases shared by the exec-form and midstream tests ---------------------------------
+
+HOST_OPTIONS: Options = {
+    "app-slug": "acme",
+    "private": ["quay.io/my-org/*", "docker.io/my-org/*"],
+    "public": ["docker.io/library/*"],
+    "cache": "none",
+}
+CORPUS_OPTIONS: Options = {
+    "app-slug": "acme", "public": ["docker.io/library/*"], "private": ["*"], "cache": "none",
+}  # fmt: skip
+
+# A Job whose image is a template nobody filled in: a warning, or an error with --strict.
+TEMPLATED_JOB = """\
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: setup
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: setup
+        image: "{{ .Values.setup.image }}"
+"""
+TEMPLATED_WARNING = (
+    "invalid image reference '{{ .Values.setup.image }}' (invalid reference format); left unchanged"
+)
+
+
+def app_base(tmp_path: Path, templated: bool = False) -> Path:
+    """The kustomize fixture app (namespace, name prefix, retag), optionally with the
+    templated Job."""
+    base = tmp_path / "app"
+    shutil.copytree(FIXTURES / "app", base)
+    if templated:
+        (base / "templated.yaml").write_text(TEMPLATED_JOB)
+        kustomization = base / "kustomization.yaml"
+        kustomization.write_text(
+            kustomization.read_text().replace("- jobs.yaml\n", "- jobs.yaml\n- templated.yaml\n")
+        )
+    return base
+
+
+# Small corpus files with what the fixture lacks: a plain many-service application, a
+# custom kind with a pod template (Argo Rollouts), catalogue fields in custom resources
+# whose images are all public or templated (Tekton Tasks: warnings, nothing to rewrite),
+# and a custom field of a kind without a pull-secret field (KServe: a warning).
+CORPUS_CASES = [
+    pytest.param("microservices-demo", True, False, id="microservices-demo"),
+    pytest.param("argo-rollouts-examples", True, False, id="argo-rollouts-examples"),
+    pytest.param("tekton-catalog-tasks", False, True, id="tekton-catalog-tasks"),
+    pytest.param("kserve-cluster-resources", True, True, id="kserve-cluster-resources"),
+]
+
+
+def corpus_base(tmp_path: Path, name: str) -> Path:
+    base = tmp_path / "base"
+    base.mkdir()
+    shutil.copy(CORPUS / f"{name}.yaml", base)
+    (base / "kustomization.yaml").write_text(f"resources:\n- {name}.yaml\n")
+    return base
+
+
+def midstream(
+    base: Path, out: Path, options: Options, env: dict[str, str], *extra: str
+) -> subprocess.CompletedProcess[bytes]:
+    """`rewriter kustomization --resources BASE --output-dir OUT FLAGS`: it builds the base
+    with the `kustomize` first on PATH, the real one (host_env)."""
+    command = [str(REWRITER), "kustomization", "--resources", str(base), "--output-dir", str(out)]
+    return run([*command, *flags(options), *extra], env)

@@ -19,7 +19,7 @@ from pathlib import Path
 import kustomizehost as kh
 import pytest
 import yaml
-from helpers import CORPUS, SHOP_SECRET, by_id, run
+from helpers import SHOP_SECRET, by_id, run
 
 from rewriter.cli import main
 
@@ -378,48 +378,6 @@ def test_a_json_resource_list_stays_json(krm: Callable[..., Done]) -> None:
 # Each run is judged against `rewriter render` of `kustomize build BASE`, and against the
 # pipe `kustomize build BASE | rewriter`.
 
-HOST_OPTIONS: kh.Options = {
-    "app-slug": "acme",
-    "private": ["quay.io/my-org/*", "docker.io/my-org/*"],
-    "public": ["docker.io/library/*"],
-    "cache": "none",
-}
-CORPUS_OPTIONS: kh.Options = {
-    "app-slug": "acme", "public": ["docker.io/library/*"], "private": ["*"], "cache": "none",
-}  # fmt: skip
-
-# A Job whose image is a template nobody filled in: a warning, or an error with --strict.
-TEMPLATED_JOB = """\
-apiVersion: batch/v1
-kind: Job
-metadata:
-  name: setup
-spec:
-  template:
-    spec:
-      restartPolicy: Never
-      containers:
-      - name: setup
-        image: "{{ .Values.setup.image }}"
-"""
-TEMPLATED_WARNING = (
-    "invalid image reference '{{ .Values.setup.image }}' (invalid reference format); left unchanged"
-)
-
-
-def app_base(tmp_path: Path, templated: bool = False) -> Path:
-    """The kustomize fixture app (namespace, name prefix, retag), optionally with the
-    templated Job."""
-    base = tmp_path / "app"
-    shutil.copytree(FIXTURES / "app", base)
-    if templated:
-        (base / "templated.yaml").write_text(TEMPLATED_JOB)
-        kustomization = base / "kustomization.yaml"
-        kustomization.write_text(
-            kustomization.read_text().replace("- jobs.yaml\n", "- jobs.yaml\n- templated.yaml\n")
-        )
-    return base
-
 
 def assert_forms_agree(
     kustomize: Path, base: Path, options: kh.Options, env: dict[str, str], tmp_path: Path
@@ -448,9 +406,9 @@ def assert_forms_agree(
 def test_exec_function_under_kustomize_equals_pipe_and_render(
     kustomize: Path, tmp_path: Path
 ) -> None:
-    base = app_base(tmp_path)
+    base = kh.app_base(tmp_path)
     env = kh.host_env(tmp_path, kustomize)
-    function = assert_forms_agree(kustomize, base, HOST_OPTIONS, env, tmp_path)
+    function = assert_forms_agree(kustomize, base, kh.HOST_OPTIONS, env, tmp_path)
     assert function.stderr == b""
     built = by_id(function.stdout)
     secret = built[("v1", "Secret", "shop", "acme-registry")]
@@ -472,9 +430,9 @@ def test_exec_function_under_kustomize_equals_pipe_and_render(
 def test_exec_function_warning_comes_back_as_a_result(kustomize: Path, tmp_path: Path) -> None:
     """kustomize shows the function's stderr, not its `results`: the warning must be on
     both, and the answer (results included) must be one kustomize accepts."""
-    base = app_base(tmp_path, templated=True)
+    base = kh.app_base(tmp_path, templated=True)
     env = kh.host_env(tmp_path, kustomize)
-    assert_forms_agree(kustomize, base, HOST_OPTIONS, env, tmp_path / "forms")
+    assert_forms_agree(kustomize, base, kh.HOST_OPTIONS, env, tmp_path / "forms")
     # The same function, through a wrapper that keeps what kustomize sent and what
     # rewriter answered (in its working directory: the kustomization's).
     capturing = (
@@ -485,11 +443,11 @@ def test_exec_function_warning_comes_back_as_a_result(kustomize: Path, tmp_path:
         "cat answer.yaml\n"
         'exit "$status"\n'
     )
-    overlay = kh.exec_overlay(tmp_path / "capture", base, HOST_OPTIONS, script=capturing)
+    overlay = kh.exec_overlay(tmp_path / "capture", base, kh.HOST_OPTIONS, script=capturing)
     function = kh.build_with_function(kustomize, overlay, env)
     assert function.returncode == 0, function.stderr.decode()
     assert function.stderr.decode() == (
-        f"warning: Job shop/demo-setup spec.template.spec.containers[0].image: {TEMPLATED_WARNING}\n"
+        f"warning: Job shop/demo-setup spec.template.spec.containers[0].image: {kh.TEMPLATED_WARNING}\n"
     )
     job = by_id(function.stdout)[("batch/v1", "Job", "shop", "demo-setup")]
     assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "{{ .Values.setup.image }}"
@@ -499,7 +457,7 @@ def test_exec_function_warning_comes_back_as_a_result(kustomize: Path, tmp_path:
     answer = yaml.safe_load((overlay / "answer.yaml").read_bytes())
     assert answer["results"] == [
         {
-            "message": TEMPLATED_WARNING,
+            "message": kh.TEMPLATED_WARNING,
             "severity": "warning",
             "resourceRef": {
                 "apiVersion": "batch/v1",
@@ -523,23 +481,23 @@ def test_exec_function_warning_comes_back_as_a_result(kustomize: Path, tmp_path:
     ("options", "error"),
     [
         pytest.param(
-            {**HOST_OPTIONS, "strict": True},
+            {**kh.HOST_OPTIONS, "strict": True},
             "Job shop/demo-setup spec.template.spec.containers[0].image: invalid image "
             "reference '{{ .Values.setup.image }}' (invalid reference format)",
             id="strict-templated-image",
         ),
         pytest.param(
-            {**HOST_OPTIONS, "on-probe-error": "sometimes"},
+            {**kh.HOST_OPTIONS, "on-probe-error": "sometimes"},
             "invalid --on-probe-error 'sometimes': proxy, keep or fail",
             id="bad-option-value",
         ),
         pytest.param(
-            {**HOST_OPTIONS, "colour": "red"},
+            {**kh.HOST_OPTIONS, "colour": "red"},
             "unknown options in config: colour",
             id="unknown-option",
         ),
         pytest.param(
-            {**HOST_OPTIONS, "cache": "probes.sqlite"},
+            {**kh.HOST_OPTIONS, "cache": "probes.sqlite"},
             "cache path 'probes.sqlite' is relative: a KRM function runs in the kustomization "
             "directory, so give an absolute path (or leave it unset for the user cache dir, "
             "or 'none')",
@@ -550,7 +508,7 @@ def test_exec_function_warning_comes_back_as_a_result(kustomize: Path, tmp_path:
 def test_a_failing_exec_function_fails_the_build(
     kustomize: Path, tmp_path: Path, options: kh.Options, error: str
 ) -> None:
-    base = app_base(tmp_path, templated=True)
+    base = kh.app_base(tmp_path, templated=True)
     env = kh.host_env(tmp_path, kustomize)
     overlay = kh.exec_overlay(tmp_path / "function", base, options)
     function = kh.build_with_function(kustomize, overlay, env)
@@ -565,9 +523,9 @@ def test_without_enable_exec_the_function_is_silently_skipped(
     kustomize: Path, tmp_path: Path
 ) -> None:
     """The trap docs/kustomize.md warns about: the build succeeds, nothing rewritten."""
-    base = app_base(tmp_path)
+    base = kh.app_base(tmp_path)
     env = kh.host_env(tmp_path, kustomize)
-    overlay = kh.exec_overlay(tmp_path / "function", base, HOST_OPTIONS)
+    overlay = kh.exec_overlay(tmp_path / "function", base, kh.HOST_OPTIONS)
     skipped = kh.build(kustomize, overlay, env, "--enable-alpha-plugins")
     assert skipped.returncode == 0, skipped.stderr.decode()
     assert skipped.stdout == kh.build(kustomize, base, env).stdout
@@ -582,7 +540,7 @@ def test_exec_function_without_a_script(kustomize: Path, tmp_path: Path) -> None
     """`exec:` takes `args` and `envs` too (kyaml's ExecSpec), and a bare `path` is looked
     up on PATH: no wrapper script needed. A relative file option is read from the
     kustomization's directory, where the function runs."""
-    base = app_base(tmp_path)
+    base = kh.app_base(tmp_path)
     env = kh.host_env(tmp_path, kustomize)
     del env["REWRITER_LICENSE_ID"]
     function = (
@@ -591,7 +549,7 @@ def test_exec_function_without_a_script(kustomize: Path, tmp_path: Path) -> None
         "  args: [krm, --license-id-file, license-id, --secret-name, from-args]\n"
         "  envs: [REWRITER_ADDITIONAL_NAMESPACE=extra]\n"
     )
-    overlay = kh.exec_overlay(tmp_path / "function", base, HOST_OPTIONS, function, script=None)
+    overlay = kh.exec_overlay(tmp_path / "function", base, kh.HOST_OPTIONS, function, script=None)
     (overlay / "license-id").write_text("from-file\n")
     done = kh.build_with_function(kustomize, overlay, env)
     assert done.returncode == 0, done.stderr.decode()
@@ -610,33 +568,13 @@ def test_exec_function_without_a_script(kustomize: Path, tmp_path: Path) -> None
     assert web["imagePullSecrets"][0] == {"name": "from-args"}
 
 
-# Small corpus files with what the fixture lacks: a plain many-service application, a
-# custom kind with a pod template (Argo Rollouts), catalogue fields in custom resources
-# whose images are all public or templated (Tekton Tasks: warnings, nothing to rewrite),
-# and a custom field of a kind without a pull-secret field (KServe: a warning).
-CORPUS_CASES = [
-    pytest.param("microservices-demo", True, False, id="microservices-demo"),
-    pytest.param("argo-rollouts-examples", True, False, id="argo-rollouts-examples"),
-    pytest.param("tekton-catalog-tasks", False, True, id="tekton-catalog-tasks"),
-    pytest.param("kserve-cluster-resources", True, True, id="kserve-cluster-resources"),
-]
-
-
-def corpus_base(tmp_path: Path, name: str) -> Path:
-    base = tmp_path / "base"
-    base.mkdir()
-    shutil.copy(CORPUS / f"{name}.yaml", base)
-    (base / "kustomization.yaml").write_text(f"resources:\n- {name}.yaml\n")
-    return base
-
-
-@pytest.mark.parametrize(("name", "rewrites", "warns"), CORPUS_CASES)
+@pytest.mark.parametrize(("name", "rewrites", "warns"), kh.CORPUS_CASES)
 def test_exec_function_on_corpus_files_equals_pipe_and_render(
     kustomize: Path, tmp_path: Path, name: str, rewrites: bool, warns: bool
 ) -> None:
     env = kh.host_env(tmp_path, kustomize)
     function = assert_forms_agree(
-        kustomize, corpus_base(tmp_path, name), CORPUS_OPTIONS, env, tmp_path
+        kustomize, kh.corpus_base(tmp_path, name), kh.CORPUS_OPTIONS, env, tmp_path
     )
     assert (b"proxy.replicated.com/proxy/acme/" in function.stdout) == rewrites
     assert bool(kh.warnings(function.stderr)) == warns
@@ -647,14 +585,14 @@ def test_a_corpus_file_that_cannot_be_rewritten_fails_function_and_pipe(
 ) -> None:
     """KubeVirt's examples pull from `registry:5000`: with `--private '*'` those images
     cannot be proxied, and neither form may hand on a stream."""
-    base = corpus_base(tmp_path, "kubevirt-examples")
+    base = kh.corpus_base(tmp_path, "kubevirt-examples")
     env = kh.host_env(tmp_path, kustomize)
     first = (
         "error: 7 image(s) cannot be rewritten:\n"
         "  registry:5000/kubevirt/network-passt-binding-cni:devel: rule --private '*'; a "
         "private image on a registry with a port cannot be proxied"
     )
-    overlay = kh.exec_overlay(tmp_path / "function", base, CORPUS_OPTIONS)
+    overlay = kh.exec_overlay(tmp_path / "function", base, kh.CORPUS_OPTIONS)
     function = kh.build_with_function(kustomize, overlay, env)
     assert (function.returncode, function.stdout) == (1, b"")
     assert (
@@ -662,6 +600,6 @@ def test_a_corpus_file_that_cannot_be_rewritten_fails_function_and_pipe(
         in function.stderr.decode()
     )
     assert "couldn't execute function" in function.stderr.decode()
-    piped = kh.pipe(base, CORPUS_OPTIONS, env)
+    piped = kh.pipe(base, kh.CORPUS_OPTIONS, env)
     assert (piped.returncode, piped.stdout) == (1, b"")
     assert first in piped.stderr.decode()

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import kustomizehost as kh
 import pytest
 import yaml
 from helpers import CORPUS, SHOP_SECRET, by_id
@@ -311,4 +312,85 @@ def test_base_problems(cli: Callable[..., Done], tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert done.stderr.startswith(f"error: kustomize cannot build {tmp_path}/broken: ")
+    assert not (tmp_path / "out").exists()
+
+
+# --- through the real kustomize ---------------------------------------------------------
+# `rewriter kustomization` builds the base with the `kustomize` first on PATH (here the
+# real one, tests/hosts/build), and `kustomize build DIR` of its output must give the
+# resources of `rewriter render` on `kustomize build BASE`: compared decoded, and byte for
+# byte with that render as kustomize writes it (kustomizehost.reference), which is also
+# what the exec function gives (test_krm).
+
+
+def assert_midstream_under_kustomize(
+    kustomize: Path, base: Path, options: kh.Options, tmp_path: Path
+) -> tuple[subprocess.CompletedProcess[bytes], str]:
+    """Generate, build, compare; returns the generator's run and the kustomization."""
+    env = kh.host_env(tmp_path, kustomize)
+    reference = kh.reference(kustomize, base, options, env, tmp_path / "reference")
+    assert reference.rendered.returncode == 0, reference.rendered.stderr.decode()
+    generated = kh.midstream(base, tmp_path / "out", options, env)
+    assert (generated.returncode, generated.stdout) == (0, b""), generated.stderr.decode()
+    built = kh.build(kustomize, tmp_path / "out", env)
+    assert built.returncode == 0, built.stderr.decode()
+    assert by_id(built.stdout) == by_id(reference.rendered.stdout)
+    assert built.stdout == reference.rewritten
+    # The generator renders the same stream: it tells the same warnings.
+    assert len(kh.warnings(generated.stderr)) == len(kh.warnings(reference.rendered.stderr))
+    return generated, (tmp_path / "out" / "kustomization.yaml").read_text()
+
+
+def test_midstream_under_kustomize_equals_render(kustomize: Path, tmp_path: Path) -> None:
+    base = kh.app_base(tmp_path)
+    generated, text = assert_midstream_under_kustomize(kustomize, base, kh.HOST_OPTIONS, tmp_path)
+    assert generated.stderr == b""
+    # The same kustomization as from `kubectl kustomize`'s view of the base.
+    assert text == EXPECTED
+    assert (tmp_path / "out" / "pull-secret.yaml").read_text() == SECRET
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "home").exists()
+
+
+@pytest.mark.parametrize(("name", "rewrites", "warns"), kh.CORPUS_CASES)
+def test_midstream_of_corpus_files_under_kustomize(
+    kustomize: Path, tmp_path: Path, name: str, rewrites: bool, warns: bool
+) -> None:
+    base = kh.corpus_base(tmp_path, name)
+    generated, text = assert_midstream_under_kustomize(kustomize, base, kh.CORPUS_OPTIONS, tmp_path)
+    assert ("proxy.replicated.com/proxy/acme/" in text) == rewrites
+    assert bool(kh.warnings(generated.stderr)) == warns
+
+
+def test_midstream_warning_and_strict_under_kustomize(kustomize: Path, tmp_path: Path) -> None:
+    """A templated image is left alone with a warning; --strict refuses it and writes
+    nothing."""
+    base = kh.app_base(tmp_path, templated=True)
+    generated, text = assert_midstream_under_kustomize(kustomize, base, kh.HOST_OPTIONS, tmp_path)
+    # Located in `kustomize build BASE`, the stream rewriter rendered (document, line).
+    site = "document 4 (Job shop/demo-setup, line 103): spec.template.spec.containers[0].image"
+    assert kh.warnings(generated.stderr) == [f"warning: {site}: {kh.TEMPLATED_WARNING}"]
+    assert "{{" not in text
+
+    env = kh.host_env(tmp_path, kustomize)
+    strict = kh.midstream(base, tmp_path / "strict", kh.HOST_OPTIONS, env, "--strict")
+    assert (strict.returncode, strict.stdout) == (1, b"")
+    assert strict.stderr.decode().endswith(
+        f"error: {site}: invalid image reference '{{{{ .Values.setup.image }}}}' "
+        "(invalid reference format)\n"
+    )
+    assert not (tmp_path / "strict").exists()
+
+
+def test_midstream_of_a_corpus_file_that_cannot_be_rewritten(
+    kustomize: Path, tmp_path: Path
+) -> None:
+    base = kh.corpus_base(tmp_path, "kubevirt-examples")
+    env = kh.host_env(tmp_path, kustomize)
+    generated = kh.midstream(base, tmp_path / "out", kh.CORPUS_OPTIONS, env)
+    assert (generated.returncode, generated.stdout) == (1, b"")
+    assert generated.stderr.decode().startswith(
+        "error: 7 image(s) cannot be rewritten:\n"
+        "  registry:5000/kubevirt/network-passt-binding-cni:devel: rule --private '*'; a "
+        "private image on a registry with a port cannot be proxied"
+    )
     assert not (tmp_path / "out").exists()
