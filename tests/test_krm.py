@@ -8,6 +8,7 @@ import base64
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -603,3 +604,51 @@ def test_a_corpus_file_that_cannot_be_rewritten_fails_function_and_pipe(
     piped = kh.pipe(base, kh.CORPUS_OPTIONS, env)
     assert (piped.returncode, piped.stdout) == (1, b"")
     assert first in piped.stderr.decode()
+
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "kustomize.md"
+
+
+def documented_block(language: str, first_line: str) -> str:
+    """The first fenced block of docs/kustomize.md in `language` that starts with
+    `first_line`, as a reader would copy it."""
+    blocks = re.findall(rf"^```{language}\n(.*?)^```$", DOCS.read_text(), re.M | re.S)
+    return next(block for block in blocks if block.startswith(first_line))
+
+
+def test_the_documented_exec_function_runs_as_written(kustomize: Path, tmp_path: Path) -> None:
+    """kustomization.yaml, rewriter.yaml and rewriter-krm.sh copied from the docs, over a
+    base whose images the documented rules decide (no probe)."""
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "kustomization.yaml").write_text("resources:\n- web.yaml\n")
+    (base / "web.yaml").write_text(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: shop\n"
+        "spec:\n  template:\n    spec:\n      containers:\n"
+        "      - name: api\n        image: quay.io/my-org/api:v1.0.1\n"
+        "      - name: proxy\n        image: nginx:1.25\n"
+    )
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    for name, language, first_line in (
+        ("kustomization.yaml", "yaml", "# kustomization.yaml\n"),
+        ("rewriter.yaml", "yaml", "# rewriter.yaml\n"),
+        ("rewriter-krm.sh", "sh", "#!/bin/sh\n"),
+    ):
+        (overlay / name).write_text(documented_block(language, first_line))
+    (overlay / "rewriter-krm.sh").chmod(0o755)
+    env = kh.host_env(tmp_path, kustomize)
+    # Insurance only: a probe would be a bug of the test's base, so make it fail loudly.
+    env.update(REWRITER_OFFLINE="true", REWRITER_ON_PROBE_ERROR="fail")
+    done = kh.build_with_function(kustomize, overlay, env)
+    assert (done.returncode, done.stderr) == (0, b""), done.stderr.decode()
+    options: kh.Options = {
+        "app-slug": "my-kots-app",
+        "private": ["quay.io/my-org/*"],
+        "public": ["docker.io/library/*"],
+    }
+    reference = kh.reference(kustomize, base, options, env, tmp_path / "reference")
+    assert done.stdout == reference.rewritten
+    assert (
+        b"image: proxy.replicated.com/proxy/my-kots-app/quay.io/my-org/api:v1.0.1\n" in done.stdout
+    )
