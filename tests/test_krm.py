@@ -652,3 +652,38 @@ def test_the_documented_exec_function_runs_as_written(kustomize: Path, tmp_path:
     assert (
         b"image: proxy.replicated.com/proxy/my-kots-app/quay.io/my-org/api:v1.0.1\n" in done.stdout
     )
+
+
+def test_exec_function_in_two_overlays_replaces_its_own_secret(
+    kustomize: Path, tmp_path: Path
+) -> None:
+    """An overlay of an overlay that both run rewriter: the second run gets the first's
+    Secret as an item (with kustomize's id), drops it and adds its own; kustomize must end
+    with one Secret and the same build as a single run."""
+    base = kh.app_base(tmp_path)
+    env = kh.host_env(tmp_path, kustomize)
+    once = kh.exec_overlay(tmp_path / "once", base, kh.HOST_OPTIONS)
+    twice = kh.exec_overlay(tmp_path / "twice", once, kh.HOST_OPTIONS)
+    built_once = kh.build_with_function(kustomize, once, env)
+    built_twice = kh.build_with_function(kustomize, twice, env)
+    assert built_twice.returncode == 0, built_twice.stderr.decode()
+    assert built_twice.stdout == built_once.stdout
+    assert built_twice.stdout.count(b"kind: Secret\n") == 1
+
+
+def test_exec_function_with_a_configmap_function_config(kustomize: Path, tmp_path: Path) -> None:
+    base = kh.app_base(tmp_path)
+    env = kh.host_env(tmp_path, kustomize)
+    overlay = kh.exec_overlay(tmp_path / "function", base, kh.HOST_OPTIONS)
+    (overlay / "rewriter.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: rewriter\n  annotations:\n"
+        "    config.kubernetes.io/function: |\n      exec:\n        path: ./rewriter-krm.sh\n"
+        "data:\n  app-slug: acme\n  private: quay.io/my-org/* docker.io/my-org/*\n"
+        "  public: docker.io/library/*\n  cache: none\n"
+    )
+    done = kh.build_with_function(kustomize, overlay, env)
+    assert (done.returncode, done.stderr) == (0, b""), done.stderr.decode()
+    reference = kh.reference(kustomize, base, kh.HOST_OPTIONS, env, tmp_path / "reference")
+    assert done.stdout == reference.rewritten
+    # The ConfigMap declared the function: kustomize keeps it out of the build.
+    assert b"name: rewriter\n" not in done.stdout
