@@ -2,27 +2,31 @@
 
 Real: `helm` itself (tests/hosts/build builds Helm v3.21.4 and v4.3.2 from their Go
 modules; the `helm3` / `helm4` fixtures skip without them), rewriter, helm-plugin/ as
-`helm plugin install` loads it, and the chart tests/fixtures/charts/hooked (a hook Job, a
-subchart, a CRD in crds/). Every helm gets its own HOME, XDG and HELM_* directories under
-tmp_path, and no network: the --private/--public rules decide every image (--offline).
+Helm 4's `helm plugin install` loads it (strictly: an unknown field fails the install),
+and the chart tests/fixtures/charts/hooked (a pre-install hook Job, a subchart, a CRD in
+crds/). Every helm gets its own HOME, XDG_* and HELM_* directories under tmp_path, and no
+network: the --private/--public rules decide every image, and --offline forbids probes.
 Helm 3's `install --dry-run=client` still reads the cluster's version and discovery and
-looks up each resource before it stops, so it talks to tests/kubeapi.py, a loopback
-stand-in that answers those reads (everything "not found") and accepts no write. Helm 4's
-`--dry-run=client` needs no cluster.
+looks each resource up before it stops (pkg/action/install.go), so it talks to
+tests/kubeapi.py, a loopback stand-in that answers those reads ("not found" for every
+object) and accepts no write. Helm 4's `--dry-run=client` needs no cluster.
 
-What the real runs showed (and the sources say: Helm 3 pkg/action/action.go
-renderResources, Helm 4 the same plus internal/plugin/runtime_subprocess.go):
-- Helm 3.21 runs the post-renderer on the manifests only, never the hooks, and with
-  `helm template --include-crds` on the crds/ files too; it shows the post-renderer's
-  stderr when it fails and does not set HELM_NAMESPACE for it.
-- Helm 4 (its default "combined" post-render strategy) sends manifests and hooks in one
-  stream, each document annotated with `postrenderer.helm.sh/postrender-filename`, files
-  the output back by that annotation and removes it, and only then splits hooks out; it
-  never sends crds/; it discards the plugin's stderr.
+What the real runs show (and the sources say: pkg/action/action.go renderResources in
+both, Helm 4's internal/plugin/runtime_subprocess.go):
+- Helm 3.21.4 runs the post-renderer on the manifests only, never on hooks (so SPEC
+  section 5's "3.21+" does not hold for 3.21.4), and with `helm template --include-crds`
+  on crds/ too; it shows the post-renderer's stderr when it fails.
+- Helm 4.3.2 (its default "combined" post-render strategy) sends manifests and hooks as
+  one stream, each document annotated with `postrenderer.helm.sh/postrender-filename`,
+  files the answer back by that annotation, removes it, and only then splits out the
+  hooks; it never sends crds/; it discards the plugin's stderr.
+- Neither sets HELM_NAMESPACE for the post-renderer; one the user exported gets through.
+- Both read plugins from the same default directory, and Helm 3 cannot read Helm 4's
+  postrenderer/v1 plugin.yaml: with it there, Helm 3 loads none of its plugins.
 
-Emulated (section at the end, no helm binary): the run.sh wrapper's own branches (log
-file location, rewriter missing, unwritable HOME, env and appended args), run the way
-Helm 4 runs a postrenderer/v1 plugin's command, on shop-rendered/helm4-post-render.yaml.
+Emulated (last section, no helm binary): run.sh's own branches (where the log goes,
+rewriter missing, unwritable HOME, env and appended args), run the way Helm 4 runs a
+postrenderer/v1 plugin's command, on shop-rendered/helm4-post-render.yaml.
 """
 
 from __future__ import annotations
@@ -121,7 +125,9 @@ def helm_environment(tmp_path: Path) -> dict[str, str]:
         "HELM_CONFIG_HOME": str(home / "helm" / "config"),
         "HELM_DATA_HOME": str(home / "helm" / "data"),
         "HELM_CACHE_HOME": str(home / "helm" / "cache"),
-        "HELM_PLUGINS": str(home / "helm" / "plugins"),
+        # Helm 4.3.2 installs a local plugin into $HELM_DATA_HOME/plugins whatever
+        # HELM_PLUGINS says (installer.LocalInstaller.Path), so the two must agree.
+        "HELM_PLUGINS": str(home / "helm" / "data" / "plugins"),
         # No cluster unless a test starts the stand-in (kubeapi.py).
         "KUBECONFIG": str(home / ".kube" / "config"),
         "REWRITER_LICENSE_ID_FILE": str(license_file),
@@ -281,6 +287,178 @@ def test_real_helm3_hook_workarounds(real_helm3: Helm, tmp_path: Path) -> None:
 
 
 # Helm 4 ------------------------------------------------------------------------------
+def test_real_helm4_installs_the_plugin(helm4: Path, tmp_path: Path) -> None:
+    helm = Helm(helm4, helm_environment(tmp_path))
+    # The real loader decodes plugin.yaml strictly (unknown fields, type, runtime).
+    installed = helm.ok("plugin", "install", str(PLUGIN_DIR))
+    assert "Installed plugin: rewriter" in installed
+    rows = [line.split() for line in helm.ok("plugin", "list").splitlines()]
+    assert ["rewriter", rewriter.__version__, "postrenderer/v1", "v1"] in [r[:4] for r in rows]
+
+
+def capture_wrapper(helm: Helm, tmp_path: Path) -> Path:
+    """REWRITER_BIN for run.sh: the real rewriter, with copies of what Helm sent it and
+    what it answered, to see the stream between the two."""
+    wrapper = tmp_path / "rewriter-capture"
+    wrapper.write_text(
+        "#!/usr/bin/env bash\nset -o pipefail\n"
+        f'tee {tmp_path}/stdin.yaml | {shutil.which("rewriter", path=helm.env["PATH"])} "$@"'
+        f" | tee {tmp_path}/stdout.yaml\n"
+    )
+    wrapper.chmod(0o755)
+    helm.env["REWRITER_BIN"] = str(wrapper)
+    return tmp_path
+
+
+def test_real_helm4_template_post_renders_hooks_too(real_helm4: Helm, tmp_path: Path) -> None:
+    captured = capture_wrapper(real_helm4, tmp_path)
+    out = real_helm4.ok(
+        "template", "shop", str(CHART), "--namespace", "shop", "--include-crds",
+        *post_renderer(*ARGS),
+    )  # fmt: skip
+    # What Helm sent: every template's documents, the hook included, each annotated with
+    # its file; never crds/ (Helm 4 adds them after post-rendering).
+    sent = [d for d in yaml.safe_load_all((captured / "stdin.yaml").read_text()) if d]
+    assert {(d["kind"], d["metadata"]["annotations"][FILENAME]) for d in sent} == {
+        ("Deployment", "hooked/charts/worker/templates/deployment.yaml"),
+        ("Deployment", "hooked/templates/deployment.yaml"),
+        ("Job", "hooked/templates/migrate-job.yaml"),
+    }
+    # What rewriter answered: each annotation line exactly as it came.
+    stdin, stdout = ((captured / f).read_text() for f in ("stdin.yaml", "stdout.yaml"))
+    annotation_lines = re.findall(rf"^ +{re.escape(FILENAME)}: .*$", stdin, re.MULTILINE)
+    assert len(annotation_lines) == 3
+    assert all(line in stdout.splitlines() for line in annotation_lines)
+    # What Helm made of it: every document filed back under its template, the annotation
+    # removed, the hook rewritten, the Secret a hook that sorts before the migration Job.
+    assert FILENAME not in out
+    files = by_source(out)
+    (api,) = files["hooked/templates/deployment.yaml"]
+    (worker,) = files["hooked/charts/worker/templates/deployment.yaml"]
+    (job,) = files["hooked/templates/migrate-job.yaml"]
+    assert images(api) == [PROXY + "quay.io/my-org/api:v1.0.1", "redis:7"]
+    assert images(worker) == [PROXY + "quay.io/my-org/worker:2.0.0"]
+    assert images(job) == [PROXY + "quay.io/my-org/migrate:v1.0.1"]
+    assert pull_secrets(api) == pull_secrets(worker) == pull_secrets(job) == [{"name": SECRET}]
+    (secret,) = [d for name, docs in files.items() for d in docs if d["kind"] == "Secret"]
+    assert secret["metadata"]["annotations"] == {
+        "helm.sh/hook": "pre-install,pre-upgrade",
+        "helm.sh/hook-weight": "-6",
+        "helm.sh/hook-delete-policy": "before-hook-creation",
+    }
+    # Helm 4 does not set HELM_NAMESPACE for the plugin either: no namespace written.
+    assert "namespace" not in secret["metadata"]
+    assert auths(secret)["proxy.replicated.com"] == f"LICENSE_ID:{LICENSE_ID}"
+    crd = (CHART / "crds" / "widgets.yaml").read_text()
+    assert f"---\n# Source: hooked/crds/widgets.yaml\n{crd}" in out
+
+
+def test_real_helm4_install_dry_run(real_helm4: Helm) -> None:
+    # Helm 4's --dry-run=client contacts no cluster (KUBECONFIG names no file).
+    out = real_helm4.ok(
+        "install", "shop", str(CHART), "--namespace", "shop", "--dry-run=client",
+        "--output", "json", *post_renderer(*ARGS),
+    )  # fmt: skip
+    release = json.loads(out)
+    assert release["info"]["status"] == "pending-install"
+    manifest = by_source(release["manifest"])
+    assert set(manifest) == {
+        "hooked/templates/deployment.yaml", "hooked/charts/worker/templates/deployment.yaml",
+    }  # fmt: skip
+    (api,) = manifest["hooked/templates/deployment.yaml"]
+    assert images(api) == [PROXY + "quay.io/my-org/api:v1.0.1", "redis:7"]
+    assert pull_secrets(api) == [{"name": SECRET}]
+    # The pull Secret is a hook of the release, run before the migration Job it serves.
+    hooks = hooks_by_name(release)
+    assert set(hooks) == {SECRET, "shop-migrate"}
+    secret, job = hooks[SECRET], hooks["shop-migrate"]
+    assert secret["kind"] == "Secret"
+    assert secret["events"] == job["events"] == ["pre-install", "pre-upgrade"]
+    assert secret["weight"] < job["weight"] == -5
+    assert secret["delete_policies"] == ["before-hook-creation"]
+    assert re.fullmatch(r"generated-by-postrender-\d+\.yaml", secret["path"])
+    assert auths(yaml.safe_load(secret["manifest"])) == {
+        "proxy.replicated.com": f"LICENSE_ID:{LICENSE_ID}",
+        "registry.replicated.com": f"LICENSE_ID:{LICENSE_ID}",
+    }
+    assert job["path"] == "hooked/templates/migrate-job.yaml"
+    assert FILENAME not in job["manifest"]
+    assert images(yaml.safe_load(job["manifest"])) == [PROXY + "quay.io/my-org/migrate:v1.0.1"]
+
+
+
+def test_real_helm4_passes_an_exported_helm_namespace(real_helm4: Helm) -> None:
+    real_helm4.env["HELM_NAMESPACE"] = "shop"
+    out = real_helm4.ok("template", "shop", str(CHART), *post_renderer(*ARGS))
+    (secret,) = [d for docs in by_source(out).values() for d in docs if d["kind"] == "Secret"]
+    assert secret["metadata"]["namespace"] == "shop"
+
+def test_real_helm4_messages_reach_the_log_file(real_helm4: Helm) -> None:
+    # A warning: the render succeeds, Helm says nothing, the log has rewriter's message.
+    done = real_helm4(
+        "template", "shop", str(CHART), "--set", "sidecar.image=$(CACHE_IMAGE)",
+        *post_renderer(*ARGS),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "CACHE_IMAGE" not in done.stderr
+    assert real_helm4.state_log.read_text().splitlines() == [
+        # Document and line in the stream Helm sent (worker's Deployment comes first).
+        "warning: document 1 (Deployment shop-api, line 44): "
+        "spec.template.spec.containers[2].image: invalid image reference '$(CACHE_IMAGE)' "
+        "(invalid reference format); left unchanged"
+    ]
+    # A failure fails helm; Helm 4 shows only that the plugin failed, the log says why.
+    del real_helm4.env["REWRITER_LICENSE_ID_FILE"]
+    failed = real_helm4("template", "shop", str(CHART), *post_renderer(*ARGS))
+    assert failed.returncode != 0
+    assert "kind:" not in failed.stdout
+    assert "exited with error" in failed.stderr  # Helm's words, loosely
+    assert NO_LICENSE not in failed.stderr
+    assert real_helm4.state_log.read_text().splitlines()[-1] == NO_LICENSE
+
+
+def test_real_helm4_log_file_arg_and_failing_install(real_helm4: Helm, tmp_path: Path) -> None:
+    # `helm install` fails the same way, with the log file the user chose.
+    del real_helm4.env["REWRITER_LICENSE_ID_FILE"]
+    log = tmp_path / "chosen.log"
+    failed = real_helm4(
+        "install", "shop", str(CHART), "--dry-run=client",
+        *post_renderer(*ARGS, f"--log-file={log}"),
+    )  # fmt: skip
+    assert failed.returncode != 0
+    assert "INSTALLATION FAILED" in failed.stderr and "exited with error" in failed.stderr
+    assert log.read_text().splitlines() == [NO_LICENSE]
+    assert not real_helm4.state_log.exists()
+
+
+def test_real_helm4_plugin_breaks_helm3_plugins_in_a_shared_directory(
+    real_helm4: Helm, helm3: Path, tmp_path: Path
+) -> None:
+    """Helm 3 and Helm 4 share ~/.local/share/helm/plugins by default; Helm 3 cannot read
+    a postrenderer/v1 plugin.yaml and then loads no plugin at all (docs/helm.md)."""
+    shared = Helm(helm3, real_helm4.env)
+    listing = shared("plugin", "list")
+    assert listing.returncode != 0
+    assert 'unknown field "apiVersion"' in listing.stderr  # Helm 3's words, loosely
+    # Helm 3's post-renderer is an executable, not a plugin: it still works, with the noise.
+    done = shared("template", "shop", str(CHART), *post_renderer(*ARGS))
+    assert done.returncode == 0, done.stderr
+    assert "failed to load plugins" in done.stderr
+    (api,) = by_source(done.stdout)["hooked/templates/deployment.yaml"]
+    assert images(api)[0] == PROXY + "quay.io/my-org/api:v1.0.1"
+    # The way out: Helm 4 with a data directory of its own. HELM_DATA_HOME, because
+    # Helm 4.3.2's `plugin install DIR` ignores HELM_PLUGINS.
+    (tmp_path / "apart").mkdir()
+    env = helm_environment(tmp_path / "apart")
+    helm4_data = Path(env["HOME"]) / "helm4-data"
+    helm4_apart = Helm(real_helm4.binary, {**env, "HELM_DATA_HOME": str(helm4_data),
+                                           "HELM_PLUGINS": str(helm4_data / "plugins")})  # fmt: skip
+    helm4_apart.ok("plugin", "install", str(PLUGIN_DIR))
+    assert "kind: Secret" in helm4_apart.ok("template", "shop", str(CHART), *post_renderer(*ARGS))
+    helm3_apart = Helm(helm3, env)
+    assert helm3_apart("plugin", "list").returncode == 0
+    done = helm3_apart("template", "shop", str(CHART), *post_renderer(*ARGS))
+    assert (done.returncode, done.stderr) == (0, "")
 
 
 # --- emulated: run.sh as Helm 4 runs a postrenderer/v1 plugin (no helm binary) ---------
