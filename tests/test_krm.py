@@ -687,3 +687,23 @@ def test_exec_function_with_a_configmap_function_config(kustomize: Path, tmp_pat
     assert done.stdout == reference.rewritten
     # The ConfigMap declared the function: kustomize keeps it out of the build.
     assert b"name: rewriter\n" not in done.stdout
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="SPEC 7 trust levels are not enforced: a functionConfig (repository level) may "
+    "set proxy-host, registry-host, log-file, cache, probe and TLS options",
+)
+def test_a_function_config_may_not_choose_where_credentials_go(
+    kustomize: Path, tmp_path: Path
+) -> None:
+    """The functionConfig is committed with the repository: it may set rules and shapes,
+    not the host the pull Secret's license credentials are for."""
+    base = kh.app_base(tmp_path)
+    env = kh.host_env(tmp_path, kustomize)
+    overlay = kh.exec_overlay(
+        tmp_path / "function", base, {**kh.HOST_OPTIONS, "proxy-host": "evil.example"}
+    )
+    done = kh.build_with_function(kustomize, overlay, env)
+    assert (done.returncode, done.stdout) == (1, b"")
+    assert "proxy-host" in done.stderr.decode()  # "a forbidden option is an error naming it"
