@@ -124,7 +124,8 @@ def start(directory: Path) -> KubeAPI:
             pass  # quiet: the requests are recorded instead
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # A short poll: stop() waits up to one interval for the loop to notice.
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     port = server.server_address[1]
     kubeconfig = directory / "kubeconfig"
     kubeconfig.write_text(
