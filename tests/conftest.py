@@ -82,6 +82,12 @@ def kustomize() -> Path:
     return _host("kustomize")
 
 
+@pytest.fixture(scope="session")
+def argocd_cmp_server() -> Path:
+    """Argo CD's argocd-cmp-server (and a repo-server client for it), from tests/hosts/argocd."""
+    return _host("argocd-cmp-server")
+
+
 # -- CI never skips ------------------------------------------------------------------------
 # A contributor without Go, a registry or Redis gets clear skips; CI installs and builds
 # everything (.ci/run), so a skip there means a test that proved nothing: it fails instead.

@@ -22,6 +22,9 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -667,3 +670,308 @@ def test_rewriter_cmp_is_shellcheck_clean() -> None:
         ["shellcheck", str(ARGOCD / "rewriter-cmp.sh")], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stdout
+
+
+# --- the real argocd-cmp-server --------------------------------------------------------
+# Argo CD v3.5.8's own sidecar server (tests/hosts/argocd, built by tests/hosts/build)
+# loads argocd/plugin.yaml and listens on its unix socket; the same binary's `client`
+# calls it as argocd-repo-server does: it builds the plugin's environment from a
+# ManifestRequest, picks the plugin with the repo-server's discovery code, and streams the
+# repository over gRPC as a tgz. So discovery, the parameters announcement, the request
+# environment and the error text are Argo CD's, not the harness's idea of them.
+
+REPO_URL = "https://git.example.com/acme/deploy.git"
+REVISION = "4d7a1c2e9f0b3a6d8c5e7f9a1b3c5d7e9f0a2b4c"
+
+
+@dataclass
+class Answer:
+    """What the repo-server got back: the response as JSON, or the gRPC error."""
+
+    returncode: int
+    body: dict[str, Any]
+    stderr: str
+
+    def documents(self) -> list[dict[str, Any]]:
+        assert self.returncode == 0, self.body
+        # The cmp-server splits the plugin's output into one JSON document per object.
+        return [json.loads(m) for m in self.body["manifests"]]
+
+    def error(self) -> str:
+        assert self.returncode == 1, self.body
+        return str(self.body["message"])
+
+
+def application(
+    app: Path,
+    *,
+    plugin: bool = True,
+    plugin_env: dict[str, str] | None = None,
+    parameters: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A ManifestRequest for an Application `shop` whose source is `app`'s directory."""
+    repo = next(p for p in app.parents if p.parent.name == "cmp-workdir")
+    source: dict[str, Any] = {
+        "repoURL": REPO_URL,
+        "path": str(app.relative_to(repo)),
+        "targetRevision": "main",
+    }
+    if plugin:
+        source["plugin"] = {
+            "name": PLUGIN["metadata"]["name"],
+            "env": [{"name": k, "value": v} for k, v in (plugin_env or {}).items()],
+            "parameters": parameters,
+        }
+    return {
+        "repoPath": str(repo),
+        "appPath": str(app),
+        "request": {
+            "repo": {"repo": REPO_URL},
+            "revision": REVISION,
+            "appName": "shop",
+            "namespace": "shop",
+            "projectName": "default",
+            "applicationSource": source,
+            # As a k3s cluster reports it; the repo-server hands the plugin "1.30.2".
+            "kubeVersion": "v1.30.2+k3s1",
+            "apiVersions": ["v1", "apps/v1", "batch/v1"],
+        },
+    }
+
+
+class Sidecar:
+    """argocd-cmp-server serving argocd/plugin.yaml with `cmp`'s environment and PATH."""
+
+    def __init__(self, binary: Path, cmp: CmpServer, sockets: Path) -> None:
+        self.binary = binary
+        self.cmp = cmp
+        self.sockets = sockets
+        config = cmp.root / "cmp-server-config"
+        config.mkdir()
+        shutil.copy(ARGOCD / "plugin.yaml", config / "plugin.yaml")
+        self.log = cmp.root / "cmp-server.log"
+        env = {
+            **cmp.env,
+            "ARGOCD_PLUGINSOCKFILEPATH": str(sockets),
+            "ARGOCD_CMP_SERVER_LOGFORMAT": "text",
+        }
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [str(binary), "--config-dir-path", str(config)],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        socket = sockets / f"{PLUGIN['metadata']['name']}.sock"
+        for _ in range(300):
+            if socket.exists():
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.stop()
+        pytest.fail(f"argocd-cmp-server did not listen on {socket}:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        # SIGKILL: on SIGTERM the cmp-server removes its socket but keeps serving (in a
+        # pod, the kubelet kills it when the grace period ends).
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+    def call(self, op: str, request: dict[str, Any]) -> Answer:
+        """`op` (source-type, check, match, parameters, generate) as the repo-server does it."""
+        side = self.cmp.root / "repo-server"
+        side.mkdir(exist_ok=True)
+        done = subprocess.run(
+            [str(self.binary), "client", op],
+            input=json.dumps(request),
+            # The repo-server's own temporary files (the tgz it streams) stay in tmp_path.
+            env={"PATH": os.defpath, "HOME": str(side), "TMPDIR": str(side),
+                 "ARGOCD_PLUGINSOCKFILEPATH": str(self.sockets)},
+            capture_output=True, text=True, timeout=90,
+        )  # fmt: skip
+        assert done.returncode in (0, 1), done.stderr
+        return Answer(done.returncode, json.loads(done.stdout), done.stderr)
+
+
+@pytest.fixture
+def sidecar(argocd_cmp_server: Path, cmp: CmpServer, kustomize: Path) -> Iterator[Sidecar]:
+    # The image's kustomize (v5.8.1, argocd/Dockerfile) instead of the kubectl shim.
+    (cmp.bin / "kustomize").unlink()
+    (cmp.bin / "kustomize").symlink_to(kustomize)
+    # A unix socket path is limited to 108 bytes; tmp_path can be longer than that allows.
+    sockets = Path(tempfile.mkdtemp(prefix="cmp-plugins-"))
+    server = Sidecar(argocd_cmp_server, cmp, sockets)
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(sockets, ignore_errors=True)
+
+
+def test_real_cmp_server_announces_plugin_yaml(sidecar: Sidecar) -> None:
+    app = sidecar.cmp.checkout(APPS / "plain-app", "apps/plain")
+    check = sidecar.call("check", application(app))
+    # Discovery configured (so unnamed Applications are asked too); no git credentials.
+    assert check.body == {"isDiscoveryConfigured": True}
+    # The UI's Parameters tab: exactly plugin.yaml's static announcements, in order.
+    answer = sidecar.call("parameters", application(app, parameters=RULES))
+    assert answer.returncode == 0, answer.body
+    assert answer.body["parameterAnnouncements"] == PLUGIN["spec"]["parameters"]["static"]
+
+
+@pytest.mark.parametrize(
+    ("plugin_env", "parameters", "marker", "matched"),
+    [
+        ({}, RULES, False, True),
+        ({"REWRITER_APP_SLUG": "my-kots-app"}, None, False, True),
+        ({}, None, True, True),
+        ({}, None, False, False),
+        ({"OTHER": "x"}, [], False, False),
+    ],
+)
+def test_real_cmp_server_discovery(
+    sidecar: Sidecar,
+    plugin_env: dict[str, str],
+    parameters: list[dict[str, Any]] | None,
+    marker: bool,
+    matched: bool,
+) -> None:
+    app = sidecar.cmp.checkout(APPS / "plain-app", "apps/plain")
+    if marker:
+        (app / ".rewriter.yaml").write_text("options:\n  app-slug: my-kots-app\n")
+    request = application(app, plugin_env=plugin_env, parameters=parameters)
+    answer = sidecar.call("match", request)
+    assert answer.returncode == 0, answer.body
+    assert answer.body.get("isSupported", False) is matched
+    assert answer.body["isDiscoveryEnabled"] is True
+
+
+@pytest.mark.parametrize(
+    ("source", "marker", "source_type"),
+    [
+        ("plain-app", False, "Directory"),
+        ("kustomize-app", False, "Kustomize"),
+        # A vendor's .rewriter.yaml claims the directory even without a plugin section.
+        ("plain-app", True, "Plugin"),
+    ],
+)
+def test_real_cmp_server_leaves_other_applications_alone(
+    sidecar: Sidecar, source: str, marker: bool, source_type: str
+) -> None:
+    app = sidecar.cmp.checkout(APPS / source, "apps/app")
+    if marker:
+        (app / ".rewriter.yaml").write_text("options:\n  app-slug: my-kots-app\n")
+    # An Application without a `plugin` section: the repo-server asks every plugin first.
+    answer = sidecar.call("source-type", application(app, plugin=False))
+    assert answer.body == {"sourceType": source_type}
+
+
+def test_naming_the_plugin_alone_is_not_enough(sidecar: Sidecar) -> None:
+    # plugin.name without env, parameters or .rewriter.yaml: discovery is configured, so
+    # the repo-server asks it even for a named plugin, and it declines.
+    app = sidecar.cmp.checkout(APPS / "plain-app", "apps/plain")
+    answer = sidecar.call("generate", application(app))
+    assert answer.body["code"] == "Unknown"
+    assert answer.error() == (
+        'could not find cmp-server plugin with name "rewriter" supporting the given repository'
+    )
+
+
+def test_real_cmp_server_generates_plain_app(sidecar: Sidecar) -> None:
+    app = sidecar.cmp.checkout(APPS / "plain-app", "apps/plain")
+    docs = sidecar.call("generate", application(app, parameters=RULES)).documents()
+    assert [d["kind"] for d in docs] == ["Deployment", "Service", "Job", "Secret"]
+    deployment, _, job, secret = docs
+    assert images(deployment) == ["proxy.replicated.com/proxy/my-kots-app/quay.io/my-org/api:v1.0.1"]
+    assert pull_secrets(deployment) == [{"name": "my-kots-app-registry"}]
+    assert images(job) == ["registry.replicated.com/my-kots-app/seed:2.0.0"]
+    assert pull_secrets(job) == [{"name": "my-kots-app-registry"}]
+    assert secret["metadata"] == {
+        "name": "my-kots-app-registry",
+        "namespace": "shop",
+        "labels": {"app.kubernetes.io/managed-by": "rewriter"},
+    }
+    assert secret_auths(secret) == {
+        "proxy.replicated.com": f"LICENSE_ID:{LICENSE_ID}",
+        "registry.replicated.com": f"LICENSE_ID:{LICENSE_ID}",
+    }
+    # The request's copy of the repository is gone; HOME was never written.
+    assert list((sidecar.cmp.tmp / "_cmp_server").iterdir()) == []
+    assert list(sidecar.cmp.home.iterdir()) == []
+
+
+def test_real_cmp_server_generates_kustomize_app(sidecar: Sidecar) -> None:
+    app = sidecar.cmp.checkout(APPS / "kustomize-app", "apps/kustomize")
+    plugin_env = {"REWRITER_PROXY_HOST": "proxy.vendor.example"}
+    answer = sidecar.call("generate", application(app, plugin_env=plugin_env, parameters=RULES))
+    deployment, cronjob, secret = answer.documents()
+    assert [deployment["kind"], cronjob["kind"], secret["kind"]] == ["Deployment", "CronJob", "Secret"]
+    assert images(deployment) == [
+        "proxy.vendor.example/proxy/my-kots-app/quay.io/my-org/api:v1.0.2",
+        "postgres:16",
+    ]
+    assert pull_secrets(deployment) == [{"name": "my-kots-app-registry"}]
+    assert images(cronjob) == ["nginx:1.25"] and pull_secrets(cronjob) == []
+    assert secret["metadata"]["namespace"] == "shop"
+    assert set(secret_auths(secret)) == {"proxy.vendor.example", "registry.replicated.com"}
+
+
+def test_real_cmp_server_generates_helm_chart(
+    sidecar: Sidecar, helm3: Path
+) -> None:
+    (sidecar.cmp.bin / "helm").symlink_to(helm3)  # the image ships Helm 3
+    app = sidecar.cmp.checkout(CHART, "charts/shop")
+    parameters = [*RULES, {"name": "helm-parameters", "map": {"cache.image": "redis:7.2"}}]
+    docs = sidecar.call("generate", application(app, parameters=parameters)).documents()
+    by = {d["kind"]: d for d in docs}
+    assert images(by["Deployment"]) == [
+        "proxy.replicated.com/proxy/my-kots-app/quay.io/my-org/api:v1.0.1",
+        "redis:7.2",
+    ]
+    assert images(by["Job"]) == ["proxy.replicated.com/proxy/my-kots-app/quay.io/my-org/migrate:v1.0.1"]
+    # The hook came through helm template; the Secret is a hook weighted before it.
+    assert by["Job"]["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert int(by["Secret"]["metadata"]["annotations"]["helm.sh/hook-weight"]) < -5
+
+
+def test_real_cmp_server_shows_rewriters_error(sidecar: Sidecar) -> None:
+    sidecar.cmp.license_file.unlink()  # the optional Secret was never created
+    app = sidecar.cmp.checkout(APPS / "plain-app", "apps/plain")
+    answer = sidecar.call("generate", application(app, parameters=RULES))
+    # What the Application's sync status shows: the command, its exit, rewriter's stderr.
+    assert answer.body["code"] == "Unknown"
+    message = answer.error()
+    assert message.startswith(
+        "error generating manifests in cmp: rpc error: code = Unknown desc = error generating"
+        " manifests: `rewriter-cmp generate` failed exit status 1: "
+    )
+    assert f"{sidecar.cmp.license_file}: No such file or directory" in message
+
+
+@pytest.mark.parametrize(
+    ("source", "change", "parameters", "message"),
+    [
+        ("plain-app", None, [{"name": "privat", "array": ["*"]}],
+         "rewriter-cmp: error: unknown plugin parameter 'privat'; known: app-slug, private"),
+        ("kustomize-app", "resources: []\n", RULES,
+         "rewriter-cmp: error: the app rendered no manifests; refusing to send Argo CD an empty stream"),
+        ("kustomize-app", "resources: [missing.yaml]\n", RULES, "missing.yaml"),
+    ],
+)  # fmt: skip
+def test_real_cmp_server_refusals_reach_argo_cd(
+    sidecar: Sidecar,
+    source: str,
+    change: str | None,
+    parameters: list[dict[str, Any]],
+    message: str,
+) -> None:
+    app = sidecar.cmp.checkout(APPS / source, "apps/app")
+    if change is not None:
+        (app / "kustomization.yaml").write_text(change)
+    answer = sidecar.call("generate", application(app, parameters=parameters))
+    assert "`rewriter-cmp generate` failed exit status 1: " in answer.error()
+    assert message in answer.error()
