@@ -6,8 +6,8 @@ the app's path inside a fresh copy of the repository, stdin /dev/null, the sidec
 environment (a HOME uid 999 cannot write, its own TMPDIR, REWRITER_CACHE and
 REWRITER_LICENSE_ID_FILE as the sidecar patch sets them) plus the request's: ARGOCD_APP_*,
 KUBE_VERSION, KUBE_API_VERSIONS, the Application's plugin.env as ARGOCD_ENV_<NAME>, and
-its plugin.parameters as ARGOCD_APP_PARAMETERS (JSON) and PARAM_<NAME> variables, empty
-values dropped. The PATH mirrors the image: `rewriter-cmp` linked to argocd/rewriter-cmp.sh,
+its plugin.parameters as ARGOCD_APP_PARAMETERS (JSON) and PARAM_<NAME> variables (the real
+cmp-server checks this emulation: test_harness_environment_matches_the_real_one). The PATH mirrors the image: `rewriter-cmp` linked to argocd/rewriter-cmp.sh,
 and `kustomize` a shim over `kubectl kustomize`. Rules (--private/--public) or --offline
 settle every image, so nothing reaches a network.
 """
@@ -67,7 +67,8 @@ def param_env(parameters: list[dict[str, Any]]) -> dict[str, str]:
     def escaped(name: str) -> str:
         return re.sub(r"[^A-Z0-9_]", "_", name.upper())
 
-    env = {"ARGOCD_APP_PARAMETERS": json.dumps(parameters, separators=(",", ":"))}
+    # Go marshals each parameter through a map: keys sorted, no spaces.
+    env = {"ARGOCD_APP_PARAMETERS": json.dumps(parameters, separators=(",", ":"), sort_keys=True)}
     for p in parameters:
         base = "PARAM_" + escaped(p["name"])
         if "string" in p:
@@ -142,6 +143,7 @@ class CmpServer:
             "ARGOCD_APP_PROJECT_NAME": "default",
             "ARGOCD_APP_REVISION": "4d7a1c2e9f0b3a6d8c5e7f9a1b3c5d7e9f0a2b4c",
             "ARGOCD_APP_REVISION_SHORT": "4d7a1c2",
+            "ARGOCD_APP_REVISION_SHORT_8": "4d7a1c2e",
             "ARGOCD_APP_SOURCE_REPO_URL": "https://git.example.com/acme/deploy.git",
             "ARGOCD_APP_SOURCE_PATH": str(app.relative_to(repo)),
             "ARGOCD_APP_SOURCE_TARGET_REVISION": "main",
@@ -158,8 +160,8 @@ class CmpServer:
         """plugin.yaml's `discover` or `generate` command, as runCommand() executes it."""
         spec = PLUGIN["spec"]["discover"]["find"] if step == "discover" else PLUGIN["spec"][step]
         argv = list(spec["command"]) + list(spec.get("args", []))
-        # environ() drops entries with an empty value.
-        env = {**self.env, **{k: v for k, v in (request or {}).items() if v != ""}}
+        # Empty values are passed on as set-but-empty, as the cmp-server does.
+        env = {**self.env, **(request or {})}
         done = subprocess.run(
             argv,
             cwd=app,
@@ -433,8 +435,8 @@ def check_rendered_chart(result: Result) -> None:
     assert "# Source: shop/templates/migrate-job.yaml\n" in result.stdout
 
 
-@pytest.mark.skipif(shutil.which("helm") is None, reason="no helm binary on this machine")
-def test_generate_helm_chart_with_real_helm(cmp: CmpServer) -> None:
+def test_generate_helm_chart_with_real_helm(cmp: CmpServer, helm3: Path) -> None:
+    (cmp.bin / "helm").symlink_to(helm3)  # the image ships Helm 3 (argocd/Dockerfile)
     app = cmp.checkout(CHART, "charts/shop")
     result = cmp.generate(app, parameters=RULES)
     assert result.returncode == 0, result.stderr
@@ -975,3 +977,29 @@ def test_real_cmp_server_refusals_reach_argo_cd(
     answer = sidecar.call("generate", application(app, parameters=parameters))
     assert "`rewriter-cmp generate` failed exit status 1: " in answer.error()
     assert message in answer.error()
+
+
+def test_harness_environment_matches_the_real_one(sidecar: Sidecar) -> None:
+    # The emulated requests above (CmpServer.request_env) claim to give plugin commands
+    # what Argo CD gives them; record what rewriter really gets and compare.
+    record = sidecar.cmp.root / "rewriter-env"
+    real = shutil.which("rewriter", path=sidecar.cmp.env["PATH"])
+    shim = sidecar.cmp.bin / "rewriter"
+    shim.write_text(f'#!/bin/sh\nenv > {record}\nexec {real} "$@"\n')
+    shim.chmod(0o755)
+    app = sidecar.cmp.checkout(APPS / "plain-app", "apps/plain")
+    plugin_env = {"REWRITER_PROXY_HOST": "proxy.vendor.example", "REWRITER_STRICT": ""}
+    parameters = [
+        *RULES,
+        {"name": "helm-parameters", "map": {"cache.image": "redis:7"}},
+        {"name": "secret-name", "string": ""},
+    ]
+    answer = sidecar.call("generate", application(app, plugin_env=plugin_env, parameters=parameters))
+    assert answer.returncode == 0, answer.body
+    # The request's variables (the sidecar's own ARGOCD_LOG_* and the like left out).
+    prefixes = ("ARGOCD_APP_", "ARGOCD_ENV_", "PARAM_", "KUBE_")
+    got = dict(line.split("=", 1) for line in record.read_text().splitlines() if "=" in line)
+    got = {k: v for k, v in got.items() if k.startswith(prefixes)}
+    emulated = sidecar.cmp.request_env(app, plugin_env=plugin_env, parameters=parameters)
+    emulated["KUBE_VERSION"] = "1.30.2"  # from "v1.30.2+k3s1", as the repo-server parses it
+    assert got == emulated
