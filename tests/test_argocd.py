@@ -299,34 +299,6 @@ def test_example_application_selects_the_plugin() -> None:
 # --- discover ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("plugin_env", "parameters", "marker", "matched"),
-    [
-        ({}, RULES, False, True),
-        ({"REWRITER_APP_SLUG": "my-kots-app"}, None, False, True),
-        ({}, None, True, True),
-        # An Application without a plugin section: discovery runs too, and must not match.
-        ({}, None, False, False),
-        ({"OTHER": "x"}, [], False, False),
-    ],
-)
-def test_discover_claims_only_applications_that_ask(
-    cmp: CmpServer,
-    plugin_env: dict[str, str],
-    parameters: list[dict[str, Any]] | None,
-    marker: bool,
-    matched: bool,
-) -> None:
-    app = cmp.checkout(APPS / "plain-app", "apps/plain")
-    if marker:
-        (app / ".rewriter.yaml").write_text("options:\n  app-slug: my-kots-app\n")
-    request = cmp.request_env(app, plugin_env=plugin_env, parameters=parameters)
-    result = cmp.run("discover", app, request)
-    assert result.returncode == 0, result.stderr
-    # The cmp-server counts any stdout as a match.
-    assert (result.stdout != "") is matched
-
-
 def test_discover_with_the_empty_environment_of_auto_discovery(cmp: CmpServer) -> None:
     app = cmp.checkout(APPS / "kustomize-app", "apps/kustomize")
     result = cmp.run("discover", app, {})
@@ -831,6 +803,7 @@ def test_real_cmp_server_announces_plugin_yaml(sidecar: Sidecar) -> None:
         ({}, RULES, False, True),
         ({"REWRITER_APP_SLUG": "my-kots-app"}, None, False, True),
         ({}, None, True, True),
+        # An Application without a plugin section: discovery runs too, and must not match.
         ({}, None, False, False),
         ({"OTHER": "x"}, [], False, False),
     ],
