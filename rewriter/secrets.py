@@ -25,9 +25,9 @@ class Consumers:
     hook_weights: list[int] = field(default_factory=list)
 
     def note(self, annotations: dict[str, str]) -> None:
-        wave = _int(annotations.get(SYNC_WAVE))
-        if wave is not None:
-            self.sync_waves.append(wave)
+        # Argo CD puts a resource without the annotation in wave 0: it counts too, or a
+        # wave-5 consumer would hold the Secret back from an unannotated one.
+        self.sync_waves.append(_int(annotations.get(SYNC_WAVE)) or 0)
         if HELM_HOOK in annotations:
             self.hook_weights.append(_int(annotations.get(HELM_HOOK_WEIGHT)) or 0)
 
@@ -67,9 +67,10 @@ def secret_document(
 def _ordering(consumers: Consumers) -> dict[str, str]:
     """Make the Secret exist before its first consumer, under Argo CD and under Helm."""
     annotations: dict[str, str] = {}
-    if consumers.sync_waves:
+    wave = min(consumers.sync_waves, default=0)
+    if wave != 0:  # wave 0 is where an unannotated Secret goes anyway
         # Kind ordering inside a wave already puts Secrets before workloads.
-        annotations[SYNC_WAVE] = str(min(consumers.sync_waves))
+        annotations[SYNC_WAVE] = str(wave)
     if consumers.hook_weights:
         # A hook's pod starts before the release's resources exist, so the Secret must be
         # a hook too, weighted before every consumer (as KOTS does).

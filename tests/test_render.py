@@ -158,6 +158,18 @@ def test_sync_wave_and_helm_hooks_order_the_secret():
     }
 
 
+def test_an_unannotated_consumer_is_wave_0_for_the_secret():
+    late = DEPLOY.format(ns="a").replace(
+        "annotations: {}", "annotations: {argocd.argoproj.io/sync-wave: '5'}"
+    )
+    plain = DEPLOY.format(ns="a").replace("name: web", "name: plain")
+    (secret,) = secrets_of(render(late))
+    assert secret["metadata"]["annotations"] == {"argocd.argoproj.io/sync-wave": "5"}
+    # With a consumer in wave 0 (no annotation), the Secret must be there by wave 0.
+    (secret,) = secrets_of(render(late + "---\n" + plain))
+    assert "annotations" not in secret["metadata"]
+
+
 def test_all_unproxyable_images_are_reported_together():
     text = (
         DEPLOY.format(ns="a").replace("quay.io/acme/web:1", "localhost:5000/a:1")
