@@ -80,7 +80,8 @@ class Plan:
     found: list[Found]
     namespaces: set[str]  # every namespace the stream mentions, for `*`
     managed_secrets: set[int]  # indexes of our own Secrets from an earlier pass (dropped)
-    user_secrets: dict[str | None, Document]  # a user's Secret named like ours, by namespace
+    # A Secret named like ours that is not ours to replace, by namespace
+    user_secrets: dict[str | None, tuple[Document, Resource]]
     fields: FieldTable
     _by_document: dict[int, list[Found]] = field(default_factory=dict)
 
@@ -232,10 +233,12 @@ def rewrite(the_plan: Plan, options: Options, report: Reporter) -> Rendered:
     namespaces = _secret_namespaces(the_plan, options, consumers)
     for namespace in namespaces:
         if namespace in the_plan.user_secrets:
-            doc = the_plan.user_secrets[namespace]
+            doc, resource = the_plan.user_secrets[namespace]
+            where = f"{doc.where()} {resource.path}" if resource.path else doc.where()
+            whose = "inside a List" if resource.path else "and is not managed by rewriter"
             raise RewriterError(
-                f"{doc.where()}: a Secret named {options.secret_name!r} already exists in "
-                f"namespace {namespace or '(default)'} and is not managed by rewriter; "
+                f"{where}: a Secret named {options.secret_name!r} already exists in "
+                f"namespace {namespace or '(default)'} {whose}; "
                 "rename it or choose another name with --secret-name"
             )
     if namespaces and not options.credentials:
@@ -260,12 +263,20 @@ def _note_resource(result: Plan, doc: Document, resource: Resource, options: Opt
         result.namespaces.add(resource.namespace)
     if resource.kind == "Namespace" and resource.name:
         result.namespaces.add(resource.name)
-    if resource.kind == "Secret" and resource.name == options.secret_name and not resource.path:
+    if (
+        resource.kind == "Secret"
+        and resource.name == options.secret_name
+        # A KRM ResourceList's items are the function's resources, not a List in the
+        # stream: rewriter/krm.py replaces our Secrets among them and refuses others.
+        and not (resource.path and scalar(get(doc.root, "kind")) == "ResourceList")
+    ):
         labels = get_path(resource.node, "metadata", "labels")
-        if scalar(get(labels, MANAGED_BY_LABEL)) == MANAGED_BY:
-            result.managed_secrets.add(doc.index)
+        if scalar(get(labels, MANAGED_BY_LABEL)) == MANAGED_BY and not resource.path:
+            result.managed_secrets.add(doc.index)  # ours from an earlier pass: replaced
         else:
-            result.user_secrets[resource.namespace or options.namespace] = doc
+            # A List item cannot be dropped like a document of its own, so even our own
+            # Secret inside a List is in the way (the cluster would get two).
+            result.user_secrets[resource.namespace or options.namespace] = (doc, resource)
 
 
 def _image_ref(doc: Document, site: ImageSite, strict: bool, report: Reporter) -> ImageRef | None:

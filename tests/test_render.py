@@ -131,6 +131,23 @@ def test_user_secret_in_the_way_is_an_error_ours_is_replaced():
     assert render(first) == first
 
 
+@pytest.mark.parametrize("labels", ["{}", "{app.kubernetes.io/managed-by: rewriter}"])
+def test_a_secret_named_like_ours_inside_a_list_is_in_the_way(labels: str) -> None:
+    # Even our own label does not help: a List item cannot be dropped as a document can,
+    # and appending ours would give the cluster two.
+    listed = (
+        "---\napiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Secret\n"
+        f"  metadata: {{name: acme-registry, namespace: a, labels: {labels}}}\n"
+    )
+    with pytest.raises(RewriterError) as error:
+        render(DEPLOY.format(ns="a") + listed)
+    assert str(error.value) == (
+        "document 1 items[0]: a Secret named 'acme-registry' already exists in namespace a "
+        "inside a List; rename it or choose another name with --secret-name"
+    )
+    render(DEPLOY.format(ns="b") + listed)  # another namespace: no conflict
+
+
 def test_existing_pull_secrets_are_kept_and_ours_added_once():
     text = DEPLOY.format(ns="a").replace(
         "    spec:\n", "    spec:\n      imagePullSecrets:\n      - name: mine\n"
