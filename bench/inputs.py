@@ -252,3 +252,70 @@ def small_deployment(image: str) -> bytes:
     """One Deployment with one container: the smallest render worth timing."""
     containers = _CONTAINER.format(number=0, image=image)
     return _DEPLOYMENT.format(name="web", containers=containers).encode()
+
+
+# -- workload-dense streams (issue 13) -------------------------------------------------------
+#
+# What a big chart renders: every byte a workload, where the corpus is mostly CRDs passed
+# through unparsed. Sizes are those of the issue; `--quick` divides them by DENSE_QUICK.
+
+DENSE_QUICK = 8
+DENSE_PODS, DENSE_NAMESPACES = 100_000, 20
+DENSE_CONTAINERS = 200_000
+DENSE_CONFIGMAP = 8 << 20  # bytes
+
+_POD = """\
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: pod{number}
+  namespace: ns{namespace}
+spec:
+  containers:
+    - name: a
+      image: quay.io/acme/s{service}:1.{tag}
+"""
+
+_WIDE_CONTAINER = """\
+    - name: c{number}
+      image: quay.io/acme/app{service}:1
+"""
+
+
+def many_pods(quick: bool = False) -> bytes:
+    """100,000 one-container Pods (50 images) spread over 20 namespaces: ~13 MiB."""
+    count = DENSE_PODS // (DENSE_QUICK if quick else 1)
+    return "".join(
+        _POD.format(
+            number=number,
+            namespace=number % DENSE_NAMESPACES,
+            service=number % 25,
+            tag=number % 2,
+        )
+        for number in range(count)
+    ).encode()
+
+
+def wide_pod(quick: bool = False) -> bytes:
+    """One Pod with 200,000 containers (100 images): ~9.8 MiB in one document."""
+    count = DENSE_CONTAINERS // (DENSE_QUICK if quick else 1)
+    head = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: wide\n  namespace: bench\nspec:\n"
+    containers = "".join(
+        _WIDE_CONTAINER.format(number=number, service=number % 100) for number in range(count)
+    )
+    return (head + "  containers:\n" + containers).encode()
+
+
+def image_configmap(quick: bool = False) -> bytes:
+    """An 8 MiB ConfigMap whose values mention "image" (a trigger word) on every line."""
+    size = DENSE_CONFIGMAP // (DENSE_QUICK if quick else 1)
+    lines = ["apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: images\n  namespace: bench\n"]
+    lines.append("data:\n")
+    total, number = sum(map(len, lines)), 0
+    while total < size:
+        line = f'  key-{number:07d}: "image: quay.io/acme/app-{number % 100}:1.0 pulled"\n'
+        lines.append(line)
+        total += len(line)
+        number += 1
+    return "".join(lines).encode()

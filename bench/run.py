@@ -117,6 +117,12 @@ def main(argv: list[str] | None = None) -> int:
         "--profile", action="store_true", help="also profile figure 1's render (time and memory)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=[figure.__name__ for figure in figures.FIGURES],
+        help="run only these figures (repeatable): while working on one of them",
+    )
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
@@ -124,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     bench = figures.Bench(workdir, figures.QUICK if args.quick else figures.FULL, args.quick)
     try:
         for figure in figures.FIGURES:
-            figure(bench)
+            if args.only is None or figure.__name__ in args.only:
+                figure(bench)
         if args.profile:
             profile(args.quick)
     finally:
