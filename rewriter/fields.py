@@ -79,6 +79,8 @@ class ImageField:
 
 @functools.lru_cache(maxsize=4096)  # pure; every table entry is asked of every resource
 def _applies(kinds: str, api_versions: str, kind: str, api_version: str) -> bool:
+    if kinds == "*" and kind in DATA_KINDS:
+        return False
     return fnmatch.fnmatchcase(kind, kinds) and fnmatch.fnmatchcase(api_version, api_versions)
 
 
@@ -100,6 +102,9 @@ POD_SPEC_IMAGES: tuple[Path, ...] = (
 POD_SPEC_PULL_SECRETS: Path = ("imagePullSecrets",)
 
 NEVER_SCANNED = frozenset({"CustomResourceDefinition"})
+# Objects that hold data, never a pod: the shapes (kinds '*') do not apply to them, only
+# an entry that names the kind (--config), so they need not be composed at all.
+DATA_KINDS = frozenset({"ConfigMap", "Secret"})
 
 
 RELATED_IMAGE_PREFIX = "RELATED_IMAGE_"  # the operator convention for operand images
@@ -117,6 +122,11 @@ class FieldTable:
         return dataclasses.replace(
             self, pod_specs=self.pod_specs + tuple(pod_specs), images=self.images + tuple(images)
         )
+
+    def names_kind(self, kind: str) -> bool:
+        """Whether an entry names `kind` itself (a glob other than '*' matching it)."""
+        entries: tuple[PodSpecField | ImageField, ...] = (*self.pod_specs, *self.images)
+        return any(e.kinds != "*" and fnmatch.fnmatchcase(kind, e.kinds) for e in entries)
 
     def trigger_words(self) -> frozenset[bytes]:
         """Keys whose presence in a document's bytes means it may hold an image.

@@ -19,11 +19,18 @@ from typing import BinaryIO
 import yaml
 from yaml.nodes import MappingNode
 
-from rewriter import edit
+from rewriter import edit, prefilter
 from rewriter.decide import Action, Decision, Rules, collisions, decide, decide_by_rule
 from rewriter.document import Document, Resource, annotations_of, get, get_path, parse, scalar
 from rewriter.errors import RewriterError
-from rewriter.fields import FieldTable, ImageSite, PullSecrets, find_images
+from rewriter.fields import (
+    DATA_KINDS,
+    NEVER_SCANNED,
+    FieldTable,
+    ImageSite,
+    PullSecrets,
+    find_images,
+)
 from rewriter.reference import ImageRef, InvalidReference
 from rewriter.report import Reporter
 from rewriter.secrets import (
@@ -42,7 +49,10 @@ Prober = Callable[[Sequence[ImageRef]], Mapping[ProbeKey, ProbeResult]]
 ALL_NAMESPACES = "*"
 ORIGINAL_IMAGES = "rewriter/original-images"  # the audit annotation: {field: image as it was}
 _STR_TAG = "tag:yaml.org,2002:str"
-_CRD = re.compile(rb"^kind:[ \t]*[\"']?CustomResourceDefinition[\"']?[ \t]*\r?$", re.MULTILINE)
+# Kinds worth proving from the bytes (rewriter/prefilter.py): a cheap gate before libyaml.
+_KIND_HINT = re.compile(
+    rb"^kind:[ \t]*[\"']?(?:CustomResourceDefinition|ConfigMap|Secret)\b", re.MULTILINE
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,8 +144,7 @@ def _parse_and_find(
     report: Reporter,
 ) -> None:
     for chunk in chunks:
-        may_matter = want_namespaces or any(word in chunk.data for word in triggers)
-        if not may_matter or _CRD.search(chunk.data):
+        if _passes_through(chunk.data, options, want_namespaces, triggers):
             check_syntax(chunk)
             result.items.append(chunk)
             continue
@@ -147,6 +156,22 @@ def _parse_and_find(
                 ref = _image_ref(doc, site, options.strict, report)
                 if ref is not None:
                     result.found.append(Found(doc, site, ref))
+
+
+def _passes_through(
+    data: bytes, options: Options, want_namespaces: bool, triggers: frozenset[bytes]
+) -> bool:
+    """Whether the raw bytes prove the document holds nothing the render needs: no image,
+    none of our Secrets and, when `*` namespaces are wanted, no namespace."""
+    if not want_namespaces and not prefilter.could_spell(data, triggers):
+        return True
+    kind = prefilter.root_kind(data) if _KIND_HINT.search(data) else None
+    if kind in NEVER_SCANNED:
+        return True
+    if want_namespaces or kind not in DATA_KINDS or options.fields.names_kind(kind):
+        return False
+    # A ConfigMap, or a Secret that cannot be named like ours.
+    return kind == "ConfigMap" or not prefilter.could_spell(data, [options.secret_name.encode()])
 
 
 @dataclass(frozen=True, slots=True)

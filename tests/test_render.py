@@ -324,3 +324,69 @@ def test_related_images_are_opt_in():
     out = render(text, options(fields=fields))
     assert b"value: proxy.replicated.com/proxy/acme/quay.io/acme/db:2}" in out
     assert b"value: quay.io/acme/x:1}" in out
+
+
+# --- what may skip composing (issue 13, item 6) -----------------------------------------
+
+POD_IMAGE = "quay.io/acme/web:1"
+PROXIED = "proxy.replicated.com/proxy/acme/quay.io/acme/web:1"
+
+
+def images_of(out: bytes) -> list[str]:
+    docs = [d for d in yaml.safe_load_all(out) if d and d.get("kind") != "Secret"]
+    return [c["image"] for d in docs for c in d["spec"]["template"]["spec"]["containers"]]
+
+
+def test_a_crd_line_inside_a_scalar_does_not_skip_the_deployment() -> None:
+    text = DEPLOY.format(ns="a").replace(
+        "  annotations: {}\n", '  annotations:\n    note: "a\nkind: CustomResourceDefinition"\n'
+    )
+    assert images_of(render(text)) == [PROXIED]
+
+
+def test_a_duplicate_kind_is_refused() -> None:
+    text = "kind: CustomResourceDefinition\n" + DEPLOY.format(ns="a")
+    with pytest.raises(RewriterError, match=r"^document 0 \(line 3\): duplicate key 'kind'$"):
+        render(text)
+
+
+@pytest.mark.parametrize("key", ['"\\x69mage"', '"im\\u0061ge"'])
+def test_an_escaped_image_key_is_found(key: str) -> None:
+    # Neither `image` nor `containers` appears in the bytes, yet kubectl reads both.
+    text = DEPLOY.format(ns="a").replace("image: quay.io", f"{key}: quay.io")
+    text = text.replace("containers:", '"cont\\x61iners":')
+    out = render(text)
+    assert images_of(out) == [PROXIED]
+    assert f"{key}: {PROXIED}".encode() in out  # the key is written as the user wrote it
+
+
+CONFIGMAP_WITH_A_POD = """\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cfg, namespace: a}
+spec:
+  template:
+    spec:
+      containers:
+      - image: quay.io/acme/web:1
+data:
+  image: quay.io/acme/web:1
+"""
+
+
+def test_a_configmap_holds_no_image_unless_the_config_names_it() -> None:
+    from rewriter.fields import FieldTable, ImageField, parse_path
+
+    assert render(CONFIGMAP_WITH_A_POD) == CONFIGMAP_WITH_A_POD.encode()
+    fields = FieldTable().extended([], [ImageField("ConfigMap", parse_path("data.image"))])
+    out = render(CONFIGMAP_WITH_A_POD, options(fields=fields)).decode()
+    assert f"  image: {PROXIED}\n" in out
+    assert f"      - image: {POD_IMAGE}\n" in out  # pod shapes never apply to a ConfigMap
+
+
+def test_a_secret_is_composed_only_when_it_may_be_named_like_ours() -> None:
+    other = "---\napiVersion: v1\nkind: Secret\nmetadata: {name: other, namespace: a}\n"
+    assert render(DEPLOY.format(ns="a") + other).count(b"kind: Secret") == 2
+    escaped = other.replace("name: other", 'name: "acme-regis\\x74ry"')
+    with pytest.raises(RewriterError, match="a Secret named 'acme-registry' already exists"):
+        render(DEPLOY.format(ns="a") + escaped)
