@@ -14,6 +14,7 @@ import hostbins
 import pytest
 
 if TYPE_CHECKING:
+    import kubeoracle
     from registries import RedisServer, Registries
 
 
@@ -103,3 +104,18 @@ def pytest_runtest_makereport(
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.longrepr = f"skipped under CI=true, where nothing may be skipped: {reason}"
     return report
+
+
+# -- the kubectl oracle (tests/kubeoracle.py) --------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def kube_oracle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kubeoracle.Kubectl]:
+    """kubectl reading streams against one loopback discovery stand-in for the session."""
+    import kubeoracle
+
+    kubectl = kubeoracle.Kubectl(tmp_path_factory.mktemp("kubectl"))
+    try:
+        yield kubectl
+    finally:
+        kubectl.stop()

@@ -9,6 +9,9 @@ object, so every resource is "not there yet". Any write is answered 405 and reco
 a test can assert that the dry run wrote nothing.
 
 No post-rendering happens here; Helm and rewriter are the real programs.
+
+The served kinds start as RESOURCES and can grow (`KubeAPI.serve`): the kubectl oracle
+(tests/kubeoracle.py) serves every kind a stream uses before kubectl decodes it.
 """
 
 from __future__ import annotations
@@ -39,27 +42,61 @@ RESOURCES: dict[str, list[tuple[str, str, bool]]] = {
 VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 
 
-def _resource_list(group_version: str) -> dict[str, Any]:
+Resources = dict[str, list[tuple[str, str, bool]]]
+
+
+def _resource_list(resources: Resources, group_version: str) -> dict[str, Any]:
     return {
         "kind": "APIResourceList",
         "apiVersion": "v1",
         "groupVersion": group_version,
         "resources": [
             {"name": plural, "namespaced": namespaced, "kind": kind, "verbs": VERBS}
-            for plural, kind, namespaced in RESOURCES[group_version]
+            for plural, kind, namespaced in resources[group_version]
         ],
     }
 
 
-def _group_list() -> dict[str, Any]:
+def _group_list(resources: Resources) -> dict[str, Any]:
+    versions: dict[str, list[str]] = {}
+    for group_version in resources:
+        if "/" in group_version:
+            group, version = group_version.split("/")
+            versions.setdefault(group, []).append(version)
     groups = []
-    for group_version in RESOURCES:
-        if "/" not in group_version:
-            continue
-        group, version = group_version.split("/")
-        entry = {"groupVersion": group_version, "version": version}
-        groups.append({"name": group, "versions": [entry], "preferredVersion": entry})
+    for group, names in versions.items():
+        entries = [{"groupVersion": f"{group}/{v}", "version": v} for v in names]
+        groups.append({"name": group, "versions": entries, "preferredVersion": entries[0]})
     return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
+
+
+AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+
+
+def _aggregated(resources: Resources, core: bool) -> dict[str, Any]:
+    """Aggregated discovery (apidiscovery.k8s.io/v2): every group's resources in the one
+    answer to /api (core) or /apis, so a client needs two requests, not one per group."""
+    versions: dict[str, list[dict[str, Any]]] = {}
+    for group_version, kinds in resources.items():
+        group, _, version = group_version.rpartition("/")
+        if (group == "") != core:
+            continue
+        versions.setdefault(group, []).append({
+            "version": version,
+            "freshness": "Current",
+            "resources": [
+                {"resource": plural, "singularResource": kind.lower(), "verbs": VERBS,
+                 "scope": "Namespaced" if namespaced else "Cluster",
+                 "responseKind": {"group": group, "version": version, "kind": kind}}
+                for plural, kind, namespaced in kinds
+            ],
+        })  # fmt: skip
+    return {
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": "apidiscovery.k8s.io/v2",
+        "metadata": {},
+        "items": [{"metadata": {"name": g}, "versions": v} for g, v in versions.items()],
+    }
 
 
 def _not_found(path: str) -> dict[str, Any]:
@@ -72,6 +109,16 @@ class KubeAPI:
     server: ThreadingHTTPServer
     kubeconfig: Path
     requests: list[tuple[str, str]] = field(default_factory=list)
+    resources: Resources = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def serve(self, group_version: str, plural: str, kind: str, namespaced: bool) -> None:
+        """Add a kind to discovery (no-op if served). The table only grows, so a client
+        whose discovery cache predates it finds it on its refresh after a miss."""
+        with self.lock:
+            served = self.resources.setdefault(group_version, [])
+            if all(k != kind for _, k, _ in served):
+                served.append((plural, kind, namespaced))
 
     @property
     def writes(self) -> list[tuple[str, str]]:
@@ -82,16 +129,23 @@ class KubeAPI:
         self.server.server_close()
 
 
-def start(directory: Path) -> KubeAPI:
-    """Serve on 127.0.0.1 (a free port); write a kubeconfig for it into `directory`."""
+def start(directory: Path, namespace: str | None = None, aggregated: bool = False) -> KubeAPI:
+    """Serve on 127.0.0.1 (a free port); write a kubeconfig for it into `directory`.
+
+    `namespace` is the context's namespace: what kubectl writes into a namespaced object
+    that has none (kubectl's default is "default"). `aggregated` answers aggregated
+    discovery to clients that ask for it: with many groups, legacy discovery's request per
+    group runs into client-go's client-side throttling (about a second per refresh)."""
     requests: list[tuple[str, str]] = []
+    resources: Resources = {gv: list(kinds) for gv, kinds in RESOURCES.items()}
+    lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
-        def _answer(self, code: int, body: dict[str, Any]) -> None:
+        def _answer(self, code: int, body: dict[str, Any], content_type: str = "") -> None:
             data = json.dumps(body).encode()
             self.send_response(code)
             # Plain JSON: client-go then falls back from aggregated to legacy discovery.
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type or "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -99,20 +153,27 @@ def start(directory: Path) -> KubeAPI:
         def do_GET(self) -> None:
             path = self.path.split("?")[0]
             requests.append(("GET", path))
-            if path == "/version":
-                self._answer(200, {"major": "1", "minor": "33", "gitVersion": "v1.33.0",
-                                   "platform": "linux/amd64"})  # fmt: skip
-            elif path == "/api":
-                self._answer(200, {"kind": "APIVersions", "versions": ["v1"],
-                                   "serverAddressByClientCIDRs": []})  # fmt: skip
-            elif path == "/apis":
-                self._answer(200, _group_list())
-            elif path == "/api/v1":
-                self._answer(200, _resource_list("v1"))
-            elif path.startswith("/apis/") and path.count("/") == 3 and path[6:] in RESOURCES:
-                self._answer(200, _resource_list(path[6:]))
-            else:
-                self._answer(404, _not_found(path))
+            with lock:
+                core = [gv for gv in resources if "/" not in gv]
+                wants_aggregated = aggregated and "apidiscovery.k8s.io" in self.headers.get(
+                    "Accept", ""
+                )
+                if path in ("/api", "/apis") and wants_aggregated:
+                    self._answer(200, _aggregated(resources, path == "/api"), AGGREGATED)
+                elif path == "/version":
+                    self._answer(200, {"major": "1", "minor": "33", "gitVersion": "v1.33.0",
+                                       "platform": "linux/amd64"})  # fmt: skip
+                elif path == "/api":
+                    self._answer(200, {"kind": "APIVersions", "versions": core,
+                                       "serverAddressByClientCIDRs": []})  # fmt: skip
+                elif path == "/apis":
+                    self._answer(200, _group_list(resources))
+                elif path.startswith("/api/") and path.count("/") == 2 and path[5:] in core:
+                    self._answer(200, _resource_list(resources, path[5:]))
+                elif path.startswith("/apis/") and path.count("/") == 3 and path[6:] in resources:
+                    self._answer(200, _resource_list(resources, path[6:]))
+                else:
+                    self._answer(404, _not_found(path))
 
         def _refuse(self) -> None:
             requests.append((self.command, self.path.split("?")[0]))
@@ -133,6 +194,7 @@ def start(directory: Path) -> KubeAPI:
         f"clusters:\n- name: fake\n  cluster:\n    server: http://127.0.0.1:{port}\n"
         "users:\n- name: fake\n  user: {}\n"
         "contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n"
-        "current-context: fake\n"
+        + (f"    namespace: {namespace}\n" if namespace else "")
+        + "current-context: fake\n"
     )
-    return KubeAPI(server, kubeconfig, requests)
+    return KubeAPI(server, kubeconfig, requests, resources, lock)
