@@ -6,7 +6,13 @@ mutations, renders each result in-process, and checks that every input either re
 (output parses, a second pass is identical) or fails with a RewriterError (the CLI's
 clean `error:` path). Anything else is a crash, saved under --out for replay.
 
+With `--oracle N`, the first N inputs that render are also judged by kubectl
+(tests/kubeoracle.py): what kubectl reads after `rewriter render` (the CLI, same rules)
+must be the expected transform of what it read before. Inputs kubectl itself refuses are
+counted apart; a disagreement is saved under --out like a crash.
+
     python3 scripts/fuzz.py --inputs 100000 --seed 1
+    python3 scripts/fuzz.py --inputs 2000 --oracle 300
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import argparse
 import io
 import random
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -23,6 +30,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(1, str(ROOT / "tests"))  # the kubectl oracle, for --oracle
 
 from rewriter.decide import Rules  # noqa: E402
 from rewriter.errors import RewriterError  # noqa: E402
@@ -33,10 +41,41 @@ from rewriter.stream import split  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpus"
 TOKENS = [
-    b": ", b"- ", b"---\n", b"...\n", b"&a ", b"*a", b"{", b"}", b"[", b"]", b"\t", b'"', b"'",
-    b"\xff", b"\xef\xbb\xbf", b"\r\n", b"\n", b"image: ", b"@sha256:" + b"a" * 64, b":5000/",
-    b"{{ .Values.x }}", b"null", b"~", b"!!str ", b"? ", b"|\n", b">-\n", b"#", b"%YAML 1.1\n",
-    b"imagePullSecrets: ", b"containers: ", b"kind: List\n", b"items:\n", b"0755", b" " * 40,
+    b": ",
+    b"- ",
+    b"---\n",
+    b"...\n",
+    b"&a ",
+    b"*a",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b"\t",
+    b'"',
+    b"'",
+    b"\xff",
+    b"\xef\xbb\xbf",
+    b"\r\n",
+    b"\n",
+    b"image: ",
+    b"@sha256:" + b"a" * 64,
+    b":5000/",
+    b"{{ .Values.x }}",
+    b"null",
+    b"~",
+    b"!!str ",
+    b"? ",
+    b"|\n",
+    b">-\n",
+    b"#",
+    b"%YAML 1.1\n",
+    b"imagePullSecrets: ",
+    b"containers: ",
+    b"kind: List\n",
+    b"items:\n",
+    b"0755",
+    b" " * 40,
 ]
 OPTIONS = Options(
     rules=Rules(app_slug="acme", public=("docker.io/library/*",), private=("*",)),
@@ -95,6 +134,22 @@ def check(data: bytes) -> str:
 
 
 SEEDS: list[bytes] = []
+# The CLI arguments that mean OPTIONS, less the additional namespace (the oracle models
+# the Secrets of consumers' namespaces only).
+ORACLE_ARGS = ("--app-slug", "acme", "--license-id", "L", "--public", "docker.io/library/*",
+               "--private", "*", "--offline")  # fmt: skip
+
+
+def oracle_check(kubectl: object, data: bytes) -> str:
+    """'agrees' or 'kubectl refuses'; raises AssertionError when kubectl disagrees."""
+    import kubeoracle
+
+    assert isinstance(kubectl, kubeoracle.Kubectl)
+    try:
+        kubeoracle.check_render(kubectl, data, ORACLE_ARGS)
+    except kubeoracle.Refused:
+        return "kubectl refuses"
+    return "agrees"
 
 
 def main() -> int:
@@ -102,32 +157,68 @@ def main() -> int:
     parser.add_argument("--inputs", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("fuzz-crashes"))
+    parser.add_argument("--oracle", type=int, default=0, metavar="N",
+                        help="judge the first N inputs that render with kubectl")  # fmt: skip
     args = parser.parse_args()
     SEEDS.extend(seeds())
     rng = random.Random(args.seed)
     counts = {"rendered": 0, "error": 0, "crash": 0}
+    judged = {"agrees": 0, "kubectl refuses": 0, "disagrees": 0}
+    oracle_time = 0.0
+    kubectl = None
+    home = tempfile.TemporaryDirectory(prefix="fuzz-kubectl-")  # kubectl's HOME and caches
+    if args.oracle:
+        import kubeoracle
+
+        kubectl = kubeoracle.Kubectl(Path(home.name))
     slowest = 0.0
     started = time.monotonic()
-    for n in range(args.inputs):
-        data = mutate(rng.choice(SEEDS), rng)
-        begin = time.monotonic()
-        try:
-            counts[check(data)] += 1
-        except Exception:
-            counts["crash"] += 1
-            args.out.mkdir(exist_ok=True)
-            (args.out / f"crash-{n}.yaml").write_bytes(data)
-            (args.out / f"crash-{n}.txt").write_text(traceback.format_exc())
-        slowest = max(slowest, time.monotonic() - begin)
-        if (n + 1) % 10_000 == 0:
-            print(f"{n + 1} inputs: {counts}", flush=True)
+    try:
+        for n in range(args.inputs):
+            data = mutate(rng.choice(SEEDS), rng)
+            begin = time.monotonic()
+            try:
+                outcome = check(data)
+                counts[outcome] += 1
+            except Exception:
+                outcome = "crash"
+                counts["crash"] += 1
+                save(args.out, f"crash-{n}", data)
+            slowest = max(slowest, time.monotonic() - begin)
+            if kubectl is not None and outcome == "rendered" and sum(judged.values()) < args.oracle:
+                begin = time.monotonic()
+                try:
+                    judged[oracle_check(kubectl, data)] += 1
+                except Exception:
+                    judged["disagrees"] += 1
+                    save(args.out, f"oracle-{n}", data)
+                oracle_time += time.monotonic() - begin
+            if (n + 1) % 10_000 == 0:
+                print(f"{n + 1} inputs: {counts}", flush=True)
+    finally:
+        if kubectl is not None:
+            kubectl.stop()
+        home.cleanup()
     elapsed = time.monotonic() - started
     print(
         f"{args.inputs} inputs from {len(SEEDS)} corpus documents (seed {args.seed}): "
         f"{counts['rendered']} rendered, {counts['error']} clean errors, "
         f"{counts['crash']} crashes; {elapsed:.0f} s, slowest input {slowest * 1000:.0f} ms"
     )
-    return 1 if counts["crash"] else 0
+    if args.oracle:
+        print(
+            f"kubectl judged {sum(judged.values())} rendered inputs: {judged['agrees']} agree, "
+            f"{judged['kubectl refuses']} refused by kubectl, {judged['disagrees']} disagree; "
+            f"{oracle_time:.0f} s"
+        )
+    return 1 if counts["crash"] or judged["disagrees"] else 0
+
+
+def save(out: Path, name: str, data: bytes) -> None:
+    """The input and the traceback, for replay."""
+    out.mkdir(exist_ok=True)
+    (out / f"{name}.yaml").write_bytes(data)
+    (out / f"{name}.txt").write_text(traceback.format_exc())
 
 
 if __name__ == "__main__":

@@ -37,7 +37,9 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -493,8 +495,10 @@ def render(data: bytes, args: Sequence[str]) -> subprocess.CompletedProcess[byte
     with tempfile.TemporaryDirectory(prefix="kubeoracle-") as cache:
         env = {k: v for k, v in os.environ.items() if "REWRITER_" not in k}
         env["XDG_CACHE_HOME"] = cache
+        # The one on PATH (a test run puts the venv's first); else the one beside Python.
+        command = shutil.which("rewriter") or str(Path(sys.executable).parent / "rewriter")
         return subprocess.run(
-            ["rewriter", "render", "--cache", "none", *args],
+            [command, "render", "--cache", "none", *args],
             input=data, capture_output=True, env=env, check=False, timeout=300,
         )  # fmt: skip
 
