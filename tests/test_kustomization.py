@@ -209,7 +209,8 @@ def test_midstream_of_a_file(cli: Callable[..., Done], kubectl: str, tmp_path: P
     shutil.copy(CORPUS / base.name, base)
     text = assert_midstream_equals_render(cli, kubectl, base, tmp_path / "out", CORPUS_RULES)
     assert yaml.safe_load(text)["resources"] == [base.name, "pull-secret.yaml"]
-    assert (tmp_path / "out" / base.name).read_bytes() == base.read_bytes()
+    # The copy is marked as rewriter's, so a later run may replace or remove it.
+    assert (tmp_path / "out" / base.name).read_bytes() == HEADER.encode() + base.read_bytes()
 
 
 def test_an_entry_that_would_reach_too_far_becomes_patches(
@@ -394,3 +395,244 @@ def test_midstream_of_a_corpus_file_that_cannot_be_rewritten(
         "private image on a registry with a port cannot be proxied"
     )
     assert not (tmp_path / "out").exists()
+
+
+# --- issue 17: bases the midstream must refuse or get right (real kustomize) --------------
+
+WEB = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: shop
+spec:
+  template:
+    spec:
+      containers:
+      - name: api
+        image: quay.io/my-org/api:1
+"""
+OPTIONS: kh.Options = {"app-slug": "acme", "private": ["quay.io/my-org/*"], "cache": "none"}
+
+
+def small_base(tmp_path: Path, kustomization: str, **files: str) -> Path:
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "web.yaml").write_text(WEB)
+    (base / "kustomization.yaml").write_text(kustomization)
+    for name, text in files.items():
+        (base / name).write_text(text)
+    return base
+
+
+def refused(
+    kustomize: Path, base: Path, tmp_path: Path, *extra: str, out: Path | None = None
+) -> str:
+    """The generator's error line; nothing written."""
+    env = kh.host_env(tmp_path, kustomize)
+    out = out or tmp_path / "out"
+    done = kh.midstream(base, out, OPTIONS, env, *extra)
+    assert (done.returncode, done.stdout) == (1, b""), done.stderr.decode()
+    assert not (out / "kustomization.yaml").exists()
+    lines = [line for line in done.stderr.decode().splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, done.stderr.decode()
+    return lines[0]
+
+
+def test_a_base_secret_renamed_from_the_pull_secrets_name_is_refused(
+    kustomize: Path, tmp_path: Path
+) -> None:
+    """Item 1: kustomize's name references follow the base's rename of its own
+    `acme-registry`, so an overlay's `imagePullSecrets: acme-registry` would end up naming
+    `pre-acme-registry` (the pipe names rewriter's Secret)."""
+    secret = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: acme-registry\n  namespace: shop\n"
+    base = small_base(
+        tmp_path,
+        "namePrefix: pre-\nresources:\n- web.yaml\n- secret.yaml\n",
+        **{"secret.yaml": secret},
+    )
+    assert refused(kustomize, base, tmp_path) == (
+        "error: the base renames a Secret that was named 'acme-registry' (now "
+        "pre-acme-registry): kustomize would point the imagePullSecrets rewriter adds at it "
+        "instead of the pull Secret; choose another --secret-name"
+    )
+    # Another name for the pull Secret: the midstream equals the render.
+    env = kh.host_env(tmp_path, kustomize)
+    options = {**OPTIONS, "secret-name": "proxy-pull"}
+    reference = kh.reference(kustomize, base, options, env, tmp_path / "reference")
+    assert kh.midstream(base, tmp_path / "out", options, env).returncode == 0
+    assert kh.build(kustomize, tmp_path / "out", env).stdout == reference.rewritten
+
+
+def test_an_image_in_a_generated_object_is_refused(kustomize: Path, tmp_path: Path) -> None:
+    """Item 2: kustomize names (and hashes) a generated object after an overlay's patches,
+    so a patch for `settings-<hash>` would match nothing and leave the image private."""
+    base = small_base(
+        tmp_path,
+        "resources:\n- web.yaml\nconfigMapGenerator:\n- name: settings\n  namespace: shop\n"
+        "  literals:\n  - image=quay.io/my-org/api:1\n",
+    )
+    (tmp_path / "config.yaml").write_text("images:\n- kind: ConfigMap\n  path: data.image\n")
+    line = refused(kustomize, base, tmp_path, "--config", str(tmp_path / "config.yaml"))
+    assert line.startswith("error: ConfigMap shop/settings-")
+    assert line.endswith(
+        " is made by a ConfigMapGenerator in the base and holds an image field rewriter "
+        "changes: the midstream cannot patch a generated object; use the pipe, or declare "
+        "the object as a plain resource"
+    )
+    # Without that image field the generated ConfigMap is left alone, and all is well.
+    (tmp_path / "plain").mkdir()
+    assert_midstream_under_kustomize(kustomize, base, OPTIONS, tmp_path / "plain")
+
+
+def test_output_dir_inside_the_base_is_refused(kustomize: Path, tmp_path: Path) -> None:
+    """Item 4: the midstream would list a directory holding it (a cycle to kustomize)."""
+    base = small_base(tmp_path, "resources:\n- web.yaml\n")
+    assert refused(kustomize, base, tmp_path, out=base / "overlays" / "midstream") == (
+        "error: --output-dir must not be inside the base directory (kustomize would see a cycle)"
+    )
+
+
+@pytest.mark.parametrize(
+    "custom",
+    [
+        pytest.param("spec:\n  containers: [c, d]\n", id="containers-of-names"),
+        pytest.param(
+            "spec:\n  containers:\n  - image: {repository: x, tag: '1'}\n", id="image-map"
+        ),
+        pytest.param("spec:\n  deep:\n    initContainers: [[a]]\n", id="nested-list"),
+        pytest.param("spec: just text\n", id="scalar-spec"),
+        pytest.param("spec:\n  volumes:\n  - image: quay.io/my-org/api:1\n", id="volume-image"),
+    ],
+)
+def test_custom_resources_kustomize_images_cannot_walk(
+    kustomize: Path, tmp_path: Path, custom: str
+) -> None:
+    """Item 5: with any `images:` entry kustomize walks every resource's `containers` and
+    its image field specs, and fails the whole build on a shape it does not expect: such a
+    base gets patches only, and builds."""
+    widget = "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\n  namespace: shop\n"
+    base = small_base(
+        tmp_path, "resources:\n- web.yaml\n- widget.yaml\n", **{"widget.yaml": widget + custom}
+    )
+    _, text = assert_midstream_under_kustomize(kustomize, base, OPTIONS, tmp_path)
+    assert "images:" not in text
+    assert "value: proxy.replicated.com/proxy/acme/quay.io/my-org/api:1\n" in text
+
+
+def test_a_secret_generator_named_like_the_pull_secret_is_refused(
+    kustomize: Path, tmp_path: Path
+) -> None:
+    """Item 6: before kustomize adds the hash, the generated Secret and ours are one id."""
+    base = small_base(
+        tmp_path,
+        "resources:\n- web.yaml\nsecretGenerator:\n- name: acme-registry\n  namespace: shop\n"
+        "  literals:\n  - x=y\n",
+    )
+    line = refused(kustomize, base, tmp_path)
+    assert line.startswith("error: Secret shop/acme-registry-")
+    assert line.endswith(
+        " is made by a SecretGenerator named 'acme-registry', the pull Secret's name: "
+        "kustomize would take them for one Secret; choose another --secret-name"
+    )
+
+
+def test_resources_naming_the_kustomization_file_means_its_directory(
+    kustomize: Path, tmp_path: Path
+) -> None:
+    """Item 7: `--resources base/kustomization.yaml` builds the base, not a Kustomization
+    object as a resource; any other file holding one is refused."""
+    base = small_base(tmp_path, "resources:\n- web.yaml\n")
+    env = kh.host_env(tmp_path, kustomize)
+    reference = kh.reference(kustomize, base, OPTIONS, env, tmp_path / "reference")
+    done = kh.midstream(base / "kustomization.yaml", tmp_path / "out", OPTIONS, env)
+    assert (done.returncode, done.stderr) == (0, b""), done.stderr.decode()
+    assert yaml.safe_load((tmp_path / "out" / "kustomization.yaml").read_text())["resources"] == [
+        "../base",
+        "pull-secret.yaml",
+    ]
+    assert kh.build(kustomize, tmp_path / "out", env).stdout == reference.rewritten
+    other = tmp_path / "kust.yaml"
+    other.write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        "metadata:\n  name: base\nresources:\n- base\n"
+    )
+    assert refused(kustomize, other, tmp_path, out=tmp_path / "out2") == (
+        f"error: --resources {other}: the file holds a Kustomization, which kustomize would "
+        "take as a resource; pass the directory of the kustomization"
+    )
+
+
+def test_the_output_directory_is_the_users(kustomize: Path, tmp_path: Path) -> None:
+    """Item 8: rewriter writes only files it marks as its own, refuses to replace any
+    other, and removes its own that a later run no longer needs."""
+    env = kh.host_env(tmp_path, kustomize)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "pull-secret.yaml").write_text("# mine\n")
+    base = tmp_path / "web.yaml"
+    base.write_text(WEB)
+    assert refused(kustomize, base, tmp_path) == (
+        f"error: {out}/pull-secret.yaml exists and was not generated by rewriter; choose an "
+        "empty --output-dir"
+    )
+    assert (out / "pull-secret.yaml").read_text() == "# mine\n"
+    (out / "pull-secret.yaml").unlink()
+    (out / "web.yaml").write_text("# also mine\n")  # named like the copy of the base
+    assert refused(kustomize, base, tmp_path).endswith(
+        f"{out}/web.yaml exists and was not generated by rewriter; choose an empty --output-dir"
+    )
+    (out / "web.yaml").unlink()
+    # The base inside the output directory, named like rewriter's Secret file.
+    inside = out / "pull-secret.yaml"
+    inside.write_text(WEB)
+    assert refused(kustomize, inside, tmp_path) == (
+        f"error: {inside} exists and was not generated by rewriter; choose an empty --output-dir"
+    )
+    assert inside.read_text() == WEB
+    inside.unlink()
+    # Copies of earlier bases are rewriter's: replaced, or removed when stale.
+    (out / "notes.txt").write_text("keep me\n")
+    assert kh.midstream(base, out, OPTIONS, env).returncode == 0
+    assert (out / "web.yaml").read_text() == HEADER + WEB
+    other = tmp_path / "api.yaml"
+    other.write_text(WEB.replace("name: web", "name: api"))
+    done = kh.midstream(other, out, OPTIONS, env)
+    assert (done.returncode, done.stderr) == (0, b""), done.stderr.decode()
+    assert sorted(path.name for path in out.iterdir()) == [
+        "api.yaml",
+        "kustomization.yaml",
+        "notes.txt",
+        "pull-secret.yaml",
+    ]
+    assert (out / "notes.txt").read_text() == "keep me\n"
+
+
+def test_a_failed_regeneration_leaves_the_previous_midstream(
+    kustomize: Path, tmp_path: Path
+) -> None:
+    """Item 9: files are written aside and moved into place only when all are written;
+    a filesystem error is a plain `error:` line. (Tests may run as root, so permissions
+    cannot make a write fail: a directory in the way does.)"""
+    env = kh.host_env(tmp_path, kustomize)
+    base = small_base(tmp_path, "resources:\n- web.yaml\n")
+    out = tmp_path / "out"
+    assert kh.midstream(base, out, OPTIONS, env).returncode == 0
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    (base / "web.yaml").write_text(WEB.replace("api:1", "api:2-a-longer-tag-for-a-longer-patch"))
+    # The new kustomization.yaml cannot be written (its staging name is taken by a
+    # directory), after the new pull-secret.yaml was.
+    (out / ".kustomization.yaml.rewriter-new").mkdir()
+    done = kh.midstream(base, out, {**OPTIONS, "private": ["quay.io/*"]}, env)
+    assert (done.returncode, done.stdout) == (1, b"")
+    assert done.stderr.decode() == f"error: cannot write {out}/kustomization.yaml: Is a directory\n"
+    (out / ".kustomization.yaml.rewriter-new").rmdir()
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+    # An output directory that is a file.
+    blocked = tmp_path / "blocked"
+    blocked.write_text("")
+    done = kh.midstream(base, blocked / "out", OPTIONS, env)
+    assert (done.returncode, done.stderr.decode()) == (
+        1,
+        f"error: cannot create --output-dir {blocked}/out: Not a directory\n",
+    )
