@@ -24,6 +24,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from rewriter import edit
 from rewriter.config import ConfigFile, parse_config
+from rewriter.decide import Action
 from rewriter.document import get, scalar
 from rewriter.errors import RewriterError
 from rewriter.render import Plan, Prober, plan, rewrite
@@ -34,7 +35,15 @@ from rewriter.stream import BOM
 
 CONFIG_API_VERSION = "rewriter.dev/v1alpha1"
 CONFIG_KIND = "RewriterConfig"
-RESOURCE_LIST_VERSIONS = ("config.kubernetes.io/v1", "config.kubernetes.io/v1alpha1")
+RESOURCE_LIST_VERSIONS = (
+    "config.kubernetes.io/v1",
+    "config.kubernetes.io/v1beta1",
+    "config.kubernetes.io/v1alpha1",
+)
+# kustomize's record of the names a resource had before its transformers renamed it.
+PREVIOUS_NAMES = "internal.config.kubernetes.io/previousNames"
+PATH_ANNOTATIONS = ("internal.config.kubernetes.io/path", "config.kubernetes.io/path")
+INDEX_ANNOTATIONS = ("internal.config.kubernetes.io/index", "config.kubernetes.io/index")
 
 # Builds the probe once settings are known (the CLI's, so both commands probe alike).
 MakeProber = Callable[[Settings, Reporter], Prober]
@@ -48,17 +57,29 @@ class ItemRef:
 
     api_version: str | None
     kind: str | None
-    name: str | None
+    name: str | None  # metadata.name, else generateName: the spec requires one
     namespace: str | None
+    file: dict[str, Any] | None = None  # from the path annotations, when present
 
     def as_result(self) -> dict[str, str]:
+        """A resourceRef: apiVersion, kind and name always (the spec requires them)."""
         ref = {
-            "apiVersion": self.api_version,
-            "kind": self.kind,
-            "name": self.name,
-            "namespace": self.namespace,
+            "apiVersion": self.api_version or "",
+            "kind": self.kind or "",
+            "name": self.name or "",
         }
-        return {key: value for key, value in ref.items() if value}
+        if self.namespace:
+            ref["namespace"] = self.namespace
+        return ref
+
+    def located(self, entry: dict[str, Any], field: str | None) -> dict[str, Any]:
+        """`entry` with this item's resourceRef, field and file."""
+        entry["resourceRef"] = self.as_result()
+        if field:
+            entry["field"] = {"path": field}
+        if self.file:
+            entry["file"] = self.file
+        return entry
 
     def label(self) -> str:
         """`Kind ns/name`, as the engine's messages say it."""
@@ -82,6 +103,7 @@ def run(
         results.items = _item_refs(root)
         config = function_config(_construct(get(root, "functionConfig")), results)
         settings = resolve(flags, base=config)
+        _check_items(root, results.items, settings.options.secret_name)
         settings = replace(settings, cache=absolute_cache(settings.cache))
         if settings.log_file is not None and reporter.log is None:
             reporter.log = _open_log(settings.log_file)
@@ -92,10 +114,11 @@ def run(
     except RewriterError as exc:
         message = _KRM_WHERE.sub(_krm_where, str(exc))
         entries = results.entries(the_plan)
-        entries.append({"message": message, "severity": "error"})
+        entries.extend(results.errors(str(exc), message, the_plan))
         out.write(_failed(data, entries).encode("utf-8"))
         out.flush()
         raise RewriterError(message) from None
+    output = _with_items(output)
     bom = BOM if data.startswith(BOM) else b""
     out.write(bom + output.encode("utf-8"))
     out.flush()
@@ -243,15 +266,57 @@ def _item_refs(root: MappingNode) -> list[ItemRef]:
     refs = []
     for item in _items(root):
         meta = get(item, "metadata")
+        annotations = get(meta, "annotations")
+        path = next(
+            (scalar(get(annotations, a)) for a in PATH_ANNOTATIONS if get(annotations, a)), None
+        )
+        index = next(
+            (scalar(get(annotations, a)) for a in INDEX_ANNOTATIONS if get(annotations, a)), None
+        )
+        file: dict[str, Any] | None = None
+        if path:
+            file = {"path": path}
+            if index is not None and index.isdigit():
+                file["index"] = int(index)
         refs.append(
             ItemRef(
                 scalar(get(item, "apiVersion")),
                 scalar(get(item, "kind")),
-                scalar(get(meta, "name")),
+                scalar(get(meta, "name")) or scalar(get(meta, "generateName")),
                 scalar(get(meta, "namespace")),
+                file,
             )
         )
     return refs
+
+
+def _check_items(root: MappingNode, refs: list[ItemRef], secret_name: str) -> None:
+    """What the edit in place cannot handle, refused rather than passed over in silence."""
+    for index, item in enumerate(_items(root)):
+        ref = refs[index]
+        nested = get(item, "items")
+        if (ref.kind or "").endswith("List") and isinstance(nested, SequenceNode) and nested.value:
+            # render reads one level of Lists: the items of the ResourceList.
+            raise RewriterError(
+                f"items[{index}]: {ref.label()} is a List inside the ResourceList; its "
+                "resources would not be rewritten: send them as items of their own"
+            )
+        meta = get(item, "metadata")
+        previous = (scalar(get(get(meta, "annotations"), PREVIOUS_NAMES)) or "").split(",")
+        if ref.kind == "Secret" and ref.name != secret_name and secret_name in previous:
+            # kustomize's name references follow renames: after this function, a pod's
+            # `imagePullSecrets: {secret_name}` would be pointed at this Secret.
+            ours = scalar(get(get(meta, "labels"), MANAGED_BY_LABEL)) == MANAGED_BY
+            why = (
+                "rewriter's pull Secret from an earlier run of the function, renamed by "
+                "kustomize since (run the function once, in the last overlay)"
+                if ours
+                else "a Secret the base renamed; kustomize would point the imagePullSecrets "
+                "rewriter adds at it (choose another --secret-name)"
+            )
+            raise RewriterError(
+                f"items[{index}]: {ref.label()} was named {secret_name!r}: it is {why}"
+            )
 
 
 def _with_secrets(text: str, secrets: list[str], settings: Settings) -> str:
@@ -299,6 +364,28 @@ def _with_secrets(text: str, secrets: list[str], settings: Settings) -> str:
     result = edit.apply(text, splices)
     _verify(result, kept, new_items)
     return result
+
+
+def _with_items(text: str) -> str:
+    """`items: []` where the input had none or `items: null`: the answer is a list."""
+    root = _compose(text)
+    assert isinstance(root, MappingNode)
+    node = get(root, "items")
+    if isinstance(node, SequenceNode):
+        return text
+    if node is not None:  # null (checked by _read_resource_list)
+        start, end = node.start_mark.index, node.end_mark.index
+        lead = "" if start > 0 and text[start - 1] in " \t" else " "
+        return edit.apply(text, [edit.Splice(start, end, lead + "[]")])
+    if root.flow_style:
+        close = root.end_mark.index - 1
+        separator = ", " if root.value else ""
+        return edit.apply(text, [edit.Splice(close, close, f'{separator}"items": []')])
+    at = root.end_mark.index
+    brk = _line_break(text)
+    lead = "" if at == 0 or text[at - 1] == "\n" else brk
+    column = root.value[0][0].start_mark.column if root.value else 0
+    return edit.apply(text, [edit.Splice(at, at, f"{lead}{' ' * column}items: []{brk}")])
 
 
 def _with_results(text: str, results: list[dict[str, Any]]) -> str:
@@ -406,6 +493,10 @@ def _verify(text: str, kept: int, added: list[Any]) -> None:
 _ITEM_FIELD = re.compile(r"items\[(\d+)\]\.([^\s:]+):\s+")
 
 
+# `items[3]: ...` or `document 0 (...) items[3].spec...image: ...` in an error message
+_ITEM_NAMED = re.compile(r"items\[(\d+)\](?:\.([^\s:]+))?:")
+
+
 # `document 0 (Deployment ns/web, line 40) items[3].spec...` in an error message
 _KRM_WHERE = re.compile(r"document \d+ \(([^()]*?), line \d+\):? items\[\d+\]\.")
 
@@ -454,10 +545,37 @@ class _Results(Reporter):
                 index, field = decided[message]
             entry: dict[str, Any] = {"message": message, "severity": "warning"}
             if 0 <= index < len(self.items):
-                entry["resourceRef"] = self.items[index].as_result()
-                entry["field"] = {"path": field}
+                entry = self.items[index].located(entry, field)
             entries.append(entry)
         return entries
+
+    def errors(self, raw: str, message: str, the_plan: Plan | None) -> list[dict[str, Any]]:
+        """The error as results: one per image that cannot be rewritten, each located;
+        another error located when it names an item."""
+        failures = [
+            found
+            for found in (the_plan.found if the_plan is not None else [])
+            if found.decision is not None and found.decision.action is Action.FAIL
+        ]
+        entries: list[dict[str, Any]] = []
+        for found in failures:
+            assert found.decision is not None
+            item = re.fullmatch(r"items\[(\d+)\]", found.site.resource.path)
+            entry: dict[str, Any] = {
+                "message": f"{found.ref.text}: {found.decision.reason}",
+                "severity": "error",
+            }
+            if item and int(item.group(1)) < len(self.items):
+                field = found.site.path[len(found.site.resource.path) + 1 :]
+                entry = self.items[int(item.group(1))].located(entry, field)
+            entries.append(entry)
+        if entries and raw.startswith(f"{len(failures)} image(s) cannot be rewritten"):
+            return entries
+        entry = {"message": message, "severity": "error"}
+        named = _ITEM_NAMED.search(raw)
+        if named and int(named.group(1)) < len(self.items):
+            entry = self.items[int(named.group(1))].located(entry, named.group(2))
+        return [entry]
 
 
 def _open_log(path: Any) -> TextIO:

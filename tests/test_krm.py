@@ -102,6 +102,9 @@ results:
     namespace: shop
   field:
     path: spec.template.spec.containers[2].image
+  file:
+    path: web.yaml
+    index: 0
 """
 )  # fmt: skip
 
@@ -193,7 +196,16 @@ def test_failure_answers_with_an_error_result_and_exits_1(krm: Callable[..., Don
     )
     assert done.stderr.decode().endswith(f"error: {message}\n")
     answer = yaml.safe_load(done.stdout)
-    assert answer["results"][-1] == {"message": message, "severity": "error"}
+    # One located result per image that cannot be rewritten (issue 17 item 12).
+    assert answer["results"][-1] == {
+        "message": "localhost:5000/api:1: rule --private '*'; a private image on a registry "
+        "with a port cannot be proxied",
+        "severity": "error",
+        "resourceRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web",
+                        "namespace": "shop"},
+        "field": {"path": "spec.template.spec.containers[0].image"},
+        "file": {"path": "web.yaml", "index": 0},
+    }  # fmt: skip
     assert done.stdout.decode().startswith(
         HEAD + WEB.replace("quay.io/my-org/api:v1.0.1", "localhost:5000/api:1")
     )
