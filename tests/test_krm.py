@@ -719,3 +719,124 @@ def test_a_function_config_may_not_choose_where_credentials_go(
     done = kh.build_with_function(kustomize, overlay, env)
     assert (done.returncode, done.stdout) == (1, b"")
     assert "proxy-host" in done.stderr.decode()  # "a forbidden option is an error naming it"
+
+
+# --- issue 17 ---------------------------------------------------------------------------
+
+POD = """\
+- apiVersion: v1
+  kind: Pod
+  metadata:
+    generateName: job-
+    namespace: shop
+  spec:
+    containers:
+    - name: c
+      image: "{{ x }}"
+"""
+
+
+def test_a_base_secret_renamed_from_the_pull_secrets_name_is_refused_by_the_function(
+    kustomize: Path, tmp_path: Path
+) -> None:
+    """Item 1: after the function, kustomize's name references would point the new
+    `imagePullSecrets: acme-registry` at the base's Secret renamed from that name."""
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "kustomization.yaml").write_text("namePrefix: pre-\nresources:\n- all.yaml\n")
+    (base / "all.yaml").write_text(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: acme-registry\n  namespace: shop\n---\n"
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  namespace: shop\nspec:\n"
+        "  containers:\n  - name: c\n    image: quay.io/my-org/api:1\n"
+    )
+    env = kh.host_env(tmp_path, kustomize)
+    overlay = kh.exec_overlay(tmp_path / "function", base, kh.HOST_OPTIONS)
+    done = kh.build_with_function(kustomize, overlay, env)
+    assert (done.returncode, done.stdout) == (1, b"")
+    assert (
+        "\nerror: items[0]: Secret shop/pre-acme-registry was named 'acme-registry': it is a "
+        "Secret the base renamed; kustomize would point the imagePullSecrets rewriter adds at "
+        "it (choose another --secret-name)\n"
+    ) in "\n" + done.stderr.decode()
+
+
+def test_two_overlays_with_a_name_prefix_between_them_are_refused(
+    kustomize: Path, tmp_path: Path
+) -> None:
+    """Item 13: the first run's Secret, renamed by the overlay between, is not the
+    second run's to replace; the layering rule (docs/kustomize.md) is one run, last."""
+    base = kh.app_base(tmp_path)
+    env = kh.host_env(tmp_path, kustomize)
+    kh.exec_overlay(tmp_path / "once", base, kh.HOST_OPTIONS)
+    middle = tmp_path / "middle"
+    middle.mkdir()
+    (middle / "kustomization.yaml").write_text("namePrefix: prod-\nresources:\n- ../once\n")
+    twice = kh.exec_overlay(tmp_path / "twice", middle, kh.HOST_OPTIONS)
+    done = kh.build_with_function(kustomize, twice, env)
+    assert (done.returncode, done.stdout) == (1, b"")
+    assert re.search(
+        r"\nerror: items\[\d+\]: Secret shop/prod-acme-registry was named 'acme-registry': it "
+        r"is rewriter's pull Secret from an earlier run of the function, renamed by kustomize "
+        r"since \(run the function once, in the last overlay\)\n",
+        "\n" + done.stderr.decode(),
+    )
+
+
+def test_a_list_item_is_refused(krm: Callable[..., Done], kubectl: str, tmp_path: Path) -> None:
+    """Item 3: kpt and others may send a `kind: List` item; render reads one level of
+    Lists (the ResourceList's), so its images would be skipped in silence."""
+    nested = "- apiVersion: v1\n  kind: List\n  metadata: {}\n  items:\n" + textwrap.indent(
+        WEB, "  "
+    )
+    done = krm(HEAD + nested + FUNCTION_CONFIG)
+    assert done.returncode == 1
+    message = (
+        "items[0]: List ? is a List inside the ResourceList; its resources would not be "
+        "rewritten: send them as items of their own"
+    )
+    assert done.stderr.decode() == f"error: {message}\n"
+    assert yaml.safe_load(done.stdout)["results"] == [
+        {
+            "message": message,
+            "severity": "error",
+            "resourceRef": {"apiVersion": "v1", "kind": "List", "name": ""},
+        }
+    ]
+    # kustomize itself splits a List into its items: its functions never get one.
+    (tmp_path / "list.yaml").write_text(
+        "apiVersion: v1\nkind: List\nitems:\n" + WEB.replace("\n    annotations:", "\n    x:")
+    )
+    (tmp_path / "kustomization.yaml").write_text("resources:\n- list.yaml\n")
+    built = kustomize(kubectl, tmp_path)
+    assert built.returncode == 0, built.stderr
+    assert built.stdout.startswith(b"apiVersion: apps/v1\nkind: Deployment\n")
+
+
+def test_v1beta1_resource_lists(krm: Callable[..., Done]) -> None:
+    """Item 10: the older ResourceList version is answered in kind."""
+    done = krm(INPUT.replace("config.kubernetes.io/v1\n", "config.kubernetes.io/v1beta1\n", 1))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode() == EXPECTED.replace(
+        "config.kubernetes.io/v1\n", "config.kubernetes.io/v1beta1\n", 1
+    )
+
+
+def test_results_follow_the_spec(krm: Callable[..., Done]) -> None:
+    """Item 12: a resourceRef names an item with only generateName; no items is items: []."""
+    done = krm(HEAD + POD + FUNCTION_CONFIG)
+    assert done.returncode == 0, done.stderr
+    assert yaml.safe_load(done.stdout)["results"][0]["resourceRef"] == {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "name": "job-",
+        "namespace": "shop",
+    }
+    assert b"None" not in done.stderr
+    assert done.stderr.decode().startswith("warning: Pod shop/job- spec.containers[0].image: ")
+    for listing in (
+        "apiVersion: config.kubernetes.io/v1\nkind: ResourceList\n",
+        "apiVersion: config.kubernetes.io/v1\nkind: ResourceList\nitems: null\n",
+    ):
+        done = krm(listing + FUNCTION_CONFIG)
+        assert done.returncode == 0, done.stderr
+        assert yaml.safe_load(done.stdout)["items"] == []
