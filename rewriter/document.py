@@ -7,8 +7,9 @@ editor change one scalar without touching the bytes around it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 import yaml
@@ -16,6 +17,18 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from rewriter.errors import RewriterError
 from rewriter.stream import Chunk, check_depth, yaml_error
+
+MERGE_TAG = "tag:yaml.org,2002:merge"
+# An anchor property: `&` at the start of a node, after a blank, `-`, `:` or a flow
+# indicator. `a&b` inside a URL is not one. A cheap test on the text, so that documents
+# without anchors (nearly all) never pay for the alias bookkeeping.
+_ANCHOR = re.compile(r"(?:^|[\s,\[{])&[^\s,\[\]{}]", re.MULTILINE)
+
+# One physical step: a collection and the index of an entry (a mapping's value) or item
+# in its `value` list. A route from the document root follows the text, not the
+# decoded object: through aliases and into the maps a `<<` merges.
+Step = tuple[Node, int]
+Route = tuple[Step, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +54,9 @@ class Document:
     text: str
     root: Node | None
     line_break: str  # '\r\n' when the document uses it, so inserted lines match
+    # Whether the text has an anchor: only then can one node be read at two places, and
+    # only then do edits need the alias bookkeeping of edit.py.
+    shared: bool = field(default=False)
 
     @property
     def index(self) -> int:
@@ -84,14 +100,23 @@ def parse(chunk: Chunk) -> Document:
         root = yaml.compose(text, Loader=yaml.CSafeLoader)
     except yaml.YAMLError as exc:
         raise yaml_error(chunk, exc) from None
+    shared = "&" in text and _ANCHOR.search(text) is not None
+    if shared:
+        _refuse_cycles(chunk, root)
     _refuse_duplicate_keys(chunk, root)
     line_break = "\r\n" if "\r\n" in text else "\n"
-    return Document(chunk, text, root, line_break)
+    return Document(chunk, text, root, line_break, shared)
 
 
 def _refuse_duplicate_keys(chunk: Chunk, root: Node | None) -> None:
     """YAML forbids them, and consumers disagree on which one wins: rewriting the first
-    `image` while the cluster reads the second would leak a private image unproxied."""
+    `image` while the cluster reads the second would leak a private image unproxied.
+
+    A key given explicitly and also by a `<<` merge is no duplicate when it follows the
+    merge: every reader takes the explicit one. Before the merge, readers disagree
+    (kubectl, whose go-yaml v2 lets the later `<<` overwrite it, against kustomize's
+    yaml.v3 and the YAML merge spec, where the explicit key wins), so that is refused too.
+    """
     stack = [root]
     seen: set[int] = set()
     while stack:
@@ -100,26 +125,161 @@ def _refuse_duplicate_keys(chunk: Chunk, root: Node | None) -> None:
             continue
         seen.add(id(node))
         if isinstance(node, MappingNode):
-            keys: set[str] = set()
+            keys: dict[str, Node] = {}
             for key, value in node.value:
                 if isinstance(key, ScalarNode):
+                    if key.tag == MERGE_TAG:
+                        _check_merge(chunk, key, value, keys)
                     if key.value in keys:
                         raise RewriterError(
                             f"{chunk.where(key.start_mark.line)}: duplicate key {key.value!r}"
                         )
-                    keys.add(key.value)
+                    keys[key.value] = key
                 stack.append(value)
         elif isinstance(node, SequenceNode):
             stack.extend(node.value)
 
 
+def _check_merge(chunk: Chunk, key: ScalarNode, value: Node, before: dict[str, Node]) -> None:
+    """A `<<` needs a mapping or a list of mappings (kubectl refuses anything else), and
+    must not supply a key given explicitly before it (see _refuse_duplicate_keys)."""
+    maps = value.value if isinstance(value, SequenceNode) else [value]
+    if not maps or not all(isinstance(m, MappingNode) for m in maps):
+        raise RewriterError(
+            f"{chunk.where(key.start_mark.line)}: a merge key `<<` needs a mapping or a "
+            "list of mappings"
+        )
+    for merged in maps:
+        for merged_key, _ in items(cast(MappingNode, merged)):
+            name = scalar(merged_key)
+            if name is not None and name in before:
+                line = before[name].start_mark.line
+                raise RewriterError(
+                    f"{chunk.where(line)}: key {name!r} is given before a `<<` merge that "
+                    "also supplies it, and YAML readers disagree on which one wins "
+                    "(kubectl takes the merged one); put the key after the `<<`"
+                )
+
+
+def _refuse_cycles(chunk: Chunk, root: Node | None) -> None:
+    """An alias inside its own anchor (`&a [*a]`) composes into a cycle; kubectl refuses
+    it, and following it would never end."""
+    on_path: set[int] = set()
+    done: set[int] = set()
+    # Iterative depth-first search: (node, children left to visit).
+    stack: list[tuple[Node, Iterator[Node]]] = []
+
+    def children(node: Node) -> Iterator[Node]:
+        if isinstance(node, MappingNode):
+            for _, value in node.value:
+                yield value
+        elif isinstance(node, SequenceNode):
+            yield from node.value
+
+    if root is None:
+        return
+    stack.append((root, children(root)))
+    on_path.add(id(root))
+    while stack:
+        node, rest = stack[-1]
+        child = next(rest, None)
+        if child is None:
+            stack.pop()
+            on_path.discard(id(node))
+            done.add(id(node))
+        elif id(child) in on_path:
+            raise RewriterError(
+                f"{chunk.where(child.start_mark.line)}: an anchor is used inside itself"
+            )
+        elif id(child) not in done:
+            on_path.add(id(child))
+            stack.append((child, children(child)))
+
+
 def get(node: Node | None, key: str) -> Node | None:
-    """The value under `key` in a mapping node, or None."""
+    """The value under `key` in a mapping node as kubectl reads it, or None.
+
+    Keys a `<<` merges count; an explicit key wins over them (one before the merge is
+    refused at parse time), and in `<<: [*a, *b]` the earlier map wins.
+    """
     if isinstance(node, MappingNode):
+        merges = False
         for k, v in node.value:
-            if isinstance(k, ScalarNode) and k.value == key:
+            if k.value == key and isinstance(k, ScalarNode) and k.tag != MERGE_TAG:
                 return cast(Node, v)
+            if k.tag == MERGE_TAG:
+                merges = True
+        if merges:
+            found = entry(node, key)
+            return found[1] if found else None
     return None
+
+
+def entry(node: MappingNode, key: str) -> tuple[Route, Node] | None:
+    """Where `key` of a mapping lives in the text: the steps from `node` to its value
+    (through `<<` merges) and the value. The one place merge keys are resolved."""
+    merge: tuple[int, Node] | None = None
+    for i, (k, v) in enumerate(node.value):
+        if isinstance(k, ScalarNode):
+            if k.tag == MERGE_TAG:
+                merge = (i, v)
+            elif k.value == key:
+                return ((node, i),), v
+    if merge is None:
+        return None
+    i, value = merge
+    if isinstance(value, MappingNode):
+        found = entry(value, key)
+        return (((node, i), *found[0]), found[1]) if found else None
+    if isinstance(value, SequenceNode):
+        for j, merged in enumerate(value.value):
+            found = entry(merged, key) if isinstance(merged, MappingNode) else None
+            if found:
+                return (((node, i), (value, j), *found[0]), found[1])
+    return None
+
+
+def items(node: MappingNode) -> list[tuple[Node, Node]]:
+    """The entries of a mapping as kubectl reads them: explicit keys, then the keys the
+    merges add that are not given explicitly (the earlier merged map winning)."""
+    if not any(k.tag == MERGE_TAG for k, _ in node.value):
+        return cast(list[tuple[Node, Node]], node.value)
+    explicit = [(k, v) for k, v in node.value if k.tag != MERGE_TAG]
+    names = {scalar(k) for k, _ in explicit}
+    result = list(explicit)
+    for k, v in node.value:
+        if k.tag != MERGE_TAG:
+            continue
+        maps = v.value if isinstance(v, SequenceNode) else [v]
+        for merged in maps:
+            if isinstance(merged, MappingNode):
+                for mk, mv in items(merged):
+                    if scalar(mk) not in names:
+                        names.add(scalar(mk))
+                        result.append((mk, mv))
+    return result
+
+
+def route(root: Node | None, path: str) -> Route | None:
+    """The physical steps to the node at a logical field path (`items[1].spec.x[0].y`)."""
+    steps: list[Step] = []
+    node = root
+    for name, index in _PATH_TOKEN.findall(path):
+        if name:
+            found = entry(node, name) if isinstance(node, MappingNode) else None
+            if found is None:
+                return None
+            steps.extend(found[0])
+            node = found[1]
+        else:
+            if not isinstance(node, SequenceNode) or int(index) >= len(node.value):
+                return None
+            steps.append((node, int(index)))
+            node = node.value[int(index)]
+    return tuple(steps)
+
+
+_PATH_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
 def scalar(node: Node | None) -> str | None:
@@ -139,7 +299,7 @@ def annotations_of(resource: Resource) -> dict[str, str]:
     found = get_path(resource.node, "metadata", "annotations")
     result: dict[str, str] = {}
     if isinstance(found, MappingNode):
-        for k, v in found.value:
+        for k, v in items(found):
             key, value = scalar(k), scalar(v)
             if key is not None and value is not None:
                 result[key] = value

@@ -12,6 +12,7 @@ import fnmatch
 import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeGuard
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
@@ -100,6 +101,7 @@ POD_SPEC_IMAGES: tuple[Path, ...] = (
     ("volumes", "[*]", "image", "reference"),
 )
 POD_SPEC_PULL_SECRETS: Path = ("imagePullSecrets",)
+POD_SPEC_CONTAINERS = ("containers", "initContainers", "ephemeralContainers")
 
 NEVER_SCANNED = frozenset({"CustomResourceDefinition"})
 # Objects that hold data, never a pod: the shapes (kinds '*') do not apply to them, only
@@ -163,42 +165,46 @@ def find_images(resource: Resource, table: FieldTable) -> Iterator[ImageSite]:
     if resource.kind in NEVER_SCANNED:
         return
     prefix = (resource.path,) if resource.path else ()
-    # Tables may overlap (a catalogue entry for a kind the shapes already cover) and
-    # aliases share nodes: each place is reported once.
-    seen: set[int] = set()
+    # Tables may overlap (a catalogue entry for a kind the shapes already cover): each
+    # place is reported once. Places, not nodes: an alias or a `<<` merge puts one node
+    # at several places, and each is a field the cluster reads (and edit.py must know
+    # every reader of a node before it changes it).
+    seen: set[str] = set()
     for spec_field in table.pod_specs:
         if not spec_field.applies(resource):
             continue
         for spec_node, spec_path in walk(resource.node, spec_field.path, prefix):
-            if not isinstance(spec_node, MappingNode) or get(spec_node, "containers") is None:
+            if not _is_pod_spec(spec_node):
                 continue
-            if id(spec_node) in seen:
-                continue
-            seen.add(id(spec_node))
             pod_spec = PodSpec(spec_node, format_path(spec_path))
+            if pod_spec.path in seen:
+                continue
+            seen.add(pod_spec.path)
             for image_path in POD_SPEC_IMAGES:
                 for node, path in walk(spec_node, image_path, spec_path):
-                    if isinstance(node, ScalarNode) and id(node) not in seen:
-                        seen.add(id(node))
-                        yield ImageSite(
-                            resource, node, format_path(path), pod_spec, PullSecrets.WARN
-                        )
+                    if isinstance(node, ScalarNode) and (text := format_path(path)) not in seen:
+                        seen.add(text)
+                        yield ImageSite(resource, node, text, pod_spec, PullSecrets.WARN)
             if table.related_images:
                 for node, path in _related_images(spec_node, spec_path):
-                    if id(node) not in seen:
-                        seen.add(id(node))
+                    if (text := format_path(path)) not in seen:
+                        seen.add(text)
                         # The operator's operands pull these, with their own pods.
-                        yield ImageSite(
-                            resource, node, format_path(path), None, PullSecrets.ELSEWHERE
-                        )
+                        yield ImageSite(resource, node, text, None, PullSecrets.ELSEWHERE)
     for image_field in table.images:
         if not image_field.applies(resource):
             continue
         for node, path in walk(resource.node, image_field.path, prefix):
-            if isinstance(node, ScalarNode) and id(node) not in seen:
-                seen.add(id(node))
-                site = ImageSite(resource, node, format_path(path), None, image_field.pull_secrets)
-                yield site
+            if isinstance(node, ScalarNode) and (text := format_path(path)) not in seen:
+                seen.add(text)
+                yield ImageSite(resource, node, text, None, image_field.pull_secrets)
+
+
+def _is_pod_spec(node: Node) -> TypeGuard[MappingNode]:
+    """A mapping with any of the container lists (a pod of init containers only is one)."""
+    return isinstance(node, MappingNode) and any(
+        get(node, key) is not None for key in POD_SPEC_CONTAINERS
+    )
 
 
 def _related_images(

@@ -21,7 +21,17 @@ from yaml.nodes import MappingNode
 
 from rewriter import edit, prefilter
 from rewriter.decide import Action, Decision, Rules, collisions, decide, decide_by_rule
-from rewriter.document import Document, Resource, annotations_of, get, get_path, parse, scalar
+from rewriter.document import (
+    Document,
+    Resource,
+    Route,
+    annotations_of,
+    get,
+    get_path,
+    parse,
+    route,
+    scalar,
+)
 from rewriter.errors import RewriterError
 from rewriter.fields import (
     DATA_KINDS,
@@ -48,7 +58,9 @@ Prober = Callable[[Sequence[ImageRef]], Mapping[ProbeKey, ProbeResult]]
 
 ALL_NAMESPACES = "*"
 ORIGINAL_IMAGES = "rewriter/original-images"  # the audit annotation: {field: image as it was}
-_STR_TAG = "tag:yaml.org,2002:str"
+_CORE_TAG = "tag:yaml.org,2002:"
+_STR_TAG = _CORE_TAG + "str"
+_BINARY_TAG = _CORE_TAG + "binary"
 # Kinds worth proving from the bytes (rewriter/prefilter.py): a cheap gate before libyaml.
 _KIND_HINT = re.compile(
     rb"^kind:[ \t]*[\"']?(?:CustomResourceDefinition|ConfigMap|Secret)\b", re.MULTILINE
@@ -211,17 +223,21 @@ def rewrite(the_plan: Plan, options: Options, report: Reporter) -> Rendered:
     failures = [f for f in the_plan.found if f.decision and f.decision.action is Action.FAIL]
     if failures:
         raise RewriterError(_failure_message(failures))
-    edits: dict[int, list[edit.Splice]] = {}
+    # Changes by document, each with its route (for documents with anchors, where one
+    # node may be read at several places: edit.splices decides how to write them).
+    edits: dict[int, list[tuple[Route, edit.Change]]] = {}
     consumers: dict[str | None, Consumers] = {}
-    holders_done: set[int] = set()
-    originals: dict[int, tuple[Found, dict[str, str]]] = {}  # by resource node
+    holders_done: set[tuple[int, str]] = set()  # by document and field path
+    originals: dict[tuple[int, str], tuple[Found, dict[str, str]]] = {}  # by resource
     for found in the_plan.found:
         decision = found.decision
         assert decision is not None
         splices = edits.setdefault(found.doc.index, [])
         if decision.new_text is not None:
-            splices.append(edit.replace_scalar(found.doc, found.site.node, decision.new_text))
-            entry = originals.setdefault(id(found.site.resource.node), (found, {}))
+            change = edit.scalar_change(found.site.node, decision.new_text)
+            splices.append((_route(found.doc, found.site.path), change))
+            resource_key = (found.doc.index, found.site.resource.path)
+            entry = originals.setdefault(resource_key, (found, {}))
             entry[1][found.site.path] = found.ref.text
         if not (decision.needs_secret and options.pull_secrets):
             continue
@@ -230,7 +246,7 @@ def rewrite(the_plan: Plan, options: Options, report: Reporter) -> Rendered:
         consumers.setdefault(namespace, Consumers())
         target = _pull_secret_target(found)
         # One entry per list of pull secrets, however many images share it.
-        holder_id = id(target[0]) if target else id(found.site.node)
+        holder_id = (found.doc.index, target[2] if target else found.site.path)
         if holder_id in holders_done:
             continue
         holders_done.add(holder_id)
@@ -242,18 +258,18 @@ def rewrite(the_plan: Plan, options: Options, report: Reporter) -> Rendered:
                 " by other means (e.g. the service account)"
             )
         if target is not None:
-            splice = edit.add_pull_secret(found.doc, *target, options.secret_name)
-            if splice is not None:
-                splices.append(splice)
+            added = edit.pull_secret_change(target[0], target[1], options.secret_name)
+            if added is not None:
+                splices.append(((*_route(found.doc, target[2]), *added[0]), added[1]))
 
     if options.annotate:
         for found, images in originals.values():
             value = json.dumps(images, sort_keys=True, separators=(",", ":"))
-            splice = edit.set_annotation(
-                found.doc, found.site.resource.node, ORIGINAL_IMAGES, value
-            )
-            if splice is not None:
-                edits[found.doc.index].append(splice)
+            resource = found.site.resource
+            annotated = edit.annotation_change(resource.node, ORIGINAL_IMAGES, value)
+            if annotated is not None:
+                at = (*_route(found.doc, resource.path), *annotated[0])
+                edits[found.doc.index].append((at, annotated[1]))
 
     namespaces = _secret_namespaces(the_plan, options, consumers)
     for namespace in namespaces:
@@ -277,7 +293,8 @@ def rewrite(the_plan: Plan, options: Options, report: Reporter) -> Rendered:
             elif item.index in the_plan.managed_secrets:
                 continue
             elif edits.get(item.index):
-                out.append(_edited(item, edits[item.index], the_plan, options))
+                made = edit.splices(item, edits[item.index])
+                out.append(_edited(item, made, the_plan, options))
             else:
                 out.append(item.chunk.data)
     return Rendered(out, _secrets(namespaces, consumers, options))
@@ -309,8 +326,17 @@ def _image_ref(doc: Document, site: ImageSite, strict: bool, report: Reporter) -
     node = site.node
     problem: str | None = None
     ref: ImageRef | None = None
-    if node.tag != _STR_TAG:
+    # A custom tag (`!foo x`) is a string to kubectl; a core tag other than str is not.
+    text = node.tag == _STR_TAG or not node.tag.startswith(_CORE_TAG)
+    refuse = False
+    if node.tag == _BINARY_TAG:
+        problem, refuse = "tagged !!binary; write the image as a plain string", True
+    elif not text:
         problem = f"not a string ({node.tag.rsplit(':', 1)[-1]}: {node.value!r})"
+        # An explicit tag (`!!int quay.io/x`): whatever a reader makes of it, it must not
+        # be an image passed by unproxied. Plain 42 or true are no image to anyone.
+        raw = doc.text[node.start_mark.index : node.end_mark.index]
+        refuse = "!" in raw[: edit.properties_length(raw)] and _parses(str(node.value))
     else:
         try:
             ref = ImageRef.parse(str(node.value))
@@ -319,10 +345,18 @@ def _image_ref(doc: Document, site: ImageSite, strict: bool, report: Reporter) -
     if problem is None:
         return ref
     message = f"{doc.where(site.resource, node)}: {site.path}: {problem}"
-    if strict:
+    if strict or refuse:
         raise RewriterError(message)
     report.warn(f"{message}; left unchanged")
     return None
+
+
+def _parses(text: str) -> bool:
+    try:
+        ImageRef.parse(text)
+    except InvalidReference:
+        return False
+    return True
 
 
 def _decide(found: list[Found], rules: Rules, prober: Prober, report: Reporter) -> None:
@@ -342,17 +376,29 @@ def _decide(found: list[Found], rules: Rules, prober: Prober, report: Reporter) 
         f.decision, f.probe = decided[f.ref], answers.get(f.ref.probe_key)
 
 
-def _pull_secret_target(found: Found) -> tuple[MappingNode, str] | None:
-    """The mapping and key whose list should name our Secret, if the site has one."""
+def _pull_secret_target(found: Found) -> tuple[MappingNode, str, str] | None:
+    """The mapping and key whose list should name our Secret, if the site has one, and
+    the mapping's field path."""
     site = found.site
     if site.pod_spec is not None:
-        return site.pod_spec.node, "imagePullSecrets"
+        return site.pod_spec.node, "imagePullSecrets", site.pod_spec.path
     if not isinstance(site.pull_secrets, tuple):
         return None
     holder = get_path(site.resource.node, *site.pull_secrets[:-1])
     if isinstance(holder, MappingNode):
-        return holder, site.pull_secrets[-1]
+        path = ".".join((site.resource.path, *site.pull_secrets[:-1])).lstrip(".")
+        return holder, site.pull_secrets[-1], path
     return None
+
+
+def _route(doc: Document, path: str) -> Route:
+    """The steps to a field, needed only where anchors let one node be read twice."""
+    if not doc.shared:
+        return ()
+    found = route(doc.root, path)
+    if found is None:
+        raise RewriterError(f"{doc.where()}: internal error: no field {path}")
+    return found
 
 
 def _secret_namespaces(

@@ -390,3 +390,107 @@ def test_a_secret_is_composed_only_when_it_may_be_named_like_ours() -> None:
     escaped = other.replace("name: other", 'name: "acme-regis\\x74ry"')
     with pytest.raises(RewriterError, match="a Secret named 'acme-registry' already exists"):
         render(DEPLOY.format(ns="a") + escaped)
+
+
+# --- merge keys, aliases, tags and empty values (issue 13 items 1-5, 9) -------------------
+
+
+def test_an_image_reached_only_through_a_merge_is_proxied() -> None:
+    text = (
+        "kind: Pod\nmetadata: {name: p, namespace: a}\nspec:\n  containers:\n"
+        "  - &base {name: a, image: quay.io/acme/web:1}\n  - <<: *base\n    name: b\n"
+    )
+    out = render(text).decode().split("---\n")[0]
+    assert out == (
+        "kind: Pod\nmetadata: {name: p, namespace: a}\nspec:\n"
+        "  imagePullSecrets:\n  - name: acme-registry\n  containers:\n"
+        f"  - &base {{name: a, image: {PROXIED}}}\n  - <<: *base\n    name: b\n"
+    )
+
+
+def test_a_list_s_second_pod_with_a_merged_spec_gets_the_pull_secret() -> None:
+    text = (
+        "kind: List\nitems:\n"
+        "- kind: Pod\n  metadata: {name: one, namespace: a}\n"
+        "  spec: &s {containers: [{name: c, image: quay.io/acme/web:1}]}\n"
+        "- kind: ConfigMap\n  x: *s\n"
+        "- kind: Pod\n  metadata: {name: two, namespace: a}\n  spec:\n    <<: *s\n"
+    )
+    docs = list(yaml.safe_load_all(render(text)))
+    one, config, two = docs[0]["items"]
+    assert one["spec"]["imagePullSecrets"] == [{"name": "acme-registry"}]
+    assert two["spec"]["imagePullSecrets"] == [{"name": "acme-registry"}]
+    assert two["spec"]["containers"][0]["image"] == PROXIED
+    # The ConfigMap aliases the same mapping, and keeps it as it was.
+    assert config["x"] == {"containers": [{"name": "c", "image": POD_IMAGE}]}
+
+
+def test_a_pod_spec_aliased_by_list_items_is_written_once() -> None:
+    text = (
+        "kind: List\nitems:\n"
+        "- kind: Pod\n  metadata: {name: one, namespace: a}\n"
+        "  spec: &s\n    containers:\n    - {name: c, image: quay.io/acme/web:1}\n"
+        "- kind: Pod\n  metadata: {name: two, namespace: a}\n  spec: *s\n"
+    )
+    out = render(text).decode().split("---\n")[0]
+    assert out == (
+        "kind: List\nitems:\n"
+        "- kind: Pod\n  metadata: {name: one, namespace: a}\n"
+        "  spec: &s\n    imagePullSecrets:\n    - name: acme-registry\n"
+        f"    containers:\n    - {{name: c, image: {PROXIED}}}\n"
+        "- kind: Pod\n  metadata: {name: two, namespace: a}\n  spec: *s\n"
+    )
+
+
+def test_an_annotation_aliasing_the_image_keeps_its_value() -> None:
+    text = (
+        "kind: Pod\nmetadata:\n  name: p\n  annotations: {source: &i quay.io/acme/web:1}\n"
+        "spec:\n  containers:\n  - {name: c, image: *i}\n"
+    )
+    (pod,) = [d for d in yaml.safe_load_all(render(text)) if d["kind"] == "Pod"]
+    assert pod["metadata"]["annotations"] == {"source": POD_IMAGE}
+    assert pod["spec"]["containers"][0]["image"] == PROXIED
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    ["metadata: &m {name: p}\n", "metadata:\n  name: p\n  annotations:\n"],
+    ids=["anchored flow metadata", "empty annotations"],
+)
+def test_annotate_on_anchored_or_empty_metadata(metadata: str) -> None:
+    text = (
+        f"kind: Pod\n{metadata}spec:\n  containers:\n  - {{name: c, image: quay.io/acme/web:1}}\n"
+    )
+    (pod,) = [
+        d for d in yaml.safe_load_all(render(text, options(annotate=True))) if d["kind"] == "Pod"
+    ]
+    assert pod["metadata"]["annotations"] == {
+        "rewriter/original-images": '{"spec.containers[0].image":"quay.io/acme/web:1"}'
+    }
+
+
+@pytest.mark.parametrize("key", ["initContainers", "ephemeralContainers"])
+def test_a_pod_spec_without_containers_is_still_one(key: str) -> None:
+    text = f"kind: Pod\nmetadata: {{name: p}}\nspec:\n  {key}:\n  - {{name: c, image: quay.io/acme/web:1}}\n"
+    (pod,) = [d for d in yaml.safe_load_all(render(text)) if d["kind"] == "Pod"]
+    assert pod["spec"][key][0]["image"] == PROXIED
+    assert pod["spec"]["imagePullSecrets"] == [{"name": "acme-registry"}]
+
+
+def test_a_custom_tag_is_the_string_kubectl_reads() -> None:
+    text = "kind: Pod\nspec:\n  containers:\n  - {name: c, image: !img quay.io/acme/web:1}\n"
+    assert f"image: !img {PROXIED}}}".encode() in render(text)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("!!binary cXVheS5pby9hY21lL3dlYjox", "tagged !!binary; write the image as a plain string"),
+        ("!!int quay.io/acme/web:1", "not a string (int: 'quay.io/acme/web:1')"),
+    ],
+)
+def test_a_tagged_image_that_is_no_string_is_refused(value: str, message: str) -> None:
+    text = f"kind: Pod\nspec:\n  containers:\n  - name: c\n    image: {value}\n"
+    with pytest.raises(RewriterError) as caught:
+        render(text)
+    assert str(caught.value) == f"document 0 (Pod ?, line 5): spec.containers[0].image: {message}"

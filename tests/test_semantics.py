@@ -14,22 +14,13 @@ from test_hostile import RENDERS
 CASES = sorted((Path(__file__).parent / "fixtures" / "semantics").glob("*.yaml"))
 # Cases rewriter gets wrong today, with the issue item whose fix makes them pass. Strict:
 # once fixed, the case passes, the xfail fails the suite, and the fixer removes the line.
-WRONG_TODAY: dict[str, str] = {
-    "merge-key-containers.yaml": "issue 13 item 1",
-    "merge-key-pull-secrets-after-insert.yaml": "issue 13 item 1",
-    "anchored-image-aliased-by-annotation.yaml": "issue 13 item 2",
-    "aliased-pod-spec-across-list-items.yaml": "issue 13 item 2",
-    "anchored-pull-secrets-list.yaml": "issue 13 item 3",
-    "empty-values.yaml": "issue 13 item 4",
-    "init-containers-only.yaml": "issue 13 item 9",
-}
+WRONG_TODAY: dict[str, str] = {}
 
 # Hostile inputs kubectl itself refuses are out of scope: there is no "what the cluster
 # reads" to compare with. Each is checked to still be refused, so the list stays true.
 KUBECTL_REFUSES: dict[str, str] = {
     "scalar and list documents": "invalid Yaml document separator",
     "billion laughs": "excessive aliasing",
-    "recursive alias": "contains itself",
 }
 
 
