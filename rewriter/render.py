@@ -9,6 +9,7 @@ together, and nothing is written unless the whole stream succeeds.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import json
 import re
@@ -426,9 +427,9 @@ def _edited(doc: Document, splices: list[edit.Splice], the_plan: Plan, options: 
 # events, and their trees are small.
 READBACK_SIZE = 1 << 18
 
-# The fields that say which object a resource is: the finder's tables apply by kind and
-# apiVersion, and the Secrets go by namespace.
-_IDENTITY = ("apiVersion", "kind", "metadata.name", "metadata.generateName", "metadata.namespace")
+# The fields that say which object a resource is to the finder (its tables apply by
+# kind and apiVersion) and to the Secrets (they go by namespace).
+_IDENTITY = ("apiVersion", "kind", "metadata.namespace")
 
 
 def _verify(doc: Document, text: str, the_plan: Plan) -> None:
@@ -442,12 +443,9 @@ def _verify(doc: Document, text: str, the_plan: Plan) -> None:
     directly, not found again by walking the field tables over every resource (that
     walk cost as much as the compose on dense streams).
     """
-    expected = [
-        (f.site.path, f.decision.new_text or f.ref.text)
-        for f in the_plan.found_in(doc)
-        if f.decision is not None
-    ]
-    before = _identity_fields(doc)
+    found = the_plan.found_in(doc)
+    expected = [(f.site.path, f.decision.new_text or f.ref.text) for f in found if f.decision]
+    before = _identity_fields(doc, found)
     paths = [path for path, _ in expected] + list(before)
     try:
         read = readback.read_fields(text, paths) if len(text) >= READBACK_SIZE else None
@@ -474,14 +472,19 @@ def _verify(doc: Document, text: str, the_plan: Plan) -> None:
             )
 
 
-def _identity_fields(doc: Document) -> dict[str, list[str | None]]:
-    """How the fields in _IDENTITY read in the document as composed, by path; and an
-    absent List item after the last."""
+def _identity_fields(doc: Document, found: list[Found]) -> dict[str, list[str | None]]:
+    """How the fields in _IDENTITY of each resource holding an image read in the document
+    as composed, by path; and an absent List item after the last."""
     fields: dict[str, list[str | None]] = {}
-    for resource in doc.resources():
-        for name in _IDENTITY:
-            path = f"{resource.path}.{name}" if resource.path else name
-            fields[path] = _reading(_field(doc.root, path))
+    for resource in {f.site.resource.path: f.site.resource for f in found}.values():
+        node = resource.node
+        values = (
+            get(node, "apiVersion"),
+            get(node, "kind"),
+            get_path(node, "metadata", "namespace"),
+        )
+        for name, value in zip(_IDENTITY, values, strict=True):
+            fields[f"{resource.path}.{name}" if resource.path else name] = _reading(value)
     items = get(doc.root, "items")
     if isinstance(items, SequenceNode) and any(path.startswith("items[") for path in fields):
         fields[f"items[{len(items.value)}]"] = []
@@ -502,14 +505,19 @@ _FIELD_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 def _field(root: Node | None, path: str) -> Node | None:
     """The node at a field path as the finder writes it (`items[1].spec.containers[0].image`)."""
     node = root
-    for name, index in _FIELD_STEP.findall(path):
+    for name, index in _steps(path):
         if name:
             node = get(node, name)
-        elif isinstance(node, SequenceNode) and int(index) < len(node.value):
-            node = node.value[int(index)]
+        elif isinstance(node, SequenceNode) and index < len(node.value):
+            node = node.value[index]
         else:
             return None
     return node
+
+
+@functools.lru_cache(maxsize=4096)  # every Pod of a chart has the same few paths
+def _steps(path: str) -> tuple[tuple[str, int], ...]:
+    return tuple((name, int(index or 0)) for name, index in _FIELD_STEP.findall(path))
 
 
 def _secrets(
