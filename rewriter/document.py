@@ -19,11 +19,6 @@ from rewriter.errors import RewriterError
 from rewriter.stream import Chunk, check_depth, yaml_error
 
 MERGE_TAG = "tag:yaml.org,2002:merge"
-# An anchor property: `&` at the start of a node, after a blank, `-`, `:` or a flow
-# indicator. `a&b` inside a URL is not one. A cheap test on the text, so that documents
-# without anchors (nearly all) never pay for the alias bookkeeping.
-_ANCHOR = re.compile(r"(?:^|[\s,\[{])&[^\s,\[\]{}]", re.MULTILINE)
-
 # One physical step: a collection and the index of an entry (a mapping's value) or item
 # in its `value` list. A route from the document root follows the text, not the
 # decoded object: through aliases and into the maps a `<<` merges.
@@ -100,12 +95,26 @@ def parse(chunk: Chunk) -> Document:
         root = yaml.compose(text, Loader=yaml.CSafeLoader)
     except yaml.YAMLError as exc:
         raise yaml_error(chunk, exc) from None
-    shared = "&" in text and _ANCHOR.search(text) is not None
+    shared = _has_anchor(text)
     if shared:
         _refuse_cycles(chunk, root)
     _refuse_duplicate_keys(chunk, root)
     line_break = "\r\n" if "\r\n" in text else "\n"
     return Document(chunk, text, root, line_break, shared)
+
+
+def _has_anchor(text: str) -> bool:
+    """Whether the text writes an anchor: `&` at the start of a node, after a blank or a
+    flow indicator (`a&b` inside a URL is none). Cheap, so that documents without
+    anchors (nearly all) never pay for the alias bookkeeping; `&` itself is rare."""
+    at = text.find("&")
+    while at >= 0:
+        before = text[at - 1] if at else " "
+        after = text[at + 1 : at + 2]
+        if before in " \t\r\n,[{" and after and after not in " \t\r\n,[]{}":
+            return True
+        at = text.find("&", at + 1)
+    return False
 
 
 def _refuse_duplicate_keys(chunk: Chunk, root: Node | None) -> None:
@@ -203,15 +212,16 @@ def get(node: Node | None, key: str) -> Node | None:
     refused at parse time), and in `<<: [*a, *b]` the earlier map wins.
     """
     if isinstance(node, MappingNode):
-        merges = False
-        for k, v in node.value:
-            if k.value == key and isinstance(k, ScalarNode) and k.tag != MERGE_TAG:
+        # The hot path of the finder: a plain scan, merges looked for only on a miss.
+        # (A non-scalar key's value is a list, never equal; `key` is never "<<".)
+        entries = node.value
+        for k, v in entries:
+            if k.value == key:
                 return cast(Node, v)
+        for k, _ in entries:
             if k.tag == MERGE_TAG:
-                merges = True
-        if merges:
-            found = entry(node, key)
-            return found[1] if found else None
+                found = entry(node, key)
+                return found[1] if found else None
     return None
 
 

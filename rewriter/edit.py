@@ -56,7 +56,7 @@ def replace_scalar(
     return Splice(start + props, start + len(raw.rstrip()), json.dumps(value))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made once per image, and frozen init is slower
 class Change:
     """One change to one node, in a form that can be made in place (a splice) or, when
     an alias must be written out, inside the flow-style copy that replaces it."""

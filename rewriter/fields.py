@@ -202,8 +202,12 @@ def find_images(resource: Resource, table: FieldTable) -> Iterator[ImageSite]:
 
 def _is_pod_spec(node: Node) -> TypeGuard[MappingNode]:
     """A mapping with any of the container lists (a pod of init containers only is one)."""
-    return isinstance(node, MappingNode) and any(
-        get(node, key) is not None for key in POD_SPEC_CONTAINERS
+    return (
+        isinstance(node, MappingNode)
+        and (
+            get(node, "containers") is not None  # nearly always: no generator for the rest
+            or any(get(node, key) is not None for key in POD_SPEC_CONTAINERS[1:])
+        )
     )
 
 
