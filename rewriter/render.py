@@ -237,9 +237,12 @@ def rewrite(the_plan: Plan, options: Options, report: Reporter) -> Rendered:
         if decision.new_text is not None:
             change = edit.scalar_change(found.site.node, decision.new_text)
             splices.append((_route(found.doc, found.site.path), change))
-            resource_key = (found.doc.index, found.site.resource.path)
-            entry = originals.setdefault(resource_key, (found, {}))
-            entry[1][found.site.path] = found.ref.text
+            resource = found.site.resource
+            entry = originals.setdefault((found.doc.index, resource.path), (found, {}))
+            # Paths from the resource itself: the annotation sits on it, and must not
+            # change when it moves within a List (or a KRM ResourceList).
+            field_path = found.site.path.removeprefix(f"{resource.path}.")
+            entry[1][field_path] = found.ref.text
         if not (decision.needs_secret and options.pull_secrets):
             continue
         resource = found.site.resource

@@ -840,3 +840,17 @@ def test_results_follow_the_spec(krm: Callable[..., Done]) -> None:
         done = krm(listing + FUNCTION_CONFIG)
         assert done.returncode == 0, done.stderr
         assert yaml.safe_load(done.stdout)["items"] == []
+
+
+def test_annotate_records_the_same_paths_as_the_pipe(krm: Callable[..., Done]) -> None:
+    # The annotation sits on the item: its paths must not carry `items[N].`, or adding an
+    # unrelated resource before it would change it (issue 17 item 11).
+    clean = HEAD + SETTINGS + WEB.replace(
+        '        - name: bad\n          image: "{{ .Values.image }}"\n', ""
+    ) + FUNCTION_CONFIG
+    done = krm(clean, "--annotate")
+    assert done.returncode == 0, done.stderr
+    web = next(i for i in yaml.safe_load(done.stdout)["items"] if i["kind"] == "Deployment")
+    assert json.loads(web["metadata"]["annotations"]["rewriter/original-images"]) == {
+        "spec.template.spec.containers[0].image": "quay.io/my-org/api:v1.0.1"
+    }

@@ -293,6 +293,15 @@ def test_annotate_records_the_original_images_once():
     assert "rewriter/original-images" in next(yaml.safe_load_all(bare))["metadata"]["annotations"]
 
 
+def test_annotate_paths_start_at_the_list_item() -> None:
+    item = DEPLOY.format(ns="a").replace("\n", "\n  ")
+    listed = f"apiVersion: v1\nkind: List\nitems:\n- {item}"
+    items = next(yaml.safe_load_all(render(listed, options(annotate=True))))["items"]
+    assert items[0]["metadata"]["annotations"] == {
+        "rewriter/original-images": '{"spec.template.spec.containers[0].image":"quay.io/acme/web:1"}'
+    }
+
+
 def test_local_registry_secret_holds_only_its_credentials_and_anonymous_needs_none():
     import base64
     import json
