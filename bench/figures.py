@@ -1,4 +1,5 @@
-"""The six figures of the performance issue, each measured side by side with its baseline.
+"""The figures of the performance issues (5; 13 for figure 7), each measured side by side
+with its baseline.
 
 Every figure appends rows (figure, ours, baseline, ratio, target, result) and notes to a
 `Bench`; `run.py` prints them. Ratios are ours / baseline: below 1 means we are faster.

@@ -1,12 +1,13 @@
-"""Benchmark harness for issue 5: `python3 bench/run.py [--quick] [--profile]`.
+"""Benchmark harness for issues 5 and 13: `python3 bench/run.py [--quick] [--profile]`.
 
 Builds its inputs from `<repo>/../shared/corpus`, starts what it needs on loopback
-(127.0.0.0/8 only), measures the six figures side by side with their baselines and prints
-one table: figure, ours, baseline, ratio, target, result. Exits 1 when a figure fails.
+(127.0.0.0/8 only), measures the seven figures side by side with their baselines and
+prints one table: figure, ours, baseline, ratio, target, result. Exits 1 when a figure
+fails. `--only NAME` runs one group (throughput, kustomize, probes_and_startup, dense).
 
---quick samples every 8th document of the corpus and repeats less (under 30 s on an idle
-two-core machine); the full run takes two to three minutes there. See
-docs/performance.md.
+--quick samples every 8th document of the corpus, builds the dense streams at 1/8 of their
+size and repeats less (under 30 s on an idle two-core machine); the full run takes four to
+five minutes there. See docs/performance.md.
 """
 
 from __future__ import annotations
