@@ -204,11 +204,16 @@ def images(
     _check_format(output_format, ("list", "json"))
     reporter: Reporter = ctx.obj
     settings = _settings(flags, reporter)
-    the_plan = plan(_read_input(files), settings.options, _prober(settings, reporter), reporter)
+    prober = _prober(settings, reporter)
+    the_plan = plan(_read_input(files), settings.options, prober, reporter)
+    additional = reports.decide_additional(
+        settings.additional_images, settings.options.rules, prober, reporter
+    )
+    rows = reports.image_rows(the_plan, additional)  # raises when any cannot be rewritten
     if output_format == "json":
-        sys.stdout.write(json.dumps(reports.image_rows(the_plan), indent=2) + "\n")
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
     else:
-        sys.stdout.write(reports.images_list(the_plan))
+        sys.stdout.write(reports.images_list(rows))
 
 
 def _check_format(value: str, allowed: tuple[str, ...]) -> None:

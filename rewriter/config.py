@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -21,11 +22,14 @@ from rewriter.fields import Path as FieldPath
 class License:
     app_slug: str | None
     license_id: str | None
+    endpoint: str | None = None  # spec.endpoint: which Replicated environment issued it
+    path: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Application:
     additional_namespaces: tuple[str, ...] = ()
+    additional_images: tuple[str, ...] = ()  # images the app pulls that no manifest names
     proxy_host: str | None = None
     registry_host: str | None = None
     proxy_public_images: bool = False
@@ -55,7 +59,41 @@ def load_yaml(path: Path, what: str) -> Any:
 def load_license(path: Path) -> License:
     """A KOTS `kind: License`: `spec.appSlug` and `spec.licenseID`."""
     spec = _spec(load_yaml(path, "license file"), "License", path)
-    return License(_str(spec, "appSlug", path), _str(spec, "licenseID", path))
+    return License(
+        _str(spec, "appSlug", path),
+        _str(spec, "licenseID", path),
+        _str(spec, "endpoint", path),
+        path,
+    )
+
+
+# KOTS pkg/docker/registry getRegistryProxyInfoFromLicense: the hosts an endpoint means.
+_PRODUCTION_HOSTS = ("proxy.replicated.com", "registry.replicated.com")
+
+
+def endpoint_hosts(endpoint: str | None) -> tuple[str, str]:
+    """(proxy host, registry host) for a License's `spec.endpoint`, as KOTS decides them.
+
+    `staging.replicated.app` means the staging hosts; a dev endpoint
+    `replicated-app-<ns>.okteto.repldev.com` means that namespace's proxy and registry;
+    anything else (none, production, a URL that does not parse) the production hosts.
+    """
+    try:
+        host = urlsplit(endpoint or "https://replicated.app").hostname or ""
+    except ValueError:
+        return _PRODUCTION_HOSTS
+    if host == "staging.replicated.app":
+        return "proxy.staging.replicated.com", "registry.staging.replicated.com"
+    if host.endswith(".okteto.repldev.com"):
+        labels = host.split(".")
+        parts = labels[0].split("-")
+        if len(labels) == 4 and len(parts) == 3:
+            namespace = parts[2]
+            return (
+                f"registry-proxy-{namespace}.okteto.repldev.com",
+                f"vendor-registry-v2-{namespace}.okteto.repldev.com",
+            )
+    return _PRODUCTION_HOSTS
 
 
 def load_application(path: Path) -> Application:
@@ -64,8 +102,12 @@ def load_application(path: Path) -> Application:
     namespaces = spec.get("additionalNamespaces") or []
     if not isinstance(namespaces, list) or not all(isinstance(n, str) for n in namespaces):
         raise RewriterError(f"{path}: spec.additionalNamespaces must be a list of names")
+    images = spec.get("additionalImages") or []
+    if not isinstance(images, list) or not all(isinstance(i, str) and i for i in images):
+        raise RewriterError(f"{path}: spec.additionalImages must be a list of image names")
     return Application(
         additional_namespaces=tuple(namespaces),
+        additional_images=tuple(images),
         proxy_host=_str(spec, "proxyRegistryDomain", path),
         registry_host=_str(spec, "replicatedRegistryDomain", path),
         proxy_public_images=spec.get("proxyPublicImages") is True,

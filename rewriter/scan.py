@@ -7,11 +7,15 @@ keys below; new keys may be added, existing ones keep their meaning.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+from rewriter.decide import Action, Decision, Rules, collisions, decide, decide_by_rule
 from rewriter.document import Document
-from rewriter.render import Found, Plan
+from rewriter.errors import RewriterError
+from rewriter.reference import ImageRef, InvalidReference
+from rewriter.render import Found, Plan, Prober
+from rewriter.report import Reporter
 from rewriter.unclaimed import Unclaimed, find_unclaimed
 
 SCHEMA_VERSION = 1
@@ -25,7 +29,7 @@ def rows(the_plan: Plan) -> list[dict[str, Any]]:
         result.append(
             {
                 "document": found.doc.index,
-                "line": found.doc.chunk.first_line + found.site.node.start_mark.line,
+                "line": found.doc.chunk.first_line + found.site.line,
                 "kind": resource.kind,
                 "namespace": resource.namespace,
                 "name": resource.name,
@@ -101,33 +105,87 @@ def unclaimed_rows(the_plan: Plan) -> list[dict[str, Any]]:
 
 
 def unclaimed(the_plan: Plan) -> Iterator[Unclaimed]:
-    claimed = {id(found.site.node) for found in the_plan.found}
+    claimed = {(found.doc.index, found.site.start) for found in the_plan.found}
     for item in the_plan.items:
         if isinstance(item, Document):
             yield from find_unclaimed(item, claimed)
 
 
-def images_list(the_plan: Plan) -> str:
+def images_list(rows: list[dict[str, Any]]) -> str:
     """`rewriter images`: one `SOURCE TARGET` line per distinct image, for copy scripts."""
-    return "".join(f"{row['source']} {row['target']}\n" for row in image_rows(the_plan))
+    return "".join(f"{row['source']} {row['target']}\n" for row in rows)
 
 
-def image_rows(the_plan: Plan) -> list[dict[str, Any]]:
-    """The distinct images in first-seen order, with the name each becomes."""
-    rows: dict[str, dict[str, Any]] = {}
+def image_rows(the_plan: Plan, additional: Sequence[Decided] = ()) -> list[dict[str, Any]]:
+    """The distinct images in first-seen order (the manifests', then a KOTS Application's
+    additionalImages), with the name each becomes.
+
+    `source` and `target` are what a copy tool takes: an image written with a tag and a
+    digest is named by its digest only (skopeo and crane refuse both, and the digest is
+    what the kubelet pulls); `image` is the value as written. Raises, naming them, when
+    any image cannot be rewritten: a copy loop must never get `SOURCE SOURCE` for it.
+    """
+    decided: dict[ImageRef, Decision] = {}
     for found in the_plan.found:
-        decision = found.decision
-        assert decision is not None
-        rows.setdefault(
-            found.ref.text,
-            {
-                "source": found.ref.text,
-                "target": decision.new_text or found.ref.text,
-                "action": decision.action.value,
-                "reason": decision.reason,
-            },
+        assert found.decision is not None
+        decided.setdefault(found.ref, found.decision)
+    for ref, decision in additional:
+        decided.setdefault(ref, decision)
+    # Additional images can collide with the manifests' (air-gap flattening).
+    decided.update(collisions(decided))
+    rows: dict[str, dict[str, Any]] = {}
+    failures: list[str] = []
+    for ref, decision in decided.items():
+        if ref.text in rows:
+            continue
+        if decision.action is Action.FAIL:
+            failures.append(f"  {ref.text}: {decision.reason}")
+        target = ImageRef.parse(decision.new_text) if decision.new_text else ref
+        rows[ref.text] = {
+            "source": _copyable(ref),
+            "target": _copyable(target),
+            "action": decision.action.value,
+            "reason": decision.reason,
+            "image": ref.text,
+        }
+    if failures:
+        raise RewriterError(
+            "\n".join([f"{len(failures)} image(s) cannot be rewritten:", *failures])
         )
     return list(rows.values())
+
+
+Decided = tuple[ImageRef, Decision]
+
+
+def decide_additional(
+    images: Sequence[str], rules: Rules, prober: Prober, report: Reporter
+) -> list[Decided]:
+    """A KOTS Application's additionalImages, decided like the manifests' images."""
+    refs: dict[str, ImageRef] = {}
+    for text in images:
+        try:
+            refs.setdefault(text, ImageRef.parse(text))
+        except InvalidReference as exc:
+            raise RewriterError(
+                f"the Application's additionalImages: invalid image reference {text!r} ({exc})"
+            ) from None
+    to_probe = [ref for ref in refs.values() if decide_by_rule(ref, rules) is None]
+    answers = prober(to_probe) if to_probe else {}
+    result = []
+    for ref in refs.values():
+        decision = decide(ref, rules, answers.get(ref.probe_key))
+        if decision.warning:
+            report.warn(decision.warning)
+        result.append((ref, decision))
+    return result
+
+
+def _copyable(ref: ImageRef) -> str:
+    """The reference with its digest only when it has both a tag and a digest."""
+    if ref.tag is not None and ref.digest is not None:
+        return f"{ref.locator}@{ref.digest}"
+    return ref.text
 
 
 def _resource(found: Found) -> str:

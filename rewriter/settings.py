@@ -19,11 +19,12 @@ from rewriter.config import (
     Application,
     ConfigFile,
     License,
+    endpoint_hosts,
     load_application,
     load_config,
     load_license,
 )
-from rewriter.decide import DEFAULT_PROXY_HOST, DEFAULT_REGISTRY_HOST, OnProbeError, Rules
+from rewriter.decide import OnProbeError, Rules
 from rewriter.errors import RewriterError
 from rewriter.render import Options
 from rewriter.secrets import license_credentials
@@ -100,6 +101,8 @@ class Settings:
     extra: dict[str, Any] = field(default_factory=dict)
     probe_allow: tuple[str, ...] = ()  # host globs, see rewriter.policy.host_allowed
     probe_deny: tuple[str, ...] = ()
+    # A KOTS Application's additionalImages: pulled by the app, named by no manifest.
+    additional_images: tuple[str, ...] = ()
 
 
 _SLUG = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
@@ -129,6 +132,15 @@ def resolve(flags: Flags, base: ConfigFile | None = None) -> Settings:
         app = load_application(Path(value("application")))
 
     app_slug = value("app_slug") or lic.app_slug
+    if value("app_slug") and lic.app_slug and value("app_slug") != lic.app_slug:
+        # Not a usage error (each value is valid alone) but a conflict of inputs, exit 1:
+        # the Secret would carry this license for another app's images, and the proxy
+        # would refuse every pull only once the pods start.
+        raise RewriterError(
+            f"--app-slug {value('app_slug')!r} does not match the License's appSlug "
+            f"{lic.app_slug!r} ({lic.path}): the license is for another application; "
+            "drop --app-slug (the License names the app) or use that app's license"
+        )
     if not app_slug:
         raise RewriterError(
             "no app slug: use --app-slug, REWRITER_APP_SLUG or --license FILE (a KOTS License)"
@@ -145,9 +157,12 @@ def resolve(flags: Flags, base: ConfigFile | None = None) -> Settings:
         except RewriterError as exc:
             unreadable = str(exc)
 
-    proxy_host = _host(value("proxy_host") or app.proxy_host or DEFAULT_PROXY_HOST, "proxy host")
+    # As KOTS: the hosts of the License's environment (staging, dev), then the
+    # Application's custom domains, then what the user gave.
+    endpoint_proxy, endpoint_registry = endpoint_hosts(lic.endpoint)
+    proxy_host = _host(value("proxy_host") or app.proxy_host or endpoint_proxy, "proxy host")
     registry_host = _host(
-        value("registry_host") or app.registry_host or DEFAULT_REGISTRY_HOST, "registry host"
+        value("registry_host") or app.registry_host or endpoint_registry, "registry host"
     )
     private = list(value("private") or [])
     if app.proxy_public_images and "*" not in private:
@@ -219,6 +234,7 @@ def resolve(flags: Flags, base: ConfigFile | None = None) -> Settings:
         log_file=Path(value("log_file")) if value("log_file") else None,
         probe_allow=_globs(value("probe_allow"), "probe-allow"),
         probe_deny=_globs(value("probe_deny"), "probe-deny"),
+        additional_images=app.additional_images,
     )
 
 
@@ -299,10 +315,12 @@ def _host(text: str, what: str) -> str:
 
 
 def _positive(raw: Any, name: str) -> float:
+    # The words of the command line's check of the same flag (rewriter/cli.py).
+    whole = "a whole number" if name == "concurrency" else "a number of seconds"
     try:
         number = float(raw)
     except (TypeError, ValueError):
-        raise RewriterError(f"--{name} must be a number, not {raw!r}") from None
-    if number <= 0:
-        raise RewriterError(f"--{name} must be greater than 0")
+        number = 0.0
+    if not number > 0:
+        raise RewriterError(f"invalid --{name} {raw!r}: {whole} greater than 0")
     return number

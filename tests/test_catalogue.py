@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import collections
 import io
+import json
+from pathlib import Path
 
 import pytest
-from helpers import CORPUS
+import yaml
+from helpers import CORPUS, run
 
 from rewriter import catalogue
 from rewriter.decide import Rules
@@ -15,6 +18,12 @@ from rewriter.render import Options, plan
 from rewriter.report import Reporter
 
 TABLE = catalogue.builtin()
+# Documents of projects the corpus lacks, copied unchanged from their repositories.
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+REAL_DOCUMENTS = [
+    *sorted(CORPUS.glob("*.yaml")),
+    *sorted((FIXTURES / "troubleshoot").glob("*.yaml")),
+]
 # Entries no corpus document exercises; each is covered by a synthetic document below.
 NOT_IN_CORPUS = {
     "PrometheusAgent spec.image",
@@ -41,6 +50,8 @@ NOT_IN_CORPUS = {
     "PipelineRun spec.pipelineSpec.tasks[*].taskSpec.steps[*].image",
     "ServingRuntime spec",
     "ServingRuntime spec.workerSpec",
+    "* spec.collectors[*].dns.image",
+    "* spec.collectors[*].goldpinger.podLaunchOptions.image",
 }
 
 
@@ -51,7 +62,7 @@ def key(entry: PodSpecField | ImageField) -> str:
 def corpus_hits() -> dict[str, int]:
     """How many images each catalogue entry finds in the corpus, entry by entry."""
     hits: collections.Counter[str] = collections.Counter()
-    for path in sorted(CORPUS.glob("*.yaml")):
+    for path in REAL_DOCUMENTS:
         opts = Options(rules=Rules(app_slug="a", public=("*",)), secret_name="s", fields=TABLE)
         the_plan = plan(path.read_bytes(), opts, lambda refs: {}, Reporter(io.StringIO()))
         for doc in the_plan.items:
@@ -152,6 +163,13 @@ apiVersion: argoproj.io/v1alpha1
 kind: ClusterAnalysisTemplate
 spec:
   metrics: [{name: m, provider: {job: {spec: {template: {spec: {containers: [{name: j, image: quay.io/r/job:1}]}}}}}}]
+---
+apiVersion: troubleshoot.sh/v1beta2
+kind: Preflight
+spec:
+  collectors:
+  - dns: {image: quay.io/t/agnhost:1}
+  - goldpinger: {podLaunchOptions: {image: quay.io/t/goldpinger:1}}
 """
 
 
@@ -180,3 +198,50 @@ def test_kinds_of_other_projects_are_not_matched():
     (chunk,) = split(text.encode())[1]
     (resource,) = parse(chunk).resources()
     assert list(find_images(resource, TABLE)) == []
+
+
+# --- troubleshoot.sh: what a user sees -------------------------------------------------
+
+SUPPORT_BUNDLE = FIXTURES / "troubleshoot" / "all-kubernetes-collectors.yaml"
+PREFLIGHT = FIXTURES / "troubleshoot" / "preflight-e2e.yaml"
+TS_ARGS = ["--app-slug", "acme", "--license-id", "L", "--offline", "--cache", "none"]
+
+
+def test_troubleshoot_collector_images_are_rewritten_as_kots_does() -> None:
+    """KOTS proxies a collector's private image (pkg/registry/troubleshoot.go) the way it
+    proxies the app's: <proxy>/proxy/<slug>/<image>, tag kept."""
+    result = run(["--private", "*", *TS_ARGS, str(SUPPORT_BUNDLE)])
+    assert result.returncode == 0, result.stderr
+    bundle, secret = [d for d in yaml.safe_load_all(result.stdout) if d]
+    assert secret["kind"] == "Secret"
+    collectors = {next(iter(c)): next(iter(c.values())) for c in bundle["spec"]["collectors"]}
+    proxied = "proxy.replicated.com/proxy/acme/busybox:latest"
+    for name in ("run", "copyFromHost", "sysctl", "collectd"):
+        assert collectors[name]["image"] == proxied, name
+    assert (
+        collectors["etcd"]["image"] == "proxy.replicated.com/proxy/acme/quay.io/coreos/etcd:latest"
+    )
+    for name in ("runPod", "runDaemonSet"):
+        spec = collectors[name]["podSpec"]
+        assert spec["containers"][0]["image"] == proxied
+        assert spec["imagePullSecrets"] == [{"name": "acme-registry"}]
+    # Images a check only looks up are not run: left as they are.
+    assert collectors["registryImages"]["images"] == ["busybox:latest"]
+    # An inline imagePullSecret is no list of names: the user hears which ones need one.
+    warned = result.stderr.decode().splitlines()
+    assert len(warned) == 5
+    assert all("SupportBundle has no pull secret field" in line for line in warned)
+
+
+def test_troubleshoot_images_are_listed_by_images() -> None:
+    args = ["images", "--private", "docker.io/library/alpine", *TS_ARGS]
+    args += ["--public", "docker.io/library/busybox", "--public", "quay.io/*"]
+    result = run([*args, str(PREFLIGHT), str(SUPPORT_BUNDLE)])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode() == (
+        "alpine:3 proxy.replicated.com/proxy/acme/alpine:3\n"
+        "busybox:latest busybox:latest\n"
+        "quay.io/coreos/etcd:latest quay.io/coreos/etcd:latest\n"
+    )
+    rows = json.loads(run([*args, "--format", "json", str(PREFLIGHT)]).stdout)
+    assert [row["action"] for row in rows] == ["proxy"]

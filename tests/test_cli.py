@@ -99,10 +99,16 @@ def test_every_option_from_the_environment_and_argocd_env():
 
 def test_flag_beats_env_beats_config_beats_license(tmp_path):
     config = tmp_path / "c.yaml"
-    config.write_text("options:\n  app-slug: from-config\n  secret-name: from-config\n")
+    # (An app slug other than the License's is an error, not a precedence: see
+    # tests/test_settings.py.)
+    config.write_text("options:\n  license-id: from-config\n  secret-name: from-config\n")
     env = {"REWRITER_SECRET_NAME": "from-env"}
     result = run([*LICENSE, *RULES, "--config", str(config)], stdin=EXAMPLE, env=env)
-    assert b"proxy/from-config/quay.io" in result.stdout  # config beats the License file
+    import base64
+
+    secret = list(yaml.safe_load_all(result.stdout))[-1]
+    config_json = base64.b64decode(secret["data"][".dockerconfigjson"])
+    assert base64.b64encode(b"LICENSE_ID:from-config") in config_json  # config beats License
     assert b"name: from-env" in result.stdout  # env beats config
     result = run(
         [*LICENSE, *RULES, "--config", str(config), "--secret-name", "flag"], stdin=EXAMPLE, env=env

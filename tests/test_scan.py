@@ -40,6 +40,7 @@ def test_images_list_and_json_are_distinct_sources_with_targets():
         "target": "postgres:16",
         "action": "keep",
         "reason": "rule --public 'docker.io/*'",
+        "image": "postgres:16",
     }
 
 

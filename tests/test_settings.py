@@ -1,0 +1,272 @@
+"""What the KOTS License and Application files decide, as a user sees it: hosts, slug
+checks, additionalImages; and `rewriter images` as a copy script reads it."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from helpers import run
+
+from rewriter.config import endpoint_hosts
+
+POD = """\
+apiVersion: v1
+kind: Pod
+metadata: {name: api, namespace: shop}
+spec:
+  containers:
+  - {name: api, image: quay.io/acme/api:1}
+"""
+RULES = ["--private", "quay.io/acme/*", "--public", "docker.io/*", "--offline", "--cache", "none"]
+
+
+def license_file(tmp_path: Path, **spec: str) -> Path:
+    path = tmp_path / "license.yaml"
+    document = {"apiVersion": "kots.io/v1beta1", "kind": "License", "spec": spec}
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def documents(out: bytes) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def secret_hosts(out: bytes) -> list[str]:
+    (secret,) = [d for d in documents(out) if d["kind"] == "Secret"]
+    config = json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))
+    return sorted(config["auths"])
+
+
+# --- spec.endpoint: KOTS pkg/docker/registry/registry_test.go -------------------------
+# Test_getRegistryProxyInfoFromLicense's vectors (kots 370ae90), ported as they are.
+KOTS_VECTORS = [
+    ("", "proxy.replicated.com", "registry.replicated.com"),  # nil license
+    ("<>invalidurl>>", "proxy.replicated.com", "registry.replicated.com"),
+    (
+        "protocol://user:pwd@staging.replicated.app",
+        "proxy.staging.replicated.com",
+        "registry.staging.replicated.com",
+    ),
+    (
+        "protocol://user:pwd@replicated-app-user1.okteto.repldev.com",
+        "registry-proxy-user1.okteto.repldev.com",
+        "vendor-registry-v2-user1.okteto.repldev.com",
+    ),
+    ("protocol://use<<>>r:pwd@replicated-app", "proxy.replicated.com", "registry.replicated.com"),
+]
+
+
+@pytest.mark.parametrize(("endpoint", "proxy", "registry"), KOTS_VECTORS)
+def test_endpoint_hosts_follow_kots(endpoint: str, proxy: str, registry: str) -> None:
+    assert endpoint_hosts(endpoint or None) == (proxy, registry)
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "https://replicated.app",
+        # Not KOTS's dev shape (four labels, three dashes in the first): production.
+        "https://replicated-app-my-ns.okteto.repldev.com",
+        "https://replicated-app.okteto.repldev.com",
+        "https://a.replicated-app-user1.okteto.repldev.com",
+    ],
+)
+def test_other_endpoints_mean_production(endpoint: str) -> None:
+    assert endpoint_hosts(endpoint) == ("proxy.replicated.com", "registry.replicated.com")
+
+
+def test_staging_license_renders_for_the_staging_proxy(tmp_path: Path) -> None:
+    lic = license_file(
+        tmp_path, appSlug="acme", licenseID="L", endpoint="https://staging.replicated.app"
+    )
+    result = run(["--license", str(lic), *RULES], stdin=POD)
+    assert result.returncode == 0, result.stderr
+    assert b"image: proxy.staging.replicated.com/proxy/acme/quay.io/acme/api:1" in result.stdout
+    assert secret_hosts(result.stdout) == [
+        "proxy.staging.replicated.com",
+        "registry.staging.replicated.com",
+    ]
+
+
+def test_dev_license_renders_for_its_namespace(tmp_path: Path) -> None:
+    lic = license_file(
+        tmp_path,
+        appSlug="acme",
+        licenseID="L",
+        endpoint="https://replicated-app-user1.okteto.repldev.com",
+    )
+    result = run(["--license", str(lic), *RULES], stdin=POD)
+    assert result.returncode == 0, result.stderr
+    assert b"image: registry-proxy-user1.okteto.repldev.com/proxy/acme/quay.io/" in result.stdout
+    assert secret_hosts(result.stdout) == [
+        "registry-proxy-user1.okteto.repldev.com",
+        "vendor-registry-v2-user1.okteto.repldev.com",
+    ]
+
+
+def test_given_hosts_win_over_the_endpoint(tmp_path: Path) -> None:
+    lic = license_file(
+        tmp_path, appSlug="acme", licenseID="L", endpoint="https://staging.replicated.app"
+    )
+    args = ["--license", str(lic), "--proxy-host", "proxy.example.com", *RULES]
+    result = run(args, stdin=POD)
+    assert result.returncode == 0, result.stderr
+    assert b"image: proxy.example.com/proxy/acme/quay.io/acme/api:1" in result.stdout
+    assert secret_hosts(result.stdout) == [
+        "proxy.example.com",
+        "registry.staging.replicated.com",
+    ]
+    by_env = run(
+        ["--license", str(lic), *RULES],
+        stdin=POD,
+        env={"REWRITER_REGISTRY_HOST": "registry.example.com"},
+    )
+    assert secret_hosts(by_env.stdout) == [
+        "proxy.staging.replicated.com",
+        "registry.example.com",
+    ]
+
+
+# --- --app-slug against the License ----------------------------------------------------
+
+
+def test_app_slug_of_another_app_is_an_error(tmp_path: Path) -> None:
+    lic = license_file(tmp_path, appSlug="acme", licenseID="L")
+    for given in (["--app-slug", "other"], []):
+        env = {} if given else {"REWRITER_APP_SLUG": "other"}
+        result = run(["--license", str(lic), *given, *RULES], stdin=POD, env=env)
+        # A conflict of inputs, not a bad option value: exit 1, like every input error.
+        assert result.returncode == 1
+        assert result.stdout == b""
+        assert result.stderr.decode() == (
+            f"error: --app-slug 'other' does not match the License's appSlug 'acme' ({lic}): "
+            "the license is for another application; drop --app-slug (the License names "
+            "the app) or use that app's license\n"
+        )
+
+
+def test_app_slug_equal_to_the_license_is_fine(tmp_path: Path) -> None:
+    lic = license_file(tmp_path, appSlug="acme", licenseID="L")
+    result = run(["--license", str(lic), "--app-slug", "acme", *RULES], stdin=POD)
+    assert result.returncode == 0, result.stderr
+
+
+# --- rewriter images --------------------------------------------------------------------
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+def application_file(tmp_path: Path, **spec: Any) -> Path:
+    path = tmp_path / "application.yaml"
+    path.write_text(
+        yaml.safe_dump({"apiVersion": "kots.io/v1beta1", "kind": "Application", "spec": spec})
+    )
+    return path
+
+
+def test_images_lists_the_applications_additional_images(tmp_path: Path) -> None:
+    app = application_file(
+        tmp_path, additionalImages=["quay.io/acme/operand:2", "postgres:16", "quay.io/acme/api:1"]
+    )
+    args = ["images", "--app-slug", "acme", "--application", str(app), *RULES]
+    result = run(args, stdin=POD)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode() == (
+        "quay.io/acme/api:1 proxy.replicated.com/proxy/acme/quay.io/acme/api:1\n"
+        "quay.io/acme/operand:2 proxy.replicated.com/proxy/acme/quay.io/acme/operand:2\n"
+        "postgres:16 postgres:16\n"
+    )
+    # The render has nothing to rewrite for them: no manifest names them.
+    rendered = run(
+        ["--app-slug", "acme", "--license-id", "L", "--application", str(app), *RULES], stdin=POD
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    assert b"operand" not in rendered.stdout
+
+
+def test_images_air_gap_with_additional_images(tmp_path: Path) -> None:
+    app = application_file(tmp_path, additionalImages=["quay.io/acme/operand:2"])
+    args = [
+        "images",
+        "--app-slug",
+        "acme",
+        "--application",
+        str(app),
+        "--local-registry",
+        "reg.local/ns",
+    ]
+    result = run(args, stdin=POD)
+    assert result.stdout.decode().splitlines() == [
+        "quay.io/acme/api:1 reg.local/ns/api:1",
+        "quay.io/acme/operand:2 reg.local/ns/operand:2",
+    ]
+
+
+def test_invalid_additional_image_is_an_error(tmp_path: Path) -> None:
+    app = application_file(tmp_path, additionalImages=["Quay.io/UPPER:1"])
+    result = run(["images", "--app-slug", "acme", "--application", str(app), *RULES], stdin=POD)
+    assert result.returncode == 1
+    assert result.stderr.decode().startswith(
+        "error: the Application's additionalImages: invalid image reference 'Quay.io/UPPER:1'"
+    )
+
+
+def test_images_with_tag_and_digest_are_named_by_digest(tmp_path: Path) -> None:
+    stream = POD.replace("quay.io/acme/api:1", f"quay.io/acme/api:1@{DIGEST}")
+    result = run(["images", "--app-slug", "acme", *RULES], stdin=stream)
+    assert result.returncode == 0, result.stderr
+    # skopeo refuses a reference with both; the kubelet pulls the digest anyway.
+    assert result.stdout.decode() == (
+        f"quay.io/acme/api@{DIGEST} proxy.replicated.com/proxy/acme/quay.io/acme/api@{DIGEST}\n"
+    )
+    (row,) = json.loads(
+        run(["images", "--format", "json", "--app-slug", "acme", *RULES], stdin=stream).stdout
+    )
+    assert row["image"] == f"quay.io/acme/api:1@{DIGEST}"
+    assert row["source"] == f"quay.io/acme/api@{DIGEST}"
+
+
+def test_images_that_cannot_be_rewritten_fail_the_command(tmp_path: Path) -> None:
+    stream = POD.replace(
+        "  - {name: api, image: quay.io/acme/api:1}\n",
+        "  - {name: api, image: quay.io/acme/api:1}\n  - {name: other, image: ghcr.io/else/api:1}\n",
+    )
+    result = run(["images", "--app-slug", "acme", "--local-registry", "reg.local"], stdin=stream)
+    assert result.returncode == 1
+    assert result.stdout == b""
+    assert result.stderr.decode() == (
+        "error: 2 image(s) cannot be rewritten:\n"
+        "  quay.io/acme/api:1: local registry; quay.io/acme/api and ghcr.io/else/api would "
+        "all become reg.local/api: use --keep-path\n"
+        "  ghcr.io/else/api:1: local registry; ghcr.io/else/api and quay.io/acme/api would "
+        "all become reg.local/api: use --keep-path\n"
+    )
+    kept = run(
+        ["images", "--app-slug", "acme", "--local-registry", "reg.local", "--keep-path"],
+        stdin=stream,
+    )
+    assert kept.returncode == 0, kept.stderr
+
+
+def test_additional_image_colliding_with_a_manifest_image_fails(tmp_path: Path) -> None:
+    app = application_file(tmp_path, additionalImages=["ghcr.io/else/api:2"])
+    args = [
+        "images",
+        "--app-slug",
+        "acme",
+        "--application",
+        str(app),
+        "--local-registry",
+        "reg.local",
+    ]
+    result = run(args, stdin=POD)
+    assert result.returncode == 1
+    assert (
+        "ghcr.io/else/api:2: local registry; ghcr.io/else/api and quay.io/acme/api"
+        in result.stderr.decode()
+    )
