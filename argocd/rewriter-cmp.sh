@@ -80,11 +80,38 @@ render_helm() {
     done
   fi
   args+=("${helm_args[@]}")
-  # Dependencies declared but not vendored: fetch them (OCI, or repositories Helm knows).
+  # Dependencies declared but not vendored: fetch them.
   if grep -q '^dependencies:' Chart.yaml && [[ ! -d charts ]]; then
+    add_dependency_repositories
     helm dependency build . >&2
   fi
   helm "${args[@]}"
+}
+
+# `helm dependency build` fetches from OCI registries and file:// paths by themselves, but
+# from an HTTP(S) repository only once `helm repo add` made it known. Add each repository
+# Chart.yaml (and so Chart.lock) names, unless the sidecar's repositories file already has
+# it: that file (HELM_REPOSITORY_CONFIG, e.g. mounted from a Secret) is how credentials
+# for chart repositories reach helm, because argocd-repo-server hands plugins none (only
+# git credentials, with provideGitCreds). It is copied for the request: a mounted file is
+# read-only, and requests must not see each other's additions.
+add_dependency_repositories() {
+  local config="${HELM_REPOSITORY_CONFIG:-$HELM_CONFIG_HOME/repositories.yaml}"
+  local url known name
+  if [[ -f "$config" ]]; then
+    cp -- "$config" "$request_tmp/repositories.yaml"
+  fi
+  export HELM_REPOSITORY_CONFIG="$request_tmp/repositories.yaml"
+  known="$(helm repo list 2>/dev/null | awk 'NR > 1 {print $2}')" || true
+  while read -r url; do
+    case "$url" in http://* | https://*) ;; *) continue ;; esac
+    if grep -qxF -e "${url%/}" -e "${url%/}/" <<<"$known"; then
+      continue
+    fi
+    name="rewriter-$(printf '%s' "$url" | sha256sum | cut -c1-12)"
+    helm repo add "$name" "$url" >&2 || die "cannot add chart repository $url for the dependencies of Chart.yaml (credentials go in the sidecar's HELM_REPOSITORY_CONFIG)"
+    known+=$'\n'"${url%/}"
+  done < <(helm dependency list . 2>/dev/null | awk 'NR > 1 && NF >= 3 {print $3}' | sort -u)
 }
 
 render_kustomize() {
@@ -124,6 +151,9 @@ render() {
 
 generate() {
   sidecar_defaults
+  # This request's own files, gone when it ends (the sidecar's /tmp outlives requests).
+  request_tmp="$(mktemp -d "${TMPDIR:-/tmp}/rewriter-cmp.XXXXXX")"
+  trap 'rm -rf -- "$request_tmp"' EXIT
 
   # Parameters and Application env, checked and turned into arguments (NUL-separated).
   local tokens=() token

@@ -91,7 +91,7 @@ class CmpServer:
         (self.bin / "rewriter-cmp").symlink_to(ARGOCD / "rewriter-cmp.sh")
         shim = self.bin / "kustomize"
         shim.write_text(
-            '#!/bin/sh\n# kustomize build DIR [flags] -> kubectl kustomize DIR [flags]\n'
+            "#!/bin/sh\n# kustomize build DIR [flags] -> kubectl kustomize DIR [flags]\n"
             'if [ "$1" = build ]; then shift; fi\n'
             f'exec {KUBECTL or "kubectl"} kustomize "$@"\n'
         )
@@ -231,14 +231,108 @@ def test_plugin_yaml_is_a_cmp_v2_sidecar_config() -> None:
     # What the UI announces is exactly what generate accepts.
     announced = [p["name"] for p in PLUGIN["spec"]["parameters"]["static"]]
     assert announced == list(load_cmp_args().PARAMETERS)
-    kinds = {p["name"]: p.get("collectionType", "string") for p in PLUGIN["spec"]["parameters"]["static"]}
+    kinds = {
+        p["name"]: p.get("collectionType", "string") for p in PLUGIN["spec"]["parameters"]["static"]
+    }
     assert kinds == {name: spec[0] for name, spec in load_cmp_args().PARAMETERS.items()}
+
+
+# The ConfigManagementPlugin schema of Argo CD v3.5.8 (cmpserver/plugin/config.go, and
+# reposerver/apiclient's ParameterAnnouncement): the cmp-server decodes plugin.yaml with
+# encoding/json, which drops unknown fields without a word, so a field Argo CD does not
+# have (allowConcurrency, lockRepo: argocd-cm plugin options of old) would only look set.
+CMP_SCHEMA: dict[str, Any] = {
+    "apiVersion": str,
+    "kind": str,
+    "metadata": {"name": str},
+    "spec": {
+        "version": str,
+        "init": {"command": list, "args": list},
+        "generate": {"command": list, "args": list},
+        "discover": {"find": {"command": list, "args": list, "glob": str}, "fileName": str},
+        "parameters": {
+            "static": [
+                {
+                    "name": str, "title": str, "tooltip": str, "required": bool,
+                    "itemType": str, "collectionType": str, "string": str, "array": list,
+                    "map": dict,
+                }
+            ],
+            "dynamic": {"command": list, "args": list},
+        },
+        "preserveFileMode": bool,
+        "provideGitCreds": bool,
+    },
+}  # fmt: skip
+# Where config.go names each of those structs' fields (Find embeds Command).
+CMP_STRUCTS = {
+    "PluginConfigSpec": ("spec",),
+    "Discover": ("spec", "discover"),
+    "Command": ("spec", "generate"),
+    "Parameters": ("spec", "parameters"),
+}
+
+
+def schema_problems(value: Any, schema: Any, where: str) -> list[str]:
+    if isinstance(schema, dict):
+        if not isinstance(value, dict):
+            return [f"{where}: a mapping"]
+        problems = [f"{where}.{key}: not in the schema" for key in value if key not in schema]
+        for key, sub in value.items():
+            if key in schema:
+                problems += schema_problems(sub, schema[key], f"{where}.{key}")
+        return problems
+    if isinstance(schema, list):
+        if not isinstance(value, list):
+            return [f"{where}: a list"]
+        return [
+            p for i, v in enumerate(value) for p in schema_problems(v, schema[0], f"{where}[{i}]")
+        ]
+    return [] if isinstance(value, schema) else [f"{where}: a {schema.__name__}"]
+
+
+def test_plugin_yaml_has_only_fields_argo_cd_reads() -> None:
+    assert schema_problems(PLUGIN, CMP_SCHEMA, "plugin.yaml") == []
+    # And the check itself catches what it is for.
+    stale = {**PLUGIN, "spec": {**PLUGIN["spec"], "allowConcurrency": True, "lockRepo": False}}
+    assert schema_problems(stale, CMP_SCHEMA, "plugin.yaml") == [
+        "plugin.yaml.spec.allowConcurrency: not in the schema",
+        "plugin.yaml.spec.lockRepo: not in the schema",
+    ]
+
+
+def test_cmp_schema_is_argo_cds_own() -> None:
+    """CMP_SCHEMA against the struct tags of the Argo CD source the suite builds from."""
+    go = shutil.which("go")
+    if go is None:
+        pytest.skip("needs Go: the Argo CD module source comes from its module cache")
+    modcache = subprocess.run([go, "env", "GOMODCACHE"], capture_output=True, text=True, check=True)
+    config = (
+        Path(modcache.stdout.strip())
+        / "github.com/argoproj/argo-cd/v3@v3.5.8/cmpserver/plugin/config.go"
+    )
+    if not config.exists():
+        pytest.skip(f"no Argo CD v3.5.8 source at {config}: tests/hosts/build argocd-cmp-server")
+    source = config.read_text()
+    for struct, path in CMP_STRUCTS.items():
+        body = re.search(rf"type {struct} struct {{\n(.*?)\n}}", source, re.S)
+        assert body is not None, struct
+        tags = set(re.findall(r'(?:json|yaml):"([A-Za-z]+)', body.group(1)))
+        schema = CMP_SCHEMA
+        for step in path:
+            schema = schema[step]
+        assert tags == set(schema), struct
 
 
 def test_dockerfile_installs_what_plugin_yaml_runs() -> None:
     dockerfile = (ARGOCD / "Dockerfile").read_text()
-    assert "COPY argocd/rewriter-cmp.sh argocd/cmp_args.py /usr/local/lib/rewriter-cmp/" in dockerfile
-    assert "ln -s /usr/local/lib/rewriter-cmp/rewriter-cmp.sh /usr/local/bin/rewriter-cmp" in dockerfile
+    assert (
+        "COPY argocd/rewriter-cmp.sh argocd/cmp_args.py /usr/local/lib/rewriter-cmp/" in dockerfile
+    )
+    assert (
+        "ln -s /usr/local/lib/rewriter-cmp/rewriter-cmp.sh /usr/local/bin/rewriter-cmp"
+        in dockerfile
+    )
     assert "COPY argocd/plugin.yaml /home/argocd/cmp-server/config/plugin.yaml" in dockerfile
     assert re.search(r"^USER 999$", dockerfile, re.MULTILINE)
     # helm and kustomize pinned, each download checked against a SHA-256.
@@ -345,7 +439,9 @@ def test_generate_plain_yaml_app(cmp: CmpServer) -> None:
     # Files in name order, README.md left out, the Secret after the documents.
     assert kinds == ["Deployment", "Service", "Job", "Secret"]
     deployment, _, job, secret = result.documents()
-    assert images(deployment) == ["proxy.replicated.com/proxy/my-kots-app/quay.io/my-org/api:v1.0.1"]
+    assert images(deployment) == [
+        "proxy.replicated.com/proxy/my-kots-app/quay.io/my-org/api:v1.0.1"
+    ]
     assert images(job) == ["registry.replicated.com/my-kots-app/seed:2.0.0"]
     assert pull_secrets(job) == [{"name": "my-kots-app-registry"}]
     # No namespace in the manifests: the Secret goes to the Application's namespace.
@@ -362,9 +458,7 @@ def fake_helm(cmp: CmpServer) -> Path:
     record = cmp.root / "helm-args"
     script = cmp.bin / "helm"
     script.write_text(
-        "#!/bin/sh\n"
-        f"printf '%s\\n' \"$@\" > {record}\n"
-        f"exec cat {RENDERED / 'helm-template.yaml'}\n"
+        f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {record}\nexec cat {RENDERED / 'helm-template.yaml'}\n"
     )
     script.chmod(0o755)
     return record
@@ -421,7 +515,7 @@ def test_rewriter_gets_the_parameters_and_sidecar_defaults(cmp: CmpServer) -> No
     shim = cmp.bin / "rewriter"
     shim.write_text(
         "#!/bin/sh\n"
-        f"{{ printf '%s\\n' \"$@\"; echo \"deadline=$REWRITER_DEADLINE\"; }} > {record}\n"
+        f'{{ printf \'%s\\n\' "$@"; echo "deadline=$REWRITER_DEADLINE"; }} > {record}\n'
         f'exec {real} "$@"\n'
     )
     shim.chmod(0o755)
@@ -459,7 +553,9 @@ def test_plugin_env_sets_any_rewriter_option(cmp: CmpServer) -> None:
     )
     assert result.returncode == 0, result.stderr
     (deployment,) = by_kind(result, "Deployment")
-    assert images(deployment) == ["proxy.vendor.example/proxy/my-kots-app/quay.io/my-org/api:v1.0.1"]
+    assert images(deployment) == [
+        "proxy.vendor.example/proxy/my-kots-app/quay.io/my-org/api:v1.0.1"
+    ]
 
 
 def test_rewriter_yaml_in_the_app_directory_is_its_config(cmp: CmpServer) -> None:
@@ -470,7 +566,9 @@ def test_rewriter_yaml_in_the_app_directory_is_its_config(cmp: CmpServer) -> Non
     result = cmp.run("generate", app, cmp.request_env(app))
     assert result.returncode == 0, result.stderr
     (deployment,) = by_kind(result, "Deployment")
-    assert images(deployment) == ["proxy.replicated.com/proxy/my-kots-app/quay.io/my-org/api:v1.0.1"]
+    assert images(deployment) == [
+        "proxy.replicated.com/proxy/my-kots-app/quay.io/my-org/api:v1.0.1"
+    ]
     # Dotfiles are not manifests.
     assert "options:" not in result.stdout
 
@@ -789,8 +887,9 @@ def sidecar(argocd_cmp_server: Path, cmp: CmpServer, kustomize: Path) -> Iterato
 def test_real_cmp_server_announces_plugin_yaml(sidecar: Sidecar) -> None:
     app = sidecar.cmp.checkout(APPS / "plain-app", "apps/plain")
     check = sidecar.call("check", application(app))
-    # Discovery configured (so unnamed Applications are asked too); no git credentials.
-    assert check.body == {"isDiscoveryConfigured": True}
+    # Discovery configured (so unnamed Applications are asked too); the repo-server's git
+    # credentials offered to the request (through ASKPASS).
+    assert check.body == {"isDiscoveryConfigured": True, "provideGitCreds": True}
     # The UI's Parameters tab: exactly plugin.yaml's static announcements, in order.
     answer = sidecar.call("parameters", application(app, parameters=RULES))
     assert answer.returncode == 0, answer.body
@@ -861,7 +960,9 @@ def test_real_cmp_server_generates_plain_app(sidecar: Sidecar) -> None:
     docs = sidecar.call("generate", application(app, parameters=RULES)).documents()
     assert [d["kind"] for d in docs] == ["Deployment", "Service", "Job", "Secret"]
     deployment, _, job, secret = docs
-    assert images(deployment) == ["proxy.replicated.com/proxy/my-kots-app/quay.io/my-org/api:v1.0.1"]
+    assert images(deployment) == [
+        "proxy.replicated.com/proxy/my-kots-app/quay.io/my-org/api:v1.0.1"
+    ]
     assert pull_secrets(deployment) == [{"name": "my-kots-app-registry"}]
     assert images(job) == ["registry.replicated.com/my-kots-app/seed:2.0.0"]
     assert pull_secrets(job) == [{"name": "my-kots-app-registry"}]
@@ -884,7 +985,11 @@ def test_real_cmp_server_generates_kustomize_app(sidecar: Sidecar) -> None:
     plugin_env = {"REWRITER_PROXY_HOST": "proxy.vendor.example"}
     answer = sidecar.call("generate", application(app, plugin_env=plugin_env, parameters=RULES))
     deployment, cronjob, secret = answer.documents()
-    assert [deployment["kind"], cronjob["kind"], secret["kind"]] == ["Deployment", "CronJob", "Secret"]
+    assert [deployment["kind"], cronjob["kind"], secret["kind"]] == [
+        "Deployment",
+        "CronJob",
+        "Secret",
+    ]
     assert images(deployment) == [
         "proxy.vendor.example/proxy/my-kots-app/quay.io/my-org/api:v1.0.2",
         "postgres:16",
@@ -895,9 +1000,7 @@ def test_real_cmp_server_generates_kustomize_app(sidecar: Sidecar) -> None:
     assert set(secret_auths(secret)) == {"proxy.vendor.example", "registry.replicated.com"}
 
 
-def test_real_cmp_server_generates_helm_chart(
-    sidecar: Sidecar, helm3: Path
-) -> None:
+def test_real_cmp_server_generates_helm_chart(sidecar: Sidecar, helm3: Path) -> None:
     (sidecar.cmp.bin / "helm").symlink_to(helm3)  # the image ships Helm 3
     app = sidecar.cmp.checkout(CHART, "charts/shop")
     parameters = [*RULES, {"name": "helm-parameters", "map": {"cache.image": "redis:7.2"}}]
@@ -907,7 +1010,9 @@ def test_real_cmp_server_generates_helm_chart(
         "proxy.replicated.com/proxy/my-kots-app/quay.io/my-org/api:v1.0.1",
         "redis:7.2",
     ]
-    assert images(by["Job"]) == ["proxy.replicated.com/proxy/my-kots-app/quay.io/my-org/migrate:v1.0.1"]
+    assert images(by["Job"]) == [
+        "proxy.replicated.com/proxy/my-kots-app/quay.io/my-org/migrate:v1.0.1"
+    ]
     # The hook came through helm template; the Secret is a hook weighted before it.
     assert by["Job"]["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
     assert int(by["Secret"]["metadata"]["annotations"]["helm.sh/hook-weight"]) < -5
@@ -967,7 +1072,9 @@ def test_harness_environment_matches_the_real_one(sidecar: Sidecar) -> None:
         {"name": "helm-parameters", "map": {"cache.image": "redis:7"}},
         {"name": "secret-name", "string": ""},
     ]
-    answer = sidecar.call("generate", application(app, plugin_env=plugin_env, parameters=parameters))
+    answer = sidecar.call(
+        "generate", application(app, plugin_env=plugin_env, parameters=parameters)
+    )
     assert answer.returncode == 0, answer.body
     # The request's variables (the sidecar's own ARGOCD_LOG_* and the like left out).
     prefixes = ("ARGOCD_APP_", "ARGOCD_ENV_", "PARAM_", "KUBE_")
@@ -976,3 +1083,122 @@ def test_harness_environment_matches_the_real_one(sidecar: Sidecar) -> None:
     emulated = sidecar.cmp.request_env(app, plugin_env=plugin_env, parameters=parameters)
     emulated["KUBE_VERSION"] = "1.30.2"  # from "v1.30.2+k3s1", as the repo-server parses it
     assert got == emulated
+
+
+# --- chart dependencies from an HTTP chart repository (loopback) ---------------------
+
+
+class ChartRepository:
+    """A Helm chart repository on loopback: index.yaml and one packaged chart, served by
+    http.server, optionally behind HTTP basic auth."""
+
+    def __init__(self, root: Path, helm: Path, auth: tuple[str, str] | None = None) -> None:
+        import base64 as b64
+        import http.server
+        import threading
+
+        self.dir = root / "chart-repo"
+        self.dir.mkdir()
+        self.requests: list[tuple[str, str | None]] = []
+        expected = "Basic " + b64.b64encode(":".join(auth).encode()).decode() if auth else None
+        repo = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, directory=str(repo.dir), **kwargs)
+
+            def do_GET(self) -> None:
+                given = self.headers.get("Authorization")
+                repo.requests.append((self.path, given))
+                if expected is not None and given != expected:
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="charts"')
+                    self.end_headers()
+                    return
+                super().do_GET()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        # A subchart with a private image, packaged and indexed by the real helm.
+        source = root / "worker-chart"
+        (source / "templates").mkdir(parents=True)
+        (source / "Chart.yaml").write_text("apiVersion: v2\nname: worker\nversion: 1.2.0\n")
+        (source / "templates" / "worker.yaml").write_text(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: worker\nspec:\n"
+            "  selector: {matchLabels: {app: worker}}\n  template:\n"
+            "    metadata: {labels: {app: worker}}\n    spec:\n      containers:\n"
+            "      - name: worker\n        image: quay.io/my-org/worker:2.0.0\n"
+        )
+        env = {**os.environ, "HOME": str(root), "XDG_CACHE_HOME": str(root / "xdg")}
+        for args in (
+            ["package", str(source), "-d", str(self.dir)],
+            ["repo", "index", str(self.dir)],
+        ):
+            subprocess.run([str(helm), *args], check=True, capture_output=True, env=env)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def app_with_dependency(cmp: CmpServer, repository: str) -> Path:
+    source = cmp.root / "umbrella"
+    (source / "templates").mkdir(parents=True, exist_ok=True)
+    (source / "Chart.yaml").write_text(
+        "apiVersion: v2\nname: umbrella\nversion: 0.1.0\ndependencies:\n"
+        f"- name: worker\n  version: 1.2.0\n  repository: {repository}\n"
+    )
+    return cmp.checkout(source, "charts/umbrella")
+
+
+@pytest.fixture(params=["helm3", "helm4"])
+def real_helm(request: pytest.FixtureRequest, cmp: CmpServer) -> Path:
+    helm: Path = request.getfixturevalue(request.param)
+    (cmp.bin / "helm").symlink_to(helm)
+    return helm
+
+
+def test_chart_dependency_from_an_http_repository_renders(cmp: CmpServer, real_helm: Path) -> None:
+    repo = ChartRepository(cmp.root, real_helm)
+    try:
+        result = cmp.generate(app_with_dependency(cmp, repo.url), parameters=RULES)
+    finally:
+        repo.close()
+    assert result.returncode == 0, result.stderr
+    (worker,) = by_kind(result, "Deployment")
+    assert images(worker) == ["proxy.replicated.com/proxy/my-kots-app/quay.io/my-org/worker:2.0.0"]
+    assert ("/index.yaml", None) in repo.requests
+    # The request's repositories file is its own, and gone afterwards.
+    assert not list(cmp.tmp.glob("rewriter-cmp.*"))
+    assert not (cmp.tmp / "helm" / "config" / "repositories.yaml").exists()
+
+
+def test_chart_repository_credentials_come_from_the_sidecars_repositories_file(
+    cmp: CmpServer, real_helm: Path
+) -> None:
+    repo = ChartRepository(cmp.root, real_helm, auth=("reader", "s3cret"))
+    try:
+        app = app_with_dependency(cmp, repo.url)
+        refused = cmp.generate(app, parameters=RULES)
+        # As an admin mounts it from a Secret: read-only, helm's own format.
+        mounted = cmp.root / "etc-helm" / "repositories.yaml"
+        mounted.parent.mkdir()
+        mounted.write_text(
+            "apiVersion: ''\ngenerated: '0001-01-01T00:00:00Z'\nrepositories:\n"
+            f"- name: vendor\n  url: {repo.url}\n  username: reader\n  password: s3cret\n"
+        )
+        mounted.chmod(0o444)
+        cmp.env["HELM_REPOSITORY_CONFIG"] = str(mounted)
+        result = cmp.generate(app_with_dependency(cmp, repo.url), parameters=RULES)
+    finally:
+        repo.close()
+    assert refused.returncode != 0
+    assert "rewriter-cmp: error: cannot add chart repository " + repo.url in refused.stderr
+    assert result.returncode == 0, result.stderr
+    (worker,) = by_kind(result, "Deployment")
+    assert images(worker) == ["proxy.replicated.com/proxy/my-kots-app/quay.io/my-org/worker:2.0.0"]
+    assert mounted.read_text().count("url:") == 1  # never written to
