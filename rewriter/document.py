@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from typing import cast
 
 import yaml
+from yaml._yaml import CParser
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.resolver import Resolver
 
 from rewriter.errors import RewriterError
 from rewriter.stream import Chunk, check_depth, yaml_error
@@ -26,16 +28,26 @@ Step = tuple[Node, int]
 Route = tuple[Step, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Resource:
-    """A Kubernetes object inside a document: the document root, or an item of a `*List`."""
+Reading = tuple[str | None, ...]  # a field as the check of edits reads it: see reading()
 
-    node: MappingNode
+
+@dataclass(slots=True)
+class Resource:
+    """A Kubernetes object inside a document: the document root, or an item of a `*List`.
+
+    Not frozen: a render drops `node` once the document has been visited (render.plan),
+    keeping only what the rewrite needs: names, annotations and the identity fields.
+    """
+
+    node: MappingNode | None
     api_version: str
     kind: str
     name: str
     namespace: str | None
     path: str  # '' for the root, 'items[3]' for a list item: prefixes field paths in messages
+    # apiVersion, kind and metadata.namespace as the check of edited documents reads them
+    identity: tuple[Reading, Reading, Reading] = ((), (), ())
+    annotations: dict[str, str] | None = None  # annotations_of(), kept when `node` goes
 
     def label(self) -> str:
         """`Kind ns/name` as in kubectl's output, for messages."""
@@ -52,6 +64,10 @@ class Document:
     # Whether the text has an anchor: only then can one node be read at two places, and
     # only then do edits need the alias bookkeeping of edit.py.
     shared: bool = field(default=False)
+    # Whether the tree (and the text) were let go after the document was visited: the
+    # rewrite then works from positions (render.Site) and decodes the chunk again.
+    released: bool = field(default=False)
+    list_items: int | None = None  # the number of `items` of a List, kept on release
 
     @property
     def index(self) -> int:
@@ -70,13 +86,25 @@ class Document:
         else:
             yield _resource(self.root, "")
 
-    def where(self, resource: Resource | None = None, node: Node | None = None) -> str:
-        """`document 3 (Deployment ns/web, line 42)` for messages."""
+    def release(self) -> None:
+        """Let go of the tree and the text (the chunk keeps the bytes)."""
+        items = get(self.root, "items")
+        if isinstance(items, SequenceNode):
+            self.list_items = len(items.value)
+        self.root, self.text, self.released = None, "", True
+
+    def where(
+        self, resource: Resource | None = None, node: Node | None = None, line: int | None = None
+    ) -> str:
+        """`document 3 (Deployment ns/web, line 42)` for messages; `line` in the document
+        (0-based) when the node is gone."""
         parts = []
         if resource is not None:
             parts.append(resource.label())
         if node is not None:
-            parts.append(f"line {self.chunk.first_line + node.start_mark.line}")
+            line = node.start_mark.line
+        if line is not None:
+            parts.append(f"line {self.chunk.first_line + line}")
         detail = f" ({', '.join(parts)})" if parts else ""
         return f"document {self.index}{detail}"
 
@@ -92,7 +120,7 @@ def parse(chunk: Chunk) -> Document:
     try:
         # compose, not load: no value is constructed, so nothing can change type, and an
         # alias is one shared node instead of an expanded copy (no billion laughs).
-        root = yaml.compose(text, Loader=yaml.CSafeLoader)
+        root = compose(text)
     except yaml.YAMLError as exc:
         raise yaml_error(chunk, exc) from None
     shared = _has_anchor(text)
@@ -101,6 +129,50 @@ def parse(chunk: Chunk) -> Document:
     _refuse_duplicate_keys(chunk, root)
     line_break = "\r\n" if "\r\n" in text else "\n"
     return Document(chunk, text, root, line_break, shared)
+
+
+# CSafeLoader's table (a class attribute): first character -> [(tag, pattern)]
+_IMPLICIT: dict[str | None, list[tuple[str, re.Pattern[str]]]] = Resolver.yaml_implicit_resolvers
+_ANY_FIRST = _IMPLICIT.get(None, [])
+_STR, _SEQ, _MAP = (f"tag:yaml.org,2002:{name}" for name in ("str", "seq", "map"))
+
+
+class _Composer(CParser):
+    """libyaml's composer with CSafeLoader's tag resolution, without its Python layers.
+
+    `yaml.compose(text, Loader=CSafeLoader)` builds a loader (constructor and resolver
+    state) per document and resolves every node through generic Python methods: on a
+    stream of small workloads that was ~5 times the cost of the composing itself.
+    `resolve` below gives the same tags (the same table, in the same order); there are
+    no path resolvers in a safe loader, so descending and ascending do nothing.
+    """
+
+    def descend_resolver(self, current_node: object, current_index: object) -> None:
+        pass
+
+    def ascend_resolver(self) -> None:
+        pass
+
+    def resolve(self, kind: type[Node], value: str, implicit: tuple[bool, bool]) -> str:
+        if kind is ScalarNode:
+            if implicit[0]:
+                for tag, regexp in _IMPLICIT.get(value[:1], ()):
+                    if regexp.match(value):
+                        return tag
+                for tag, regexp in _ANY_FIRST:
+                    if regexp.match(value):
+                        return tag
+            return _STR
+        return _SEQ if kind is SequenceNode else _MAP
+
+
+def compose(text: str) -> Node | None:
+    """The node tree of one YAML document, as `yaml.compose(text, Loader=CSafeLoader)`."""
+    composer = _Composer(text)
+    try:
+        return composer.get_single_node()
+    finally:
+        composer.dispose()
 
 
 def _has_anchor(text: str) -> bool:
@@ -306,6 +378,8 @@ def get_path(node: Node | None, *keys: str) -> Node | None:
 
 
 def annotations_of(resource: Resource) -> dict[str, str]:
+    if resource.node is None:  # released: what was read before
+        return resource.annotations or {}
     found = get_path(resource.node, "metadata", "annotations")
     result: dict[str, str] = {}
     if isinstance(found, MappingNode):
@@ -316,13 +390,27 @@ def annotations_of(resource: Resource) -> dict[str, str]:
     return result
 
 
+def reading(node: Node | None) -> Reading:
+    """A node as readback.read_fields reports it: (text,) for a scalar, (None,) for a
+    collection, () when absent."""
+    if node is None:
+        return ()
+    return (str(node.value),) if isinstance(node, ScalarNode) else (None,)
+
+
 def _resource(node: MappingNode, path: str) -> Resource:
     meta = get(node, "metadata")
+    api_version, kind, namespace = (
+        get(node, "apiVersion"),
+        get(node, "kind"),
+        get(meta, "namespace"),
+    )
     return Resource(
         node=node,
-        api_version=scalar(get(node, "apiVersion")) or "",
-        kind=scalar(get(node, "kind")) or "",
+        api_version=scalar(api_version) or "",
+        kind=scalar(kind) or "",
         name=scalar(get(meta, "name")) or scalar(get(meta, "generateName")) or "",
-        namespace=scalar(get(meta, "namespace")) or None,
+        namespace=scalar(namespace) or None,
         path=path,
+        identity=(reading(api_version), reading(kind), reading(namespace)),
     )

@@ -30,22 +30,35 @@ class Splice:
 def replace_scalar(
     doc: Document, node: ScalarNode, value: str, quoted: str | None = None
 ) -> Splice:
-    """Write `value` in place of a scalar, in the same style when it is safe.
+    """Write `value` in place of a scalar, in the same style when it is safe."""
+    start, end = node.start_mark.index, node.end_mark.index
+    return replace_span(doc.text, start, end, node.style, str(node.value), value, quoted)
+
+
+def replace_span(
+    text: str,
+    start: int,
+    end: int,
+    style: str | None,
+    written: str,
+    value: str,
+    quoted: str | None = None,
+) -> Splice:
+    """`replace_scalar` from the scalar's span, style and value, for documents whose
+    tree is gone (render.Site).
 
     An image reference (no blanks, quotes, `#` or backslashes) is a valid plain, single-
     or double-quoted scalar as it stands; any other value comes with its `quoted` form,
     written in place of the whole scalar.
     """
-    start, end = node.start_mark.index, node.end_mark.index
-    raw = doc.text[start:end]
-    written = str(node.value)
+    raw = text[start:end]
     if quoted is not None:
         return Splice(start + properties_length(raw), start + len(raw.rstrip()), quoted)
-    if node.style in (None, "") and raw.endswith(written) and "\n" not in raw:
+    if style in (None, "") and raw.endswith(written) and "\n" not in raw:
         # Plain: the value is the tail of the span (anchors or tags may come first).
         return Splice(end - len(written), end, value)
-    if node.style in ("'", '"') and raw.endswith(node.style):
-        opening = raw.index(node.style)
+    if style in ("'", '"') and raw.endswith(style):
+        opening = raw.index(style)
         inner = raw[opening + 1 : -1]
         if inner == written:
             return Splice(start + opening + 1, end - 1, value)

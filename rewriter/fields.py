@@ -57,6 +57,9 @@ class PodSpecField:
     def applies(self, resource: Resource) -> bool:
         return _applies(self.kinds, self.api_versions, resource.kind, resource.api_version)
 
+    def applies_to(self, kind: str, api_version: str) -> bool:
+        return _applies(self.kinds, self.api_versions, kind, api_version)
+
 
 class PullSecrets(enum.Enum):
     """How a custom resource's image gets its credentials when it has no secrets field."""
@@ -76,6 +79,9 @@ class ImageField:
 
     def applies(self, resource: Resource) -> bool:
         return _applies(self.kinds, self.api_versions, resource.kind, resource.api_version)
+
+    def applies_to(self, kind: str, api_version: str) -> bool:
+        return _applies(self.kinds, self.api_versions, kind, api_version)
 
 
 @functools.lru_cache(maxsize=4096)  # pure; every table entry is asked of every resource
@@ -125,6 +131,16 @@ class FieldTable:
             self, pod_specs=self.pod_specs + tuple(pod_specs), images=self.images + tuple(images)
         )
 
+    def for_resource(self, kind: str, api_version: str) -> FieldTable:
+        """The entries that apply to resources of this kind and apiVersion: the finder
+        asks every entry of every resource otherwise (millions of calls on a big chart).
+        Callers keep one per kind."""
+        return dataclasses.replace(
+            self,
+            pod_specs=tuple(e for e in self.pod_specs if e.applies_to(kind, api_version)),
+            images=tuple(e for e in self.images if e.applies_to(kind, api_version)),
+        )
+
     def names_kind(self, kind: str) -> bool:
         """Whether an entry names `kind` itself (a glob other than '*' matching it)."""
         entries: tuple[PodSpecField | ImageField, ...] = (*self.pod_specs, *self.images)
@@ -162,7 +178,7 @@ class ImageSite:
 
 def find_images(resource: Resource, table: FieldTable) -> Iterator[ImageSite]:
     """Every image site of one resource, in document order of the tables."""
-    if resource.kind in NEVER_SCANNED:
+    if resource.kind in NEVER_SCANNED or resource.node is None:  # None: released
         return
     prefix = (resource.path,) if resource.path else ()
     # Tables may overlap (a catalogue entry for a kind the shapes already cover): each

@@ -15,7 +15,7 @@ import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -27,6 +27,7 @@ from rewriter.document import (
     Resource,
     Route,
     annotations_of,
+    compose,
     get,
     get_path,
     parse,
@@ -42,6 +43,7 @@ from rewriter.fields import (
     PullSecrets,
     find_images,
 )
+from rewriter.fields import Path as FieldPath
 from rewriter.reference import ImageRef, InvalidReference
 from rewriter.report import Reporter
 from rewriter.secrets import (
@@ -86,11 +88,37 @@ class Options:
 
 
 @dataclass(slots=True)
+class Site:
+    """An image site as the rewrite needs it: positions, not nodes.
+
+    A composed tree costs ~50 times its text; holding every document's until the end
+    made a chart of small workloads take ~75 times its size in memory. So the finder's
+    sites are turned into these while the document is visited, and the tree goes
+    (Document.release) unless the document has anchors (edit.splices then needs the
+    nodes) or the caller wants the trees (--annotate, `scan --unclaimed`).
+    """
+
+    resource: Resource
+    path: str  # e.g. 'spec.template.spec.containers[0].image'
+    line: int  # the scalar's line in the document, 0-based
+    start: int  # the scalar's span in the document's text
+    end: int
+    style: str | None
+    pull_secrets: FieldPath | PullSecrets  # for CR fields: where that kind takes them
+    # The field path of the mapping whose list names our Secret; None when there is none
+    holder: str | None
+    holder_key: str = "imagePullSecrets"
+    # The entry that names our Secret there, made while the tree was at hand (released
+    # documents only); None when the list names it already
+    secret: edit.Splice | None = None
+
+
+@dataclass(slots=True)
 class Found:
     """One image site, its parsed reference and the decision for it."""
 
     doc: Document
-    site: ImageSite
+    site: Site
     ref: ImageRef
     decision: Decision | None = None
     probe: ProbeResult | None = None
@@ -106,14 +134,6 @@ class Plan:
     # A Secret named like ours that is not ours to replace, by namespace
     user_secrets: dict[str | None, tuple[Document, Resource]]
     fields: FieldTable
-    _by_document: dict[int, list[Found]] = field(default_factory=dict)
-
-    def found_in(self, doc: Document) -> list[Found]:
-        """The images of one document (grouped once: a render may edit thousands)."""
-        if not self._by_document:
-            for found in self.found:
-                self._by_document.setdefault(found.doc.index, []).append(found)
-        return self._by_document.get(doc.index, [])
 
 
 def plan(
@@ -129,7 +149,7 @@ def plan(
     triggers = options.fields.trigger_words() | {b"Secret"}
     result = Plan(bom, [], [], set(), set(), {}, options.fields)
     with _collector_paused():
-        _parse_and_find(result, chunks, options, want_namespaces, triggers, report)
+        _parse_and_find(result, chunks, options, want_namespaces, triggers, report, parse_all)
     _decide(result.found, options.rules, prober, report)
     return result
 
@@ -155,7 +175,13 @@ def _parse_and_find(
     want_namespaces: bool,
     triggers: frozenset[bytes],
     report: Reporter,
+    keep_trees: bool,
 ) -> None:
+    keep_trees = keep_trees or options.annotate  # annotation_change works on nodes
+    tables: dict[tuple[str, str], FieldTable] = {}  # the entries that apply, by kind
+    # One copy of each equal value the sites keep (kinds, namespaces, field paths, the
+    # identity readings, pull secret entries): a chart repeats them in every workload.
+    pool: dict[object, Any] = {}
     for chunk in chunks:
         if _passes_through(chunk.data, options, want_namespaces, triggers):
             check_syntax(chunk)
@@ -163,12 +189,65 @@ def _parse_and_find(
             continue
         doc = parse(chunk)
         result.items.append(doc)
+        release = not (keep_trees or doc.shared)
+        holders: dict[str, edit.Splice | None] = {}  # pull secret entries, by holder path
         for resource in doc.resources():
             _note_resource(result, doc, resource, options)
-            for site in find_images(resource, options.fields):
-                ref = _image_ref(doc, site, options.strict, report)
+            kind = (resource.kind, resource.api_version)
+            table = tables.get(kind)
+            if table is None:
+                table = tables[kind] = options.fields.for_resource(*kind)
+            holds_images = False
+            for image in find_images(resource, table):
+                ref = _image_ref(doc, image, options.strict, report)
                 if ref is not None:
+                    site = _site(doc, image, options if release else None, holders)
+                    site.path = pool.setdefault(site.path, site.path)
+                    site.secret = pool.setdefault(site.secret, site.secret)
                     result.found.append(Found(doc, site, ref))
+                    holds_images = True
+            if holds_images:
+                resource.api_version = pool.setdefault(resource.api_version, resource.api_version)
+                resource.kind = pool.setdefault(resource.kind, resource.kind)
+                resource.namespace = pool.setdefault(resource.namespace, resource.namespace)
+                resource.identity = pool.setdefault(resource.identity, resource.identity)
+            if release:
+                if holds_images:  # read for the Secrets' ordering (secrets.Consumers)
+                    resource.annotations = annotations_of(resource) or None
+                resource.node = None
+        if release:
+            doc.release()
+
+
+def _site(
+    doc: Document,
+    image: ImageSite,
+    release: Options | None,
+    holders: dict[str, edit.Splice | None],
+) -> Site:
+    """The positions of an image site; with `release` (the document's tree is about to
+    go), also the entry that would name our Secret in its pull secrets."""
+    node = image.node
+    target = _pull_secret_target(image)
+    site = Site(
+        image.resource,
+        image.path,
+        node.start_mark.line,
+        node.start_mark.index,
+        node.end_mark.index,
+        node.style,
+        image.pull_secrets,
+        target[2] if target else None,
+    )
+    if target is None:
+        return site
+    site.holder_key = target[1]
+    if release is not None and release.pull_secrets:
+        if target[2] not in holders:
+            added = edit.pull_secret_change(target[0], target[1], release.secret_name)
+            holders[target[2]] = edit.splice(doc, added[1]) if added else None
+        site.secret = holders[target[2]]
+    return site
 
 
 def _passes_through(
@@ -224,57 +303,7 @@ def rewrite(the_plan: Plan, options: Options, report: Reporter) -> Rendered:
     failures = [f for f in the_plan.found if f.decision and f.decision.action is Action.FAIL]
     if failures:
         raise RewriterError(_failure_message(failures))
-    # Changes by document, each with its route (for documents with anchors, where one
-    # node may be read at several places: edit.splices decides how to write them).
-    edits: dict[int, list[tuple[Route, edit.Change]]] = {}
-    consumers: dict[str | None, Consumers] = {}
-    holders_done: set[tuple[int, str]] = set()  # by document and field path
-    originals: dict[tuple[int, str], tuple[Found, dict[str, str]]] = {}  # by resource
-    for found in the_plan.found:
-        decision = found.decision
-        assert decision is not None
-        splices = edits.setdefault(found.doc.index, [])
-        if decision.new_text is not None:
-            change = edit.scalar_change(found.site.node, decision.new_text)
-            splices.append((_route(found.doc, found.site.path), change))
-            resource = found.site.resource
-            entry = originals.setdefault((found.doc.index, resource.path), (found, {}))
-            # Paths from the resource itself: the annotation sits on it, and must not
-            # change when it moves within a List (or a KRM ResourceList).
-            field_path = found.site.path.removeprefix(f"{resource.path}.")
-            entry[1][field_path] = found.ref.text
-        if not (decision.needs_secret and options.pull_secrets):
-            continue
-        resource = found.site.resource
-        namespace = resource.namespace or options.namespace
-        consumers.setdefault(namespace, Consumers())
-        target = _pull_secret_target(found)
-        # One entry per list of pull secrets, however many images share it.
-        holder_id = (found.doc.index, target[2] if target else found.site.path)
-        if holder_id in holders_done:
-            continue
-        holders_done.add(holder_id)
-        consumers[namespace].note(annotations_of(resource))
-        if target is None and found.site.pull_secrets is PullSecrets.WARN:
-            report.warn(
-                f"{describe(found)}: {found.site.resource.kind} has no pull secret field; "
-                f"the cluster needs credentials for {decision.new_text or found.ref.text}"
-                " by other means (e.g. the service account)"
-            )
-        if target is not None:
-            added = edit.pull_secret_change(target[0], target[1], options.secret_name)
-            if added is not None:
-                splices.append(((*_route(found.doc, target[2]), *added[0]), added[1]))
-
-    if options.annotate:
-        for found, images in originals.values():
-            value = json.dumps(images, sort_keys=True, separators=(",", ":"))
-            resource = found.site.resource
-            annotated = edit.annotation_change(resource.node, ORIGINAL_IMAGES, value)
-            if annotated is not None:
-                at = (*_route(found.doc, resource.path), *annotated[0])
-                edits[found.doc.index].append((at, annotated[1]))
-
+    consumers = _consumers(the_plan, options, report)
     namespaces = _secret_namespaces(the_plan, options, consumers)
     for namespace in namespaces:
         if namespace in the_plan.user_secrets:
@@ -289,19 +318,126 @@ def rewrite(the_plan: Plan, options: Options, report: Reporter) -> Rendered:
     if namespaces and not options.credentials:
         raise RewriterError(options.missing_credentials)
 
+    # Each document's edits are made just before it is written, from its own images (the
+    # plan lists them in document order): nothing per image outlives its document.
     out: list[bytes] = [the_plan.bom]
-    with _collector_paused():  # each edited document is composed again, to be checked
+    found = the_plan.found
+    at = 0
+    with _collector_paused():  # each edited document is parsed again, to be checked
         for item in the_plan.items:
             if isinstance(item, Chunk):
                 out.append(item.data)
-            elif item.index in the_plan.managed_secrets:
                 continue
-            elif edits.get(item.index):
-                made = edit.splices(item, edits[item.index])
-                out.append(_edited(item, made, the_plan, options))
+            mine = at
+            while at < len(found) and found[at].doc is item:
+                at += 1
+            if item.index in the_plan.managed_secrets:
+                continue
+            if item.released:
+                text = item.chunk.data.decode("utf-8")
+                made = _released_splices(text, found[mine:at], options)
+            else:
+                text = item.text
+                changes = _changes(item, found[mine:at], options)
+                made = edit.splices(item, changes) if changes else []
+            if made:
+                out.append(_edited(item, made, found[mine:at], text))
             else:
                 out.append(item.chunk.data)
+    if at != len(found):
+        raise RewriterError("internal error: images out of document order")
     return Rendered(out, _secrets(namespaces, consumers, options))
+
+
+def _consumers(the_plan: Plan, options: Options, report: Reporter) -> dict[str | None, Consumers]:
+    """The workloads that need our Secret, by namespace; warns about images whose kind
+    takes no pull secrets."""
+    consumers: dict[str | None, Consumers] = {}
+    if not options.pull_secrets:
+        return consumers
+    holders_done: set[str] = set()  # by field path, in the current document
+    current: Document | None = None
+    for found in the_plan.found:
+        decision = found.decision
+        assert decision is not None
+        if not decision.needs_secret:
+            continue
+        site = found.site
+        if found.doc is not current:
+            current = found.doc
+            holders_done.clear()
+        namespace = site.resource.namespace or options.namespace
+        consumers.setdefault(namespace, Consumers())
+        # One entry per list of pull secrets, however many images share it.
+        holder_id = site.holder if site.holder is not None else site.path
+        if holder_id in holders_done:
+            continue
+        holders_done.add(holder_id)
+        consumers[namespace].note(annotations_of(site.resource))
+        if site.holder is None and site.pull_secrets is PullSecrets.WARN:
+            report.warn(
+                f"{describe(found)}: {site.resource.kind} has no pull secret field; "
+                f"the cluster needs credentials for {decision.new_text or found.ref.text}"
+                " by other means (e.g. the service account)"
+            )
+    return consumers
+
+
+def _released_splices(text: str, found: list[Found], options: Options) -> list[edit.Splice]:
+    """The splices of a document whose tree is gone, from the positions its sites kept:
+    each once (several images share one pull secret list)."""
+    made: dict[edit.Splice, None] = {}
+    for f in found:
+        decision, site = f.decision, f.site
+        assert decision is not None
+        if decision.new_text is not None:
+            new = decision.new_text
+            made[edit.replace_span(text, site.start, site.end, site.style, f.ref.text, new)] = None
+        if decision.needs_secret and options.pull_secrets and site.secret is not None:
+            made[site.secret] = None
+    return list(made)
+
+
+def _changes(
+    doc: Document, found: list[Found], options: Options
+) -> list[tuple[Route, edit.Change]]:
+    """The changes to a document whose tree is kept, each with its route (for documents
+    with anchors, where one node may be read at several places: edit.splices decides how
+    to write them)."""
+    changes: list[tuple[Route, edit.Change]] = []
+    holders_done: set[str] = set()
+    originals: dict[str, tuple[Resource, dict[str, str]]] = {}  # by resource path
+    for f in found:
+        decision, site = f.decision, f.site
+        assert decision is not None
+        if decision.new_text is not None:
+            node = _field(doc.root, site.path)
+            assert isinstance(node, ScalarNode)
+            change = edit.scalar_change(node, decision.new_text)
+            changes.append((_route(doc, site.path), change))
+            resource = site.resource
+            if options.annotate:
+                images = originals.setdefault(resource.path, (resource, {}))[1]
+                # Paths from the resource itself: the annotation sits on it, and must not
+                # change when it moves within a List (or a KRM ResourceList).
+                images[site.path.removeprefix(f"{resource.path}.")] = f.ref.text
+        if not (decision.needs_secret and options.pull_secrets) or site.holder is None:
+            continue
+        if site.holder in holders_done:
+            continue
+        holders_done.add(site.holder)
+        holder = _field(doc.root, site.holder)
+        assert isinstance(holder, MappingNode)
+        added = edit.pull_secret_change(holder, site.holder_key, options.secret_name)
+        if added is not None:
+            changes.append(((*_route(doc, site.holder), *added[0]), added[1]))
+    for resource, images in originals.values():
+        value = json.dumps(images, sort_keys=True, separators=(",", ":"))
+        assert resource.node is not None  # --annotate keeps the trees
+        annotated = edit.annotation_change(resource.node, ORIGINAL_IMAGES, value)
+        if annotated is not None:
+            changes.append(((*_route(doc, resource.path), *annotated[0]), annotated[1]))
+    return changes
 
 
 def _note_resource(result: Plan, doc: Document, resource: Resource, options: Options) -> None:
@@ -380,10 +516,9 @@ def _decide(found: list[Found], rules: Rules, prober: Prober, report: Reporter) 
         f.decision, f.probe = decided[f.ref], answers.get(f.ref.probe_key)
 
 
-def _pull_secret_target(found: Found) -> tuple[MappingNode, str, str] | None:
+def _pull_secret_target(site: ImageSite) -> tuple[MappingNode, str, str] | None:
     """The mapping and key whose list should name our Secret, if the site has one, and
     the mapping's field path."""
-    site = found.site
     if site.pod_spec is not None:
         return site.pod_spec.node, "imagePullSecrets", site.pod_spec.path
     if not isinstance(site.pull_secrets, tuple):
@@ -418,9 +553,9 @@ def _secret_namespaces(
     return sorted(wanted, key=lambda ns: (ns is not None, ns or ""))
 
 
-def _edited(doc: Document, splices: list[edit.Splice], the_plan: Plan, options: Options) -> bytes:
-    text = edit.apply(doc.text, splices)
-    _verify(doc, text, the_plan)
+def _edited(doc: Document, splices: list[edit.Splice], found: list[Found], original: str) -> bytes:
+    text = edit.apply(original, splices)
+    _verify(doc, text, found)
     return text.encode("utf-8")
 
 
@@ -435,7 +570,7 @@ READBACK_SIZE = 1 << 18
 _IDENTITY = ("apiVersion", "kind", "metadata.namespace")
 
 
-def _verify(doc: Document, text: str, the_plan: Plan) -> None:
+def _verify(doc: Document, text: str, found: list[Found]) -> None:
     """Re-parse an edited document and check every image reads as decided.
 
     A safety net for the text surgery: a bug there becomes an error, never a broken or
@@ -446,14 +581,13 @@ def _verify(doc: Document, text: str, the_plan: Plan) -> None:
     directly, not found again by walking the field tables over every resource (that
     walk cost as much as the compose on dense streams).
     """
-    found = the_plan.found_in(doc)
     expected = [(f.site.path, f.decision.new_text or f.ref.text) for f in found if f.decision]
     before = _identity_fields(doc, found)
     paths = [path for path, _ in expected] + list(before)
     try:
         read = readback.read_fields(text, paths) if len(text) >= READBACK_SIZE else None
         if read is None:
-            root = yaml.compose(text, Loader=yaml.CSafeLoader)
+            root = compose(text)
             read = {path: _reading(_field(root, path)) for path in paths}
     except yaml.YAMLError as exc:
         raise RewriterError(
@@ -480,17 +614,15 @@ def _identity_fields(doc: Document, found: list[Found]) -> dict[str, list[str | 
     as composed, by path; and an absent List item after the last."""
     fields: dict[str, list[str | None]] = {}
     for resource in {f.site.resource.path: f.site.resource for f in found}.values():
-        node = resource.node
-        values = (
-            get(node, "apiVersion"),
-            get(node, "kind"),
-            get_path(node, "metadata", "namespace"),
-        )
-        for name, value in zip(_IDENTITY, values, strict=True):
-            fields[f"{resource.path}.{name}" if resource.path else name] = _reading(value)
-    items = get(doc.root, "items")
-    if isinstance(items, SequenceNode) and any(path.startswith("items[") for path in fields):
-        fields[f"items[{len(items.value)}]"] = []
+        for name, value in zip(_IDENTITY, resource.identity, strict=True):
+            fields[f"{resource.path}.{name}" if resource.path else name] = list(value)
+    if doc.released:
+        count = doc.list_items
+    else:
+        items = get(doc.root, "items")
+        count = len(items.value) if isinstance(items, SequenceNode) else None
+    if count is not None and any(path.startswith("items[") for path in fields):
+        fields[f"items[{count}]"] = []
     return fields
 
 
@@ -537,7 +669,7 @@ def _secrets(
 
 def describe(found: Found) -> str:
     """`document 3 (Deployment ns/web, line 40) spec...image` for messages."""
-    return f"{found.doc.where(found.site.resource, found.site.node)} {found.site.path}"
+    return f"{found.doc.where(found.site.resource, line=found.site.line)} {found.site.path}"
 
 
 def _failure_message(failures: list[Found]) -> str:

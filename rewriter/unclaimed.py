@@ -28,13 +28,16 @@ class Unclaimed:
     image: str
 
 
-def find_unclaimed(doc: Document, claimed: set[int]) -> Iterator[Unclaimed]:
+def find_unclaimed(doc: Document, claimed: set[tuple[int, int]]) -> Iterator[Unclaimed]:
+    """`claimed`: the image sites found, by document and the scalar's offset (the node
+    itself is gone when the plan released the document's tree)."""
     for resource in doc.resources():
-        if resource.kind in NEVER_SCANNED:
+        if resource.kind in NEVER_SCANNED or resource.node is None:  # None: released
             continue
         prefix = (resource.path,) if resource.path else ()
         for node, path, key in _scalars(resource.node, prefix, "", set()):
-            if id(node) not in claimed and looks_like_image(key, str(node.value)):
+            at = (doc.index, node.start_mark.index)
+            if at not in claimed and looks_like_image(key, str(node.value)):
                 yield Unclaimed(doc, resource, format_path(path), str(node.value))
 
 

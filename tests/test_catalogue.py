@@ -13,6 +13,7 @@ from helpers import CORPUS, run
 
 from rewriter import catalogue
 from rewriter.decide import Rules
+from rewriter.document import Document, parse
 from rewriter.fields import FieldTable, ImageField, PodSpecField, find_images, format_path
 from rewriter.render import Options, plan
 from rewriter.report import Reporter
@@ -65,8 +66,9 @@ def corpus_hits() -> dict[str, int]:
     for path in REAL_DOCUMENTS:
         opts = Options(rules=Rules(app_slug="a", public=("*",)), secret_name="s", fields=TABLE)
         the_plan = plan(path.read_bytes(), opts, lambda refs: {}, Reporter(io.StringIO()))
-        for doc in the_plan.items:
-            for resource in getattr(doc, "resources", lambda: [])():
+        # The plan lets go of the trees it has visited: compose the documents it parsed.
+        for doc in (parse(item.chunk) for item in the_plan.items if isinstance(item, Document)):
+            for resource in doc.resources():
                 for entry in TABLE.pod_specs[4:]:
                     single = FieldTable(pod_specs=(entry,))
                     hits[key(entry)] += sum(1 for _ in find_images(resource, single))

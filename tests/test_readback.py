@@ -137,11 +137,11 @@ def test_a_broken_edit_is_an_internal_error(
     decision = the_plan.found[0].decision
     assert decision is not None and decision.new_text
     good = LIST.replace("quay.io/acme/api:1", decision.new_text)  # the image as edited
-    render_module._verify(doc, good, the_plan)
+    render_module._verify(doc, good, the_plan.found)
     tampered = good.replace(*broken, 1)
     assert tampered != good
     with pytest.raises(RewriterError, match="internal error"):
-        render_module._verify(doc, tampered, the_plan)
+        render_module._verify(doc, tampered, the_plan.found)
 
 
 def test_renders_the_same_bytes_either_way(monkeypatch: pytest.MonkeyPatch) -> None:
