@@ -29,7 +29,7 @@ def rows(the_plan: Plan) -> list[dict[str, Any]]:
         result.append(
             {
                 "document": found.doc.index,
-                "line": found.doc.chunk.first_line + found.site.node.start_mark.line,
+                "line": found.doc.chunk.first_line + found.site.line,
                 "kind": resource.kind,
                 "namespace": resource.namespace,
                 "name": resource.name,
@@ -105,7 +105,7 @@ def unclaimed_rows(the_plan: Plan) -> list[dict[str, Any]]:
 
 
 def unclaimed(the_plan: Plan) -> Iterator[Unclaimed]:
-    claimed = {id(found.site.node) for found in the_plan.found}
+    claimed = {(found.doc.index, found.site.start) for found in the_plan.found}
     for item in the_plan.items:
         if isinstance(item, Document):
             yield from find_unclaimed(item, claimed)
