@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from rewriter import store
+from rewriter.decide import OFFLINE
 from rewriter.policy import ProbeSettings, deadline_at, registry_refusal
 from rewriter.verdict import ProbeKey, ProbeResult, Verdict
 
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 
     from rewriter.reference import ImageRef
 
-OFFLINE = "offline, not in cache"
 
 A = TypeVar("A")
 T = TypeVar("T")
@@ -43,9 +43,11 @@ def resolve(
     ttl_seconds: float,
     warn: Callable[[str], None],
     offline: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[ProbeKey, ProbeResult]:
     """The answer for every distinct image of `refs`; never raises for network or cache
-    trouble (`warn` hears of it, from this thread only)."""
+    trouble (`warn` hears of it, from this thread only). `progress(done, total)` hears,
+    from this thread, how far the registries' probes are (see `probe.probe_all`)."""
     now = time.monotonic()
     answers, cache = store.lookup(cache, (ref.probe_key for ref in refs), settings, warn)
     rest = [ref for ref in refs if ref.probe_key not in answers]
@@ -68,7 +70,7 @@ def resolve(
     kept: list[store.Entry] = []
     try:
         transport = Transport(tls.result())
-        answers.update(probe.probe_all(rest, settings, transport, kept.append))
+        answers.update(probe.probe_all(rest, settings, transport, kept.append, progress))
     except BaseException:
         if writer is not None:
             writer.cancel()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import difflib
 import functools
 import gc
 import inspect
@@ -22,16 +23,29 @@ from pathlib import Path
 from typing import Annotated, Any, TextIO, TypeVar
 
 import typer
+from typer._click import core as click
+from typer._click import exceptions as click_errors
+from typer._click import types as click_types
 
 from rewriter import STARTED, __version__
+from rewriter.decide import OFFLINE
 from rewriter.errors import RewriterError
 from rewriter.reference import ImageRef
-from rewriter.render import ORIGINAL_IMAGES, Prober, plan, rewrite
-from rewriter.report import Reporter
+from rewriter.render import ORIGINAL_IMAGES, Plan, Prober, plan, rewrite
+from rewriter.report import ProbeProgress, Reporter, failed_probes, probe_summary, tell_decisions
 from rewriter.settings import Flags, Settings, resolve
 from rewriter.verdict import ProbeKey, ProbeResult
 
-COMMANDS = ("render", "scan", "images", "cache", "krm", "kustomization")
+COMMANDS = ("render", "scan", "images", "cache", "krm", "kustomization", "version")
+# An error message listing more lines than this shows the first ones (-v: all).
+LISTED_LINES = 10
+
+ENVIRONMENT = (
+    "Every option is also an environment variable REWRITER_<NAME> (--app-slug: "
+    "REWRITER_APP_SLUG; a repeatable option takes values separated by blanks), and under "
+    "Argo CD the same prefixed ARGOCD_ENV_. Precedence: flag > environment > --config "
+    "options > KOTS License and Application files > defaults."
+)
 
 app = typer.Typer(
     name="rewriter",
@@ -42,7 +56,7 @@ app = typer.Typer(
         "imagePullSecrets added, and one dockerconfigjson Secret per namespace. "
         "`rewriter [OPTIONS]` is `rewriter render [OPTIONS]`."
     ),
-    add_completion=False,
+    add_completion=True,
     no_args_is_help=False,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
@@ -59,9 +73,80 @@ def _env(name: str) -> list[str]:
 
 
 def _opt(name: str, help_text: str, panel: str, **kwargs: Any) -> Any:
+    # The variables are named once, in the epilog (ENVIRONMENT), not under every option.
     return typer.Option(
-        f"--{name}", envvar=_env(name), help=help_text, rich_help_panel=panel, **kwargs
+        f"--{name}",
+        envvar=_env(name),
+        show_envvar=False,
+        help=help_text,
+        rich_help_panel=panel,
+        **kwargs,
     )
+
+
+class _Checked(click_types.ParamType):
+    """A value checked as it is parsed, from a flag or its environment variable: a bad
+    one is a usage error naming the option (`invalid --timeout '-1': a number greater
+    than 0`), in the words settings.py uses for the same value from a config file."""
+
+    def __init__(self, convert: Callable[[str], Any], expected: str) -> None:
+        self.name = expected
+        self._convert = convert
+        self.expected = expected
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return self._convert(value)
+        except ValueError:
+            pass
+        option = _option_name(param)
+        where = ""
+        source = ctx.get_parameter_source(param.name) if ctx and param and param.name else None
+        if param is not None and source is click.ParameterSource.ENVIRONMENT:
+            names = [param.envvar] if isinstance(param.envvar, str) else list(param.envvar or ())
+            given = [n for n in names if os.environ.get(n) is not None]
+            where = f" (from ${given[0]})" if given else " (from the environment)"
+        self.fail(f"invalid {option} {value!r}{where}: {self.expected}", param, ctx)
+
+
+def _option_name(param: click.Parameter | None) -> str:
+    opts = param.opts if param is not None else []
+    return next((o for o in opts if o.startswith("--")), "value")
+
+
+def _positive(text: str) -> float:
+    number = float(text)
+    if not number > 0:
+        raise ValueError(text)
+    return number
+
+
+def _workers(text: str) -> int:
+    number = int(text)
+    if number < 1:
+        raise ValueError(text)
+    return number
+
+
+def _one_of(*allowed: str) -> _Checked:
+    def check(text: str) -> str:
+        if text not in allowed:
+            raise ValueError(text)
+        return text
+
+    return _Checked(check, ", ".join(allowed[:-1]) + " or " + allowed[-1])
+
+
+def _cache_location(text: str) -> str:
+    if text != "none" and "://" not in text and not os.path.isabs(os.path.expanduser(text)):
+        raise ValueError(text)
+    return text
+
+
+SECONDS = _Checked(_positive, "a number of seconds greater than 0")
+CACHE = _Checked(_cache_location, "an absolute path, redis://HOST:PORT/DB or none")
 
 
 LICENSE, RULES, PROBE, OUTPUT = "License", "Decisions", "Probe and cache", "Input and output"
@@ -70,36 +155,36 @@ AIRGAP = "Air-gap (local registry)"
 # One typer option per Flags field: the help text is the user's documentation.
 FLAG_OPTIONS: dict[str, tuple[Any, Any]] = {
     "license": (Path | None, _opt("license", "KOTS License YAML: app slug and license ID.", LICENSE, metavar="FILE")),
-    "app_slug": (str | None, _opt("app-slug", "Application slug: images go to <proxy>/proxy/<slug>/...", LICENSE)),
-    "license_id": (str | None, _opt("license-id", "License ID for the pull secret. Prefer REWRITER_LICENSE_ID or --license-id-file: arguments are visible to every user of the machine.", LICENSE)),
+    "app_slug": (str | None, _opt("app-slug", "Application slug: images go to <proxy>/proxy/<slug>/...", LICENSE, metavar="SLUG")),
+    "license_id": (str | None, _opt("license-id", "License ID for the pull secret. Prefer REWRITER_LICENSE_ID or --license-id-file: arguments are visible to every user of the machine.", LICENSE, metavar="ID")),
     "license_id_file": (Path | None, _opt("license-id-file", "Read the license ID from this file (e.g. a mounted Kubernetes Secret).", LICENSE, metavar="FILE")),
     "application": (Path | None, _opt("application", "KOTS Application YAML: additionalNamespaces, custom domains, proxyPublicImages.", LICENSE, metavar="FILE")),
-    "proxy_host": (str | None, _opt("proxy-host", "Proxy registry host [default: proxy.replicated.com].", RULES)),
-    "registry_host": (str | None, _opt("registry-host", "Vendor registry host [default: registry.replicated.com]; a custom domain also moves images off registry.replicated.com.", RULES)),
+    "proxy_host": (str | None, _opt("proxy-host", "Proxy registry host [default: proxy.replicated.com].", RULES, metavar="HOST")),
+    "registry_host": (str | None, _opt("registry-host", "Vendor registry host [default: registry.replicated.com]; a custom domain also moves images off registry.replicated.com.", RULES, metavar="HOST")),
     "public": (list[str] | None, _opt("public", "Glob over the normalized name (docker.io/library/nginx) of images to keep. Repeatable; `*` also matches `/`.", RULES, metavar="GLOB")),
     "private": (list[str] | None, _opt("private", "Glob of images to route through the proxy, e.g. 'quay.io/my-org/*', or '*' for all. Repeatable; --public wins.", RULES, metavar="GLOB")),
-    "on_probe_error": (str | None, _opt("on-probe-error", "When a probe gets no answer: proxy (treat as private), keep, or fail [default: proxy].", RULES, metavar="proxy|keep|fail")),
+    "on_probe_error": (str | None, _opt("on-probe-error", "When a probe gets no answer: proxy (treat as private), keep, or fail [default: proxy].", RULES, metavar="proxy|keep|fail", click_type=_one_of("proxy", "keep", "fail"))),
     "strict": (bool | None, _opt("strict", "Unparseable image values are errors, not warnings.", RULES, show_default=False)),
     "related_images": (bool | None, _opt("related-images", "Also rewrite images in containers' RELATED_IMAGE_* env values (the operator convention).", RULES, show_default=False)),
     "local_registry": (str | None, _opt("local-registry", "Air-gap: rewrite every image, public or private, to this registry (the KOTS flattening: HOST/NAMESPACE/<last path component>).", AIRGAP, metavar="HOST[/NAMESPACE]")),
-    "local_registry_username": (str | None, _opt("local-registry-username", "User for the local registry's pull secret.", AIRGAP)),
-    "local_registry_password": (str | None, _opt("local-registry-password", "Password for the local registry. Prefer REWRITER_LOCAL_REGISTRY_PASSWORD or --local-registry-password-file.", AIRGAP)),
+    "local_registry_username": (str | None, _opt("local-registry-username", "User for the local registry's pull secret.", AIRGAP, metavar="USER")),
+    "local_registry_password": (str | None, _opt("local-registry-password", "Password for the local registry. Prefer REWRITER_LOCAL_REGISTRY_PASSWORD or --local-registry-password-file.", AIRGAP, metavar="PASSWORD")),
     "local_registry_password_file": (Path | None, _opt("local-registry-password-file", "Read the local registry password from this file.", AIRGAP, metavar="FILE")),
     "keep_path": (bool | None, _opt("keep-path", "Air-gap: keep the source registry and path under the local registry, so different images never collide.", AIRGAP, show_default=False)),
     "annotate": (bool | None, _opt("annotate", f"Record the original images on each changed resource ({ORIGINAL_IMAGES} annotation) for reviewers.", OUTPUT, show_default=False)),
     "offline": (bool | None, _opt("offline", "No network: decide by rules and cached answers only.", PROBE, show_default=False)),
-    "cache": (str | None, _opt("cache", "Probe cache: an absolute SQLite path, redis://host:port/db, or none [default: the user cache dir, rewriter/probes.sqlite].", PROBE, metavar="PATH|URL|none")),
-    "cache_ttl": (float | None, _opt("cache-ttl", "Seconds a public/private answer is trusted [default: 86400].", PROBE, metavar="SECONDS")),
-    "timeout": (float | None, _opt("timeout", "Seconds per registry request [default: 5].", PROBE, metavar="SECONDS")),
-    "deadline": (float | None, _opt("deadline", "Seconds for all probes of a render; later answers count as failed [default: 30].", PROBE, metavar="SECONDS")),
-    "concurrency": (int | None, _opt("concurrency", "Probes in parallel [default: 32].", PROBE, metavar="N")),
+    "cache": (str | None, _opt("cache", "Probe cache: an absolute SQLite path, redis://host:port/db, or none [default: the user cache dir, rewriter/probes.sqlite].", PROBE, metavar="PATH|URL|none", click_type=CACHE)),
+    "cache_ttl": (float | None, _opt("cache-ttl", "Seconds a public/private answer is trusted [default: 86400].", PROBE, metavar="SECONDS", click_type=SECONDS)),
+    "timeout": (float | None, _opt("timeout", "Seconds per registry request [default: 5].", PROBE, metavar="SECONDS", click_type=SECONDS)),
+    "deadline": (float | None, _opt("deadline", "Seconds for all probes of a render; later answers count as failed [default: 30].", PROBE, metavar="SECONDS", click_type=SECONDS)),
+    "concurrency": (int | None, _opt("concurrency", "Probes in parallel [default: 32].", PROBE, metavar="N", click_type=_Checked(_workers, "a whole number greater than 0"))),
     "insecure_registry": (list[str] | None, _opt("insecure-registry", "Allow plain HTTP to this registry. Repeatable.", PROBE, metavar="HOST[:PORT]")),
     "ca_bundle": (Path | None, _opt("ca-bundle", "CA certificates for probing registries.", PROBE, metavar="FILE")),
     "probe_allow": (list[str] | None, _opt("probe-allow", "Probe only hosts matching this glob (registries, token realms, redirects), e.g. '*.example.com'. Repeatable.", PROBE, metavar="GLOB")),
     "probe_deny": (list[str] | None, _opt("probe-deny", "Never probe hosts matching this glob: their images count as failed probes (--on-probe-error). Repeatable; wins over --probe-allow. Metadata and link-local addresses are always refused.", PROBE, metavar="GLOB")),
-    "namespace": (str | None, _opt("namespace", "Namespace of resources without one [default: $ARGOCD_APP_NAMESPACE or $HELM_NAMESPACE].", OUTPUT)),
+    "namespace": (str | None, _opt("namespace", "Namespace of resources without one [default: $ARGOCD_APP_NAMESPACE or $HELM_NAMESPACE].", OUTPUT, metavar="NS")),
     "additional_namespace": (list[str] | None, _opt("additional-namespace", "Also create the pull secret here. Repeatable; '*' = every namespace in the stream.", OUTPUT, metavar="NS")),
-    "secret_name": (str | None, _opt("secret-name", "Name of the pull secret [default: <app-slug>-registry].", OUTPUT)),
+    "secret_name": (str | None, _opt("secret-name", "Name of the pull secret [default: <app-slug>-registry].", OUTPUT, metavar="NAME")),
     "config": (Path | None, _opt("config", "YAML config: image fields of custom resources and defaults for any option (see README).", OUTPUT, metavar="FILE")),
     "log_file": (Path | None, _opt("log-file", "Also append warnings and errors to this file (Helm 4 discards stderr).", OUTPUT, metavar="FILE")),
 }  # fmt: skip
@@ -108,19 +193,36 @@ assert set(FLAG_OPTIONS) == {f.name for f in fields(Flags)}
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# How much a command says on stderr; not settings (a config file cannot set them).
+VERBOSITY: dict[str, tuple[Any, Any]] = {
+    "quiet": (bool, typer.Option("--quiet", "-q", help="Say only errors on stderr (the --log-file still gets warnings).", rich_help_panel=OUTPUT)),
+    "verbose": (bool, typer.Option("--verbose", "-v", help="Also say each image's decision, one line each, and every line of a long error.", rich_help_panel=OUTPUT)),
+}  # fmt: skip
+
+
 def with_flags(command: F) -> F:
-    """Give a command every option of `Flags`, passed to it as one `flags` argument."""
+    """Give a command every option of `Flags`, passed to it as one `flags` argument, and
+    -q/-v, which set its Reporter (`ctx.obj`)."""
     own = [p for p in inspect.signature(command, eval_str=True).parameters.values()]
     own = [p for p in own if p.name != "flags"]
     extra = [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
                           annotation=Annotated[kind, option])
         for name, (kind, option) in FLAG_OPTIONS.items()
+    ] + [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=False,
+                          annotation=Annotated[kind, option])
+        for name, (kind, option) in VERBOSITY.items()
     ]  # fmt: skip
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
         flags = Flags(**{name: kwargs.pop(name) for name in FLAG_OPTIONS})
+        quiet, verbose = kwargs.pop("quiet"), kwargs.pop("verbose")
+        if quiet and verbose:
+            raise click_errors.UsageError("--quiet and --verbose exclude each other")
+        reporter: Reporter = kwargs["ctx"].obj
+        reporter.quiet, reporter.verbose = quiet, verbose
         return command(flags=flags, **kwargs)
 
     wrapper.__signature__ = inspect.Signature(own + extra)  # type: ignore[attr-defined]
@@ -130,11 +232,13 @@ def with_flags(command: F) -> F:
 
 Files = Annotated[
     list[Path] | None,
-    typer.Argument(help="Manifest files; stdin when none or '-'.", show_default=False),
+    typer.Argument(
+        help="Manifest files; stdin when none or '-'.", metavar="[FILE]...", show_default=False
+    ),
 ]
 
 
-@app.command()
+@app.command(epilog=ENVIRONMENT)
 @with_flags
 def render(ctx: typer.Context, files: Files = None, *, flags: Flags) -> None:
     """Rewrite the stream: private images to the proxy, pull secrets added (the default)."""
@@ -142,11 +246,12 @@ def render(ctx: typer.Context, files: Files = None, *, flags: Flags) -> None:
     settings = _settings(flags, reporter)
     # No name for the input: plan() lets go of it once the stream is split.
     the_plan = plan(_read_input(files), settings.options, _prober(settings, reporter), reporter)
+    _tell_decisions(the_plan, reporter)
     rewrite(the_plan, settings.options, reporter).write(sys.stdout.buffer)
     sys.stdout.buffer.flush()
 
 
-@app.command()
+@app.command(epilog=ENVIRONMENT)
 @with_flags
 def scan(
     ctx: typer.Context,
@@ -154,9 +259,13 @@ def scan(
     output_format: Annotated[
         str,
         typer.Option(
+            "--output",
+            "-o",
             "--format",
-            help="table or json (a stable schema, see the README).",
-            metavar="table|json",
+            help="table, json (a stable schema, see the README) or yaml (the same).",
+            metavar="table|json|yaml",
+            click_type=_one_of("table", "json", "yaml"),
+            rich_help_panel=OUTPUT,
         ),
     ] = "table",
     unclaimed: Annotated[
@@ -171,20 +280,26 @@ def scan(
     """List every image: where it is, the decision and why, and its new name. No rewrite."""
     from rewriter import scan as reports
 
-    _check_format(output_format, ("table", "json"))
     reporter: Reporter = ctx.obj
     settings = _settings(flags, reporter)
     data = _read_input(files)
     the_plan = plan(data, settings.options, _prober(settings, reporter), reporter, unclaimed)
+    _tell_decisions(the_plan, reporter)
     if output_format == "json":
         sys.stdout.write(reports.as_json(the_plan, with_unclaimed=unclaimed))
+        return
+    if output_format == "yaml":
+        import yaml
+
+        report = json.loads(reports.as_json(the_plan, with_unclaimed=unclaimed))
+        sys.stdout.write(yaml.safe_dump(report, sort_keys=False, width=1 << 20))
         return
     sys.stdout.write(reports.as_table(the_plan))
     if unclaimed:
         sys.stdout.write(reports.unclaimed_table(the_plan))
 
 
-@app.command()
+@app.command(epilog=ENVIRONMENT)
 @with_flags
 def images(
     ctx: typer.Context,
@@ -192,7 +307,13 @@ def images(
     output_format: Annotated[
         str,
         typer.Option(
-            "--format", help="list (SOURCE TARGET per line) or json.", metavar="list|json"
+            "--output",
+            "-o",
+            "--format",
+            help="list (SOURCE TARGET per line) or json.",
+            metavar="list|json",
+            click_type=_one_of("list", "json"),
+            rich_help_panel=OUTPUT,
         ),
     ] = "list",
     *,
@@ -201,11 +322,11 @@ def images(
     """The distinct source images and the name each becomes: what an air-gap bundle must copy."""
     from rewriter import scan as reports
 
-    _check_format(output_format, ("list", "json"))
     reporter: Reporter = ctx.obj
     settings = _settings(flags, reporter)
     prober = _prober(settings, reporter)
     the_plan = plan(_read_input(files), settings.options, prober, reporter)
+    _tell_decisions(the_plan, reporter)
     additional = reports.decide_additional(
         settings.additional_images, settings.options.rules, prober, reporter
     )
@@ -216,12 +337,12 @@ def images(
         sys.stdout.write(reports.images_list(rows))
 
 
-def _check_format(value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise typer.BadParameter(f"must be {' or '.join(allowed)}", param_hint="--format")
+def _tell_decisions(the_plan: Plan, reporter: Reporter) -> None:
+    if reporter.verbose:
+        tell_decisions(reporter, ((f.ref.text, f.decision) for f in the_plan.found))
 
 
-@app.command()
+@app.command(epilog=ENVIRONMENT)
 @with_flags
 def krm(ctx: typer.Context, *, flags: Flags) -> None:
     """Run as a kustomize KRM function: a ResourceList on stdin, the rewritten one on stdout.
@@ -234,7 +355,7 @@ def krm(ctx: typer.Context, *, flags: Flags) -> None:
     function.run(sys.stdin.buffer.read(), flags, ctx.obj, _prober, sys.stdout.buffer)
 
 
-@app.command()
+@app.command(epilog=ENVIRONMENT)
 @with_flags
 def kustomization(
     ctx: typer.Context,
@@ -353,9 +474,30 @@ def _prober(settings: Settings, reporter: Reporter) -> Prober:
             started_at=_render_started,
         )
         spec = store.parse_spec(settings.cache or store.default_cache_path())
-        return answers.resolve(
-            refs, probe_settings, spec, settings.cache_ttl, reporter.warn, settings.offline
-        )
+        progress = ProbeProgress(reporter, len({ref.registry for ref in refs}))
+        try:
+            found = answers.resolve(
+                refs,
+                probe_settings,
+                spec,
+                settings.cache_ttl,
+                reporter.warn,
+                settings.offline,
+                progress.update,
+            )
+        finally:
+            seconds = progress.finish()
+        policy = settings.options.rules.on_probe_error.value
+        for message in failed_probes(refs, found, policy):
+            reporter.warn(message)
+        asked = {
+            key: answer
+            for key, answer in found.items()
+            if not answer.cached and answer.detail != OFFLINE
+        }
+        if asked and (progress.shown or not reporter.is_terminal()):
+            reporter.info(probe_summary(asked, seconds))
+        return found
 
     return probe
 
@@ -395,19 +537,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         # free nothing.
         gc.disable()
     args = list(sys.argv[1:] if argv is None else argv)
+    reporter = Reporter()
+    unknown = _unknown_command(args[0]) if args else None
+    if unknown is not None:
+        reporter.error(f"{unknown} (see rewriter --help)")
+        return 2
     if args[:1] in ([], ["-"]) or (args[0] not in COMMANDS and args[0] not in TOP_LEVEL):
         args.insert(0, "render")  # `rewriter [OPTIONS]` is `rewriter render [OPTIONS]`
-    reporter = Reporter()
     command = typer.main.get_command(app)
+    _add_version_options(command)
     with _closing_log(reporter):
         try:
-            # Standalone mode prints usage errors (exit 2) and help itself, and ends
-            # with SystemExit; our own errors pass through it untouched.
-            command.main(args, prog_name="rewriter", obj=reporter)
-        except SystemExit as exc:
+            # Not standalone: usage errors come here, to be said like any other error.
+            # Help and --version end with an exit code (0), returned as the result.
+            code = command.main(args, prog_name="rewriter", obj=reporter, standalone_mode=False)
+        except SystemExit as exc:  # shell completion
             return exc.code if isinstance(exc.code, int) else 1
+        except click_errors.UsageError as exc:
+            message = _usage_message(exc, f"rewriter {args[0]}")
+            if args[0] == "krm":
+                _krm_usage_answer(message)
+            reporter.error(message)
+            return 2
+        except typer.Abort:
+            reporter.error("interrupted")
+            return 130
         except RewriterError as exc:
-            reporter.error(str(exc))
+            reporter.error(_shortened(str(exc), reporter.verbose))
             return 1
         except Exception as exc:
             # A bug of ours: still one line and no partial output, unless asked to debug.
@@ -417,10 +573,92 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"internal error: {type(exc).__name__}: {exc} (REWRITER_DEBUG=1 shows more)"
             )
             return 1
-    return 0
+    return code if isinstance(code, int) else 0
 
 
-TOP_LEVEL = ("-h", "--help", "--version")
+TOP_LEVEL = ("-h", "--help", "--version", "--install-completion", "--show-completion")
+
+
+def _unknown_command(first: str) -> str | None:
+    """The message for a first word that is neither a command nor a file: a mistyped
+    command should not read as `cannot read scna`."""
+    if first in COMMANDS or first in TOP_LEVEL or first.startswith("-") or first == "-":
+        return None
+    if Path(first).exists():
+        return None
+    close = difflib.get_close_matches(first, COMMANDS, n=1)
+    if close:
+        return f"no such command {first!r}; did you mean {close[0]!r}?"
+    if "/" in first or "." in first:
+        return None  # a file name: `cannot read ...` says what is wrong with it
+    return f"no such command or file {first!r}"
+
+
+def _usage_message(exc: click_errors.UsageError, command: str) -> str:
+    """One line in the `error:` style, naming the option, with where to read more."""
+    if isinstance(exc, click_errors.NoSuchOption):
+        text = f"no such option {exc.option_name!r}"
+        close = difflib.get_close_matches(exc.option_name, exc.possibilities or [], n=1)
+        if close:
+            text += f"; did you mean {close[0]!r}?"
+    elif isinstance(exc, click_errors.BadParameter) and exc.message.startswith("invalid "):
+        text = exc.message  # ours (_Checked): the option, the value and what is expected
+    else:
+        text = " ".join(exc.format_message().split()).rstrip(".")
+        text = text.replace(". Did you mean", "; did you mean")
+        text = text[:1].lower() + text[1:]
+    if exc.ctx is not None and exc.ctx.command_path != "rewriter":
+        command = exc.ctx.command_path
+    return f"{text} (see {command} --help)"
+
+
+def _krm_usage_answer(message: str) -> None:
+    """Even a usage error is answered with a ResourceList (its items unchanged, the error
+    in `results`): a KRM function's host reads stdout whatever the exit code."""
+    from rewriter import krm as function
+
+    data = b"" if sys.stdin.isatty() else sys.stdin.buffer.read()
+    sys.stdout.buffer.write(function.failed_answer(data, message))
+    sys.stdout.buffer.flush()
+
+
+def _shortened(message: str, verbose: bool) -> str:
+    """A long list (hundreds of images that cannot be rewritten) cut to its first lines;
+    --verbose shows it all."""
+    lines = message.split("\n")
+    if verbose or len(lines) <= LISTED_LINES + 2:
+        return message
+    rest = len(lines) - 1 - LISTED_LINES
+    return "\n".join([*lines[: 1 + LISTED_LINES], f"  ... and {rest} more (-v lists them all)"])
+
+
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        sys.stdout.write(f"rewriter {__version__}\n")
+        ctx.exit()
+
+
+def _add_version_options(command: click.Command) -> None:
+    """`--version` on every command, as on the top level."""
+    if not any(param.name == "version" for param in command.params):
+        command.params.append(
+            typer.core.TyperOption(
+                param_decls=["--version"],
+                is_flag=True,
+                expose_value=False,
+                is_eager=True,
+                callback=_print_version,
+                help="Print the version and exit.",
+            )
+        )
+    for sub in getattr(command, "commands", {}).values():
+        _add_version_options(sub)
+
+
+@app.command("version")
+def version() -> None:
+    """Print the version."""
+    sys.stdout.write(f"rewriter {__version__}\n")
 
 
 def version_callback(value: bool) -> None:

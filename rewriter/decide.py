@@ -6,7 +6,6 @@ out. No I/O, so every branch of SPEC section 4 is a one-line test.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import fnmatch
 from collections.abc import Mapping
@@ -17,6 +16,7 @@ from rewriter.verdict import ProbeResult, Verdict
 
 DEFAULT_PROXY_HOST = "proxy.replicated.com"
 DEFAULT_REGISTRY_HOST = "registry.replicated.com"
+OFFLINE = "offline, not in cache"  # the answer for an image --offline cannot look up
 
 
 class OnProbeError(enum.Enum):
@@ -80,7 +80,7 @@ def decide(ref: ImageRef, rules: Rules, probe: ProbeResult | None) -> Decision:
     if by_rule is not None:
         return by_rule
     if probe is None:
-        return _unknown(ref, rules, "offline, not in the cache")
+        return _unknown(ref, rules, OFFLINE)
     source = "cache" if probe.cached else "probe"
     if probe.verdict is Verdict.PUBLIC:
         return Decision(Action.KEEP, f"{source}: public ({probe.detail})")
@@ -90,11 +90,9 @@ def decide(ref: ImageRef, rules: Rules, probe: ProbeResult | None) -> Decision:
         decision = proxy(ref, rules, f"{source}: not found ({probe.detail})")
         warning = f"{ref.text}: not found on its registry ({probe.detail}); treated as private"
         return Decision(decision.action, decision.reason, decision.new_text, warning)
-    decision = _unknown(ref, rules, f"probe failed: {probe.detail}")
-    # Say so even when the render goes on: an outage silently changing the output
-    # would be hard to trace.
-    warning = f"{ref.text}: registry probe failed ({probe.detail}); {decision.action.value}"
-    return dataclasses.replace(decision, warning=warning)
+    # No warning here: the command line says it once per registry (rewriter/report.py
+    # `failed_probes`), in the words of this reason, however many images it hit.
+    return _unknown(ref, rules, _failed(probe.detail))
 
 
 def proxy(ref: ImageRef, rules: Rules, reason: str) -> Decision:
@@ -154,6 +152,16 @@ def collisions(decided: Mapping[ImageRef, Decision]) -> dict[ImageRef, Decision]
             )
             failed[ref] = Decision(Action.FAIL, reason)
     return failed
+
+
+def unknown_reason(detail: str, policy: str) -> str:
+    """Why an image without a probe answer got its decision: `probe failed: timeout
+    after 5.0s; --on-probe-error=proxy`, the same words in warnings and errors."""
+    return f"{_failed(detail)}; --on-probe-error={policy}"
+
+
+def _failed(detail: str) -> str:
+    return detail if detail == OFFLINE else f"probe failed: {detail}"
 
 
 def _unknown(ref: ImageRef, rules: Rules, why: str) -> Decision:

@@ -28,7 +28,7 @@ from rewriter.decide import Action
 from rewriter.document import get, scalar
 from rewriter.errors import RewriterError
 from rewriter.render import Plan, Prober, plan, rewrite
-from rewriter.report import Reporter
+from rewriter.report import Reporter, tell_decisions
 from rewriter.secrets import MANAGED_BY, MANAGED_BY_LABEL
 from rewriter.settings import Flags, Settings, resolve
 from rewriter.stream import BOM
@@ -108,6 +108,8 @@ def run(
         if settings.log_file is not None and reporter.log is None:
             reporter.log = _open_log(settings.log_file)
         the_plan = plan(data, settings.options, make_prober(settings, results), results)
+        if reporter.verbose:
+            tell_decisions(reporter, ((f.ref.text, f.decision) for f in the_plan.found))
         rendered = rewrite(the_plan, settings.options, results)
         output = _with_secrets(_decode(rendered.documents), rendered.secrets, settings)
         output = _with_results(output, results.entries(the_plan))
@@ -396,6 +398,12 @@ def _with_results(text: str, results: list[dict[str, Any]]) -> str:
     return edit.apply(text, [_append(text, root, "results", results)])
 
 
+def failed_answer(data: bytes, message: str) -> bytes:
+    """The answer to a run that never started (a usage error of the command line): the
+    input's items unchanged and the error as the only result."""
+    return _failed(data, [{"message": message, "severity": "error"}]).encode("utf-8")
+
+
 def _failed(data: bytes, results: list[dict[str, Any]]) -> str:
     """The answer to a failed run: the input as it came, with the results appended."""
     try:
@@ -515,6 +523,7 @@ class _Results(Reporter):
 
     def __init__(self, outer: Reporter) -> None:
         super().__init__(outer.stream, outer.log)
+        self.quiet, self.verbose = outer.quiet, outer.verbose
         self.outer = outer
         self.items: list[ItemRef] = []
         self.kept: list[tuple[str, int, str]] = []  # message, item index or -1, field

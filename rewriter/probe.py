@@ -191,9 +191,12 @@ def probe_all(
     settings: ProbeSettings,
     transport: Transport | None = None,
     keep: Callable[[Entry], None] | None = None,
+    progress: Progress | None = None,
 ) -> dict[ProbeKey, ProbeResult]:
     """Ask the registries about each distinct key once, in parallel; never raises for
-    network trouble. `keep` receives, from the worker threads, the answers worth storing.
+    network trouble. `keep` receives, from the worker threads, the answers worth storing;
+    `progress(done, total)`, from the calling thread, how far the probes are, as each
+    answer comes and every PROGRESS_TICK seconds while none does.
     Requests go through `transport`, by default one verifying TLS with
     `tls_context(settings.ca_bundle)`.
 
@@ -208,7 +211,13 @@ def probe_all(
     if transport is None:
         transport = Transport(tls_context(settings.ca_bundle))
     run = _Run(settings, transport, deadline_at(settings, time.monotonic()), keep)
+    run.progress = progress
     return run.all(keys)
+
+
+# Told (done, total) by `probe_all`: the edge's progress line, never printed from here.
+Progress = Callable[[int, int], None]
+PROGRESS_TICK = 0.25  # seconds between progress calls while no answer comes
 
 
 class _DeadlineExceeded(Exception):
@@ -280,6 +289,7 @@ class _Run:
         self.pings: _Once[str, _Endpoint | ProbeResult] = _Once()
         self.tokens: _Once[tuple[str, str, str], str | _Denied | ProbeResult] = _Once()
         self.cancelled = False
+        self.progress: Progress | None = None
 
     # -- scheduling --------------------------------------------------------------------
 
@@ -300,6 +310,7 @@ class _Run:
     def ask(self, keys: list[ProbeKey], answers: dict[ProbeKey, ProbeResult]) -> None:
         """Ask the registries about `keys` in parallel, filling in `answers` until the
         deadline."""
+        total = len(answers) + len(keys)  # the refused ones are answered already
         todo: queue.SimpleQueue[ProbeKey] = queue.SimpleQueue()
         for key in keys:
             todo.put(key)
@@ -331,10 +342,14 @@ class _Run:
             left = self.deadline_at - time.monotonic()
             if left <= 0:
                 break
+            wait = left if self.progress is None else min(left, PROGRESS_TICK)
             try:
-                pending.discard(finished.get(timeout=left))
+                pending.discard(finished.get(timeout=wait))
             except queue.Empty:
-                break
+                if wait >= left:
+                    break
+            if self.progress is not None:
+                self.progress(total - len(pending), total)
         self.cancelled = True
 
     # -- one key -----------------------------------------------------------------------

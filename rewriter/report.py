@@ -1,32 +1,159 @@
-"""Diagnostics: warnings and errors go to stderr (and a log file), never to stdout."""
+"""Diagnostics: warnings and errors go to stderr (and a log file), never to stdout.
+
+Also what a person watching a render sees of its probes: a progress line while they
+last (on a terminal only), one summary line once they are done, and one warning per
+registry whose probes failed. The probe itself knows nothing of terminals; it calls
+`ProbeProgress.update` from the thread that waits for it.
+"""
 
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+import time
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, TextIO
+
+from rewriter.verdict import ProbeKey, ProbeResult, Verdict
+
+if TYPE_CHECKING:
+    from rewriter.decide import Decision
+    from rewriter.reference import ImageRef
+
+SHOWN_IMAGES = 3  # images named in a grouped warning; the rest are counted
+PROGRESS_AFTER = 1.0  # seconds of probing before a progress line appears
 
 
 class Reporter:
     """Writes `warning: ...` / `error: ...` lines to stderr and, when set, a log file.
 
     Helm 4 discards a post-renderer's stderr, so the log file is the only way its users
-    can read why a render failed.
+    can read why a render failed. `quiet`: stderr gets errors only (the log file still
+    gets everything); `verbose`: also one line per image saying what was decided.
     """
 
     def __init__(self, stream: TextIO | None = None, log: TextIO | None = None) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.log = log
         self.warnings: list[str] = []
+        self.quiet = False
+        self.verbose = False
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
-        self._write(f"warning: {message}")
+        self._write(f"warning: {message}", shown=not self.quiet)
 
     def error(self, message: str) -> None:
         self._write(f"error: {message}")
 
-    def _write(self, line: str) -> None:
-        for out in (self.stream, self.log):
+    def info(self, message: str) -> None:
+        """A line for the person running the command (verbose lines, the probe summary);
+        not a warning, and silent under --quiet."""
+        self._write(message, shown=not self.quiet)
+
+    def is_terminal(self) -> bool:
+        isatty = getattr(self.stream, "isatty", None)
+        return bool(isatty and isatty())
+
+    def _write(self, line: str, shown: bool = True) -> None:
+        for out in (self.stream if shown else None, self.log):
             if out is not None:
                 out.write(line + "\n")
                 out.flush()
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+class ProbeProgress:
+    """`probing 12/200 images on 3 registries, 1.4 s` rewritten in place on a terminal,
+    once probing has lasted over a second; erased when it ends."""
+
+    def __init__(self, reporter: Reporter, registries: int) -> None:
+        self.reporter = reporter
+        self.registries = registries
+        self.started = time.monotonic()
+        self.live = reporter.is_terminal() and not reporter.quiet
+        self.shown = False
+
+    def update(self, done: int, total: int) -> None:
+        elapsed = time.monotonic() - self.started
+        if not self.live or elapsed < PROGRESS_AFTER:
+            return
+        line = (
+            f"probing {done}/{plural(total, 'image')} on "
+            f"{registries_text(self.registries)}, "
+            f"{elapsed:.1f} s"
+        )
+        self.reporter.stream.write(f"\r\x1b[K{line}")
+        self.reporter.stream.flush()
+        self.shown = True
+
+    def finish(self) -> float:
+        """Erase the progress line; the seconds probing took."""
+        if self.shown:
+            self.reporter.stream.write("\r\x1b[K")
+            self.reporter.stream.flush()
+        return time.monotonic() - self.started
+
+
+def registries_text(count: int) -> str:
+    return f"{count} registry" if count == 1 else f"{count} registries"
+
+
+def probe_summary(answers: Mapping[ProbeKey, ProbeResult], seconds: float) -> str:
+    """`probed 200 images on 3 registries in 7.5 s: 120 public, 80 private, 0 failed`;
+    `answers` are those the registries were asked for (no cached ones)."""
+    counts = {verdict: 0 for verdict in Verdict}
+    for result in answers.values():
+        counts[result.verdict] += 1
+    registries = len({key[0] for key in answers})
+    tally = [
+        f"{counts[Verdict.PUBLIC]} public",
+        f"{counts[Verdict.PRIVATE]} private",
+        *([f"{counts[Verdict.MISSING]} not found"] if counts[Verdict.MISSING] else []),
+        f"{counts[Verdict.UNKNOWN]} failed",
+    ]
+    return (
+        f"probed {plural(len(answers), 'image')} on {registries_text(registries)} "
+        f"in {seconds:.1f} s: {', '.join(tally)}"
+    )
+
+
+def failed_probes(
+    refs: Iterable[ImageRef], answers: Mapping[ProbeKey, ProbeResult], policy: str
+) -> list[str]:
+    """One warning per registry and cause for images without an answer, in the words of
+    the decision (`probe failed: X; --on-probe-error=P`): the image when there is one,
+    else the count and the first few names."""
+    from rewriter.decide import unknown_reason  # the words of the decision, shared
+
+    groups: dict[tuple[str, str], list[str]] = {}
+    seen: set[ProbeKey] = set()
+    for ref in refs:
+        result = answers.get(ref.probe_key)
+        if result is None or result.verdict is not Verdict.UNKNOWN or ref.probe_key in seen:
+            continue
+        seen.add(ref.probe_key)
+        groups.setdefault((ref.registry, result.detail), []).append(ref.text)
+    messages = []
+    for (registry, detail), images in groups.items():
+        reason = unknown_reason(detail, policy)
+        if len(images) == 1:
+            messages.append(f"{images[0]}: {reason}")
+            continue
+        shown = ", ".join(images[:SHOWN_IMAGES])
+        more = f" and {len(images) - SHOWN_IMAGES} more" if len(images) > SHOWN_IMAGES else ""
+        messages.append(f"{len(images)} images on {registry}: {reason} ({shown}{more})")
+    return messages
+
+
+def tell_decisions(reporter: Reporter, decided: Iterable[tuple[str, Decision | None]]) -> None:
+    """--verbose: `IMAGE: ACTION (REASON) -> NEW` once per distinct image, in order."""
+    seen: set[str] = set()
+    for text, decision in decided:
+        if decision is None or text in seen:
+            continue
+        seen.add(text)
+        line = f"{text}: {decision.action.value} ({decision.reason})"
+        reporter.info(line + (f" -> {decision.new_text}" if decision.new_text else ""))

@@ -46,12 +46,74 @@ def test_error_writes_nothing_to_stdout_and_exits_1():
     assert result.stderr.count(b"\n") == 1
 
 
-def test_usage_errors_exit_2():
-    result = run(["--no-such-flag"], stdin=EXAMPLE)
-    assert result.returncode == 2
-    # The wording is click's; what rewriter promises is exit 2 naming the option.
-    assert b"--no-such-flag" in result.stderr
-    assert result.stdout == b""
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["scna"], "no such command 'scna'; did you mean 'scan'? (see rewriter --help)"),
+        (["rendr", "x.yaml"], "no such command 'rendr'; did you mean 'render'? (see rewriter --help)"),
+        (["frobnicate"], "no such command or file 'frobnicate' (see rewriter --help)"),
+        (["cache", "clean"], "no such command 'clean'; did you mean 'clear'? (see rewriter cache --help)"),
+        (["--no-such-flag"], "no such option '--no-such-flag' (see rewriter render --help)"),
+        (["--ofline"], "no such option '--ofline'; did you mean '--offline'? (see rewriter render --help)"),
+        (["scan", "--app-slug"], "option '--app-slug' requires an argument (see rewriter scan --help)"),
+        (["kustomization", "--output-dir", "x"], "missing option '--resources' (see rewriter kustomization --help)"),
+        (["--on-probe-error", "ignore"], "invalid --on-probe-error 'ignore': proxy, keep or fail (see rewriter render --help)"),
+        (["--timeout", "-1"], "invalid --timeout '-1': a number of seconds greater than 0 (see rewriter render --help)"),
+        (["--deadline", "soon"], "invalid --deadline 'soon': a number of seconds greater than 0 (see rewriter render --help)"),
+        (["--concurrency", "0"], "invalid --concurrency '0': a whole number greater than 0 (see rewriter render --help)"),
+        (["images", "--cache", "probes.sqlite"], "invalid --cache 'probes.sqlite': an absolute path, redis://HOST:PORT/DB or none (see rewriter images --help)"),
+        (["scan", "-o", "xml"], "invalid --output 'xml': table, json or yaml (see rewriter scan --help)"),
+        (["images", "--format", "table"], "invalid --output 'table': list or json (see rewriter images --help)"),
+        (["-q", "-v"], "--quiet and --verbose exclude each other (see rewriter render --help)"),
+    ],
+)  # fmt: skip
+def test_usage_errors_are_one_line_and_exit_2(args, message):
+    result = run([*LICENSE, "--offline", *args] if args[0].startswith("-") else args, stdin=EXAMPLE)
+    assert (result.returncode, result.stderr.decode(), result.stdout) == (2, f"error: {message}\n", b"")
+
+
+def test_bad_value_from_the_environment_names_the_variable():
+    result = run([*LICENSE, "--offline"], stdin=EXAMPLE, env={"REWRITER_CONCURRENCY": "0"})
+    assert (result.returncode, result.stderr.decode()) == (
+        2,
+        "error: invalid --concurrency '0' (from $REWRITER_CONCURRENCY): a whole number greater "
+        "than 0 (see rewriter render --help)\n",
+    )
+
+
+def test_bad_value_in_a_config_file_is_said_in_the_same_words(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("options:\n  timeout: -1\n")
+    result = run([*LICENSE, *RULES, "--config", str(config)], stdin=EXAMPLE)
+    assert (result.returncode, result.stderr.decode()) == (
+        1,  # a bad input file, not a usage error
+        "error: invalid --timeout -1: a number of seconds greater than 0\n",
+    )
+
+
+def test_a_missing_file_is_an_input_error():
+    result = run([*LICENSE, *RULES, "missing.yaml"])
+    assert (result.returncode, result.stderr.decode()) == (
+        1,
+        "error: cannot read missing.yaml: No such file or directory\n",
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["version"], ["--version"], ["render", "--version"], ["scan", "--version"],
+     ["images", "--version"], ["krm", "--version"], ["kustomization", "--version"],
+     ["cache", "info", "--version"]],
+)  # fmt: skip
+def test_version_everywhere(args):
+    from rewriter import __version__
+
+    result = run(args)
+    assert (result.returncode, result.stdout.decode(), result.stderr) == (
+        0,
+        f"rewriter {__version__}\n",
+        b"",
+    )
 
 
 @pytest.mark.parametrize(
@@ -64,10 +126,6 @@ def test_usage_errors_exit_2():
         (
             ["--app-slug", "Bad_Slug"],
             "error: invalid app slug 'Bad_Slug': lowercase letters, digits and '-'\n",
-        ),
-        (
-            ["--app-slug", "a", "--on-probe-error", "maybe"],
-            "error: invalid --on-probe-error 'maybe': proxy, keep or fail\n",
         ),
         (
             ["--app-slug", "a", "--license", "/nonexistent.yaml"],
@@ -207,21 +265,62 @@ def test_scan_table_and_json():
     assert [i["action"] for i in report["images"]] == ["proxy", "keep", "licensed"]
 
 
+def test_one_output_flag_with_format_as_its_alias():
+    as_json = run(["scan", "-o", "json", *LICENSE, *RULES], stdin=EXAMPLE)
+    assert run(["scan", "--output", "json", *LICENSE, *RULES], stdin=EXAMPLE).stdout == as_json.stdout
+    assert run(["scan", "--format", "json", *LICENSE, *RULES], stdin=EXAMPLE).stdout == as_json.stdout
+    as_yaml = run(["scan", "-o", "yaml", *LICENSE, *RULES], stdin=EXAMPLE)
+    assert as_yaml.returncode == 0, as_yaml.stderr
+    assert yaml.safe_load(as_yaml.stdout) == json.loads(as_json.stdout)
+    listed = run(["images", "-o", "json", *LICENSE, *RULES], stdin=EXAMPLE)
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == json.loads(
+        run(["images", "--format", "json", *LICENSE, *RULES], stdin=EXAMPLE).stdout
+    )
+
+
 def test_help_explains_options_and_env():
     result = run(["render", "--help"])
     text = result.stdout.decode()
     assert result.returncode == 0
     for fragment in [
-        "--app-slug",
-        "--private",
-        "--on-probe-error",
-        "--log-file",
+        "--app-slug SLUG",
+        "--private GLOB",
+        "--on-probe-error proxy|keep|fail",
+        "--log-file FILE",
+        "--proxy-host HOST",
+        "--timeout SECONDS",
+        "--cache PATH|URL|none",
         "REWRITER_LICENSE_ID",
-        "--license-id-file",
+        "--license-id-file FILE",
+        "-q, --quiet",
+        "-v, --verbose",
     ]:
         assert fragment in text
+    # The environment rule once, at the end; not two variable names under every option.
+    assert "ARGOCD_ENV_" in text.split("-h, --help")[1]
+    assert text.count("ARGOCD_ENV_") == 1
+    assert len(text.splitlines()) <= 110  # two screens
     assert run(["--help"]).returncode == 0
-    assert run(["--version"]).stdout.startswith(b"rewriter ")
+    assert b"--install-completion" in run(["--help"]).stdout
+
+
+def test_quiet_says_errors_only_and_verbose_each_decision(tmp_path):
+    bad = EXAMPLE.replace(b"postgres:16", b"'{{ .Values.db }}'")
+    log = tmp_path / "log"
+    quiet = run([*LICENSE, *RULES, "-q", "--log-file", str(log)], stdin=bad)
+    assert (quiet.returncode, quiet.stderr) == (0, b"")
+    assert log.read_text().startswith("warning: document 1 (Deployment shop/api, line 32)")
+    failed = run([*LICENSE, *RULES, "-q"], stdin=bad + b"---\nkind: [oops\n")
+    assert failed.returncode == 1
+    assert failed.stderr.decode().startswith("error: document 3 (line 51): invalid YAML")
+    verbose = run([*LICENSE, *RULES, "--verbose"], stdin=EXAMPLE)
+    assert verbose.returncode == 0
+    assert verbose.stderr.decode().splitlines() == [
+        f"quay.io/my-org/api:v1.0.1: proxy (rule --private 'quay.io/my-org/*') -> {PROXIED.decode()}",
+        "postgres:16: keep (rule --public 'docker.io/*')",
+        "registry.replicated.com/my-kots-app/worker:1.0.1: licensed (on the vendor registry)",
+    ]
 
 
 def test_config_list_options_accept_a_single_string(tmp_path):
@@ -231,3 +330,167 @@ def test_config_list_options_accept_a_single_string(tmp_path):
     assert result.returncode == 0, result.stderr
     assert PROXIED in result.stdout
     assert b"image: postgres:16" in result.stdout
+
+
+# -- krm: even a usage error answers with a ResourceList ----------------------------------
+
+RESOURCE_LIST = (
+    "apiVersion: config.kubernetes.io/v1\n"
+    "kind: ResourceList\n"
+    "items:\n"
+    "- apiVersion: v1\n"
+    "  kind: Pod\n"
+    "  metadata: {name: web, namespace: shop}\n"
+    "  spec: {containers: [{name: web, image: quay.io/my-org/web:1}]}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--no-such-flag"], "no such option '--no-such-flag' (see rewriter krm --help)"),
+        (["--timeout", "-1"], "invalid --timeout '-1': a number of seconds greater than 0 (see rewriter krm --help)"),
+    ],
+)  # fmt: skip
+def test_krm_usage_error_still_answers_a_resource_list(args, message):
+    result = run(["krm", *args], stdin=RESOURCE_LIST)
+    assert (result.returncode, result.stderr.decode()) == (2, f"error: {message}\n")
+    answer = yaml.safe_load(result.stdout)
+    assert answer["items"] == yaml.safe_load(RESOURCE_LIST)["items"]  # unchanged
+    assert answer["results"] == [{"message": message, "severity": "error"}]
+    assert result.stdout.decode().startswith(RESOURCE_LIST)  # the input's bytes, then results
+
+
+# -- probing: progress, summary, one warning per registry ---------------------------------
+
+
+def _probe_args(registries, *extra):
+    return [
+        *LICENSE,
+        "--cache", "none",
+        "--insecure-registry", registries.anonymous.domain,
+        "--insecure-registry", registries.unused_host,
+        "--ca-bundle", registries.ca_bundle,
+        "--timeout", "3", "--deadline", "20",
+        *extra,
+    ]  # fmt: skip
+
+
+def _pod(*images):
+    containers = "".join(f"  - {{name: c{i}, image: '{image}'}}\n" for i, image in enumerate(images))
+    return f"apiVersion: v1\nkind: Pod\nmetadata: {{name: p, namespace: a}}\nspec:\n  containers:\n{containers}"
+
+
+SECONDS_RE = r"\d+\.\d"
+
+
+def test_one_summary_line_when_stderr_is_a_log(registries):
+    import re
+
+    images = [
+        *registries.public_images(),
+        registries.basic.image("team/secret", "1.0"),
+        registries.token.image("private/app", "1.0"),
+        f"{registries.unused_host}/some/app:1.0",
+    ]
+    result = run(_probe_args(registries), stdin=_pod(*images))
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.decode().splitlines()
+    assert lines[0] == (
+        f"warning: {registries.unused_host}/some/app:1.0: probe failed: connection refused; "
+        "--on-probe-error=proxy"
+    )
+    assert re.fullmatch(
+        f"probed 6 images on 4 registries in {SECONDS_RE} s: 3 public, 2 private, 1 failed",
+        lines[1],
+    ), lines
+    assert len(lines) == 2
+    # Nothing probed (rules decide, or offline): no summary.
+    assert run([*LICENSE, *RULES], stdin=EXAMPLE).stderr == b""
+
+
+def test_many_failing_images_are_one_warning_per_registry(registries):
+    import re
+
+    host = registries.unused_host
+    images = [f"{host}/team/app{i}:1" for i in range(200)]
+    result = run(_probe_args(registries), stdin=_pod(*images))
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.decode().splitlines()
+    assert lines[0] == (
+        f"warning: 200 images on {host}: probe failed: connection refused; "
+        f"--on-probe-error=proxy ({host}/team/app0:1, {host}/team/app1:1, {host}/team/app2:1 "
+        "and 197 more)"
+    )
+    assert re.fullmatch(
+        f"probed 200 images on 1 registry in {SECONDS_RE} s: 0 public, 0 private, 200 failed",
+        lines[1],
+    )
+    assert len(lines) == 2
+
+    # Under `fail`: the same words in the warning and in the error, whose list is cut.
+    failed = run(_probe_args(registries, "--on-probe-error", "fail"), stdin=_pod(*images))
+    assert (failed.returncode, failed.stdout) == (1, b"")
+    lines = failed.stderr.decode().splitlines()
+    assert lines[0].startswith(
+        f"warning: 200 images on {host}: probe failed: connection refused; --on-probe-error=fail ("
+    )
+    assert lines[2] == "error: 200 image(s) cannot be rewritten:"
+    assert lines[3] == (
+        f"  {host}/team/app0:1: probe failed: connection refused; --on-probe-error=fail "
+        "[document 0 (Pod a/p, line 6) spec.containers[0].image]"
+    )
+    assert lines[13:] == ["  ... and 190 more (-v lists them all)"]
+    everything = run(_probe_args(registries, "--on-probe-error", "fail", "-v"), stdin=_pod(*images))
+    assert everything.stderr.decode().count("--on-probe-error=fail [document 0") == 200
+
+
+def test_progress_on_a_terminal(tmp_path):
+    """Probes lasting over a second show `probing N/M images ...` on a terminal (a pty
+    here), erased at the end and followed by the summary."""
+    import os
+    import pty
+    import re
+    import subprocess
+    import threading
+
+    from registries import Route, stub_registry
+
+    with stub_registry({"/v2/": Route(200)}, default=Route(200, delay=0.4)) as stub:
+        images = [f"{stub.domain}/team/app{i}:1" for i in range(8)]
+        args = [*LICENSE, "--cache", "none", "--insecure-registry", stub.domain]
+        args += ["--concurrency", "2", "--deadline", "20"]
+        leader, follower = pty.openpty()
+        env = {k: v for k, v in os.environ.items() if "REWRITER_" not in k}
+        process = subprocess.Popen(
+            ["rewriter", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=follower, env=env, cwd=tmp_path,
+        )  # fmt: skip
+        os.close(follower)
+        seen = bytearray()
+
+        def read() -> None:
+            while True:
+                try:
+                    chunk = os.read(leader, 4096)
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                seen.extend(chunk)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        out, _ = process.communicate(_pod(*images).encode(), timeout=60)
+        reader.join(5)
+        os.close(leader)
+
+    assert process.returncode == 0
+    assert out.count(b"image: ") == 8
+    text = seen.decode()
+    shown = re.findall(rf"probing (\d)/8 images on 1 registry, {SECONDS_RE} s", text)
+    assert shown, text
+    final = text.split("\r\x1b[K")[-1].replace("\r\n", "\n")
+    assert re.fullmatch(
+        f"probed 8 images on 1 registry in {SECONDS_RE} s: 8 public, 0 private, 0 failed\n", final
+    ), repr(text)

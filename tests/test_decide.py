@@ -65,7 +65,8 @@ def test_custom_domains_move_images_off_the_default_hosts():
         (Verdict.PUBLIC, Action.KEEP, False),
         (Verdict.PRIVATE, Action.PROXY, False),
         (Verdict.MISSING, Action.PROXY, True),
-        (Verdict.UNKNOWN, Action.PROXY, True),
+        # Said once per registry by the command line (report.failed_probes), not per image.
+        (Verdict.UNKNOWN, Action.PROXY, False),
     ],
 )
 def test_probe_answers(verdict, action, warns):
@@ -88,7 +89,9 @@ def test_unknown_follows_on_probe_error(policy, action):
     offline = decide(ref("ghcr.io/x/y"), rules, None)
     assert unknown.action is offline.action is action
     assert unknown.reason == f"probe failed: timeout after 5.0s; --on-probe-error={policy.value}"
-    assert offline.reason == f"offline, not in the cache; --on-probe-error={policy.value}"
+    assert offline.reason == f"offline, not in cache; --on-probe-error={policy.value}"
+    cached_not = decide(ref("ghcr.io/x/y"), rules, ProbeResult(Verdict.UNKNOWN, "offline, not in cache"))
+    assert cached_not.reason == offline.reason  # one wording for one thing
 
 
 def test_cached_answers_say_so():
