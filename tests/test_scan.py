@@ -77,4 +77,6 @@ def test_scan_unclaimed_lists_image_like_strings_outside_known_fields():
 def test_bad_format_is_a_usage_error():
     result = run(["scan", "--format", "xml", *ARGS], stdin=TEXT)
     assert result.returncode == 2
-    assert b"must be table or json" in result.stderr
+    assert result.stderr == (
+        b"error: invalid --output 'xml': table, json or yaml (see rewriter scan --help)\n"
+    )
