@@ -132,7 +132,7 @@ def parse(chunk: Chunk) -> Document:
     shared = _has_anchor(text)
     if shared:
         _refuse_cycles(chunk, root)
-    _refuse_duplicate_keys(chunk, root)
+    _refuse_duplicate_keys(chunk, root, shared)
     line_break = "\r\n" if "\r\n" in text else "\n"
     return Document(chunk, text, root, line_break, shared)
 
@@ -172,9 +172,22 @@ class _Composer(CParser):
         return _SEQ if kind is SequenceNode else _MAP
 
 
-def compose(text: str) -> Node | None:
-    """The node tree of one YAML document, as `yaml.compose(text, Loader=CSafeLoader)`."""
-    composer = _Composer(text)
+class _ShapeComposer(_Composer):
+    """A composer that resolves only merge keys: every other plain scalar gets the str
+    tag. For reading an edited document back (render._verify), which compares scalars by
+    their text and needs `<<` to follow merges, not what type a value would load as;
+    matching each plain scalar against the resolver's patterns was a fifth of the cost."""
+
+    def resolve(self, kind: type[Node], value: str, implicit: tuple[bool, bool]) -> str:
+        if kind is ScalarNode:
+            return MERGE_TAG if implicit[0] and value == "<<" else _STR
+        return _SEQ if kind is SequenceNode else _MAP
+
+
+def compose(text: str, shape_only: bool = False) -> Node | None:
+    """The node tree of one YAML document, as `yaml.compose(text, Loader=CSafeLoader)`;
+    with `shape_only`, scalars tagged str but for merge keys (see _ShapeComposer)."""
+    composer = (_ShapeComposer if shape_only else _Composer)(text)
     try:
         return composer.get_single_node()
     finally:
@@ -195,7 +208,7 @@ def _has_anchor(text: str) -> bool:
     return False
 
 
-def _refuse_duplicate_keys(chunk: Chunk, root: Node | None) -> None:
+def _refuse_duplicate_keys(chunk: Chunk, root: Node | None, shared: bool = True) -> None:
     """YAML forbids them, and consumers disagree on which one wins: rewriting the first
     `image` while the cluster reads the second would leak a private image unproxied.
 
@@ -203,14 +216,20 @@ def _refuse_duplicate_keys(chunk: Chunk, root: Node | None) -> None:
     merge: every reader takes the explicit one. Before the merge, readers disagree
     (kubectl, whose go-yaml v2 lets the later `<<` overwrite it, against kustomize's
     yaml.v3 and the YAML merge spec, where the explicit key wins), so that is refused too.
+
+    `shared`: the text has anchors, so the walk may meet a node twice (only then is the
+    bookkeeping of nodes seen needed). Only collections are stacked: scalars hold no keys.
     """
     stack = [root]
     seen: set[int] = set()
     while stack:
         node = stack.pop()
-        if node is None or id(node) in seen:
+        if node is None:
             continue
-        seen.add(id(node))
+        if shared:
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
         if isinstance(node, MappingNode):
             keys: dict[str, Node] = {}
             for key, value in node.value:
@@ -222,9 +241,10 @@ def _refuse_duplicate_keys(chunk: Chunk, root: Node | None) -> None:
                             f"{chunk.where(key.start_mark.line)}: duplicate key {key.value!r}"
                         )
                     keys[key.value] = key
-                stack.append(value)
+                if not isinstance(value, ScalarNode):
+                    stack.append(value)
         elif isinstance(node, SequenceNode):
-            stack.extend(node.value)
+            stack.extend(item for item in node.value if not isinstance(item, ScalarNode))
 
 
 def _check_merge(chunk: Chunk, key: ScalarNode, value: Node, before: dict[str, Node]) -> None:

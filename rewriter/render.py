@@ -600,7 +600,7 @@ def _verify(doc: Document, text: str, found: list[Found]) -> None:
     try:
         read = readback.read_fields(text, paths) if len(text) >= READBACK_SIZE else None
         if read is None:
-            root = compose(text)
+            root = compose(text, shape_only=True)
             read = {path: _reading(_field(root, path)) for path in paths}
     except yaml.YAMLError as exc:
         raise RewriterError(
