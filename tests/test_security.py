@@ -18,10 +18,8 @@ here it is checked again after a real CLI render under umask 000.
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
 import re
-import shutil
 import socket
 import stat
 import subprocess
