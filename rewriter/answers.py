@@ -69,7 +69,7 @@ def resolve(
     writer = _Writer(cache, ttl_seconds, warn) if cache.kind != "none" and ttl_seconds > 0 else None
     kept: list[store.Entry] = []
     try:
-        transport = Transport(tls.result())
+        transport = Transport(tls.result(), settings=settings)
         answers.update(probe.probe_all(rest, settings, transport, kept.append, progress))
     except BaseException:
         if writer is not None:

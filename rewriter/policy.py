@@ -61,6 +61,8 @@ METADATA_ADDRESSES = frozenset(
 )
 LINK_LOCAL = (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10"))
 NAT64 = ipaddress.ip_network("64:ff9b::/96")  # an IPv4 address in IPv6 clothing
+NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215, local-use NAT64
+UNSPECIFIED_V4 = ipaddress.ip_network("0.0.0.0/8")  # connecting to 0.0.0.0 reaches this host
 
 
 @dataclass(frozen=True)
@@ -135,26 +137,113 @@ def host_allowed(host: str, settings: ProbeSettings) -> str | None:
     IPv6 with or without brackets), or None when it may.
 
     In order: link-local and cloud metadata addresses are never contacted; then a
-    `--probe-deny` glob that matches refuses; then, when `--probe-allow` globs are
-    given, one of them must match. Globs are shell-style, case-insensitive, and are
+    `--probe-deny` entry that matches refuses; then, when `--probe-allow` entries are
+    given, one of them must match. An entry is a shell-style glob (case-insensitive,
     tried against the host alone and against host:port; Docker Hub's API host also
-    answers to `docker.io`. Loopback and private networks are allowed unless denied.
+    answers to `docker.io`), an address or a CIDR block (`10.0.0.0/8`). An address is
+    matched in its canonical spelling whatever way it is written (`2130706433`,
+    `0x7f000001`, `127.1`, `[::ffff:7f00:1]` are all 127.0.0.1, as the resolver reads
+    them; `0` and `::` reach loopback). Loopback and private networks are allowed unless
+    denied.
     """
     name, port = _split_host(host)
     forbidden = forbidden_address(name)
     if forbidden:
         return f"probe denied: {forbidden}"
-    candidates = [name] + ([f"{name}:{port}"] if port else [])
-    if name == DOCKER_HUB_API:
-        candidates.append(DOCKER_HUB)
-    for glob in settings.deny:
-        if any(fnmatch.fnmatchcase(c, glob.lower()) for c in candidates):
-            return f"probe denied by --probe-deny {glob!r}"
+    names = [name] + ([DOCKER_HUB] if name == DOCKER_HUB_API else [])
+    addresses = addresses_of(name)
+    if addresses:
+        names = []  # an address is matched by what it is, not by how it is written
+    for entry in settings.deny:
+        if _entry_matches(entry, names, addresses, port):
+            return f"probe denied by --probe-deny {entry!r}"
     if settings.allow and not any(
-        fnmatch.fnmatchcase(c, glob.lower()) for glob in settings.allow for c in candidates
+        _entry_matches(entry, names, addresses, port) for entry in settings.allow
     ):
         return "probe denied: not in --probe-allow"
     return None
+
+
+def peer_refusal(host: str, port: int | None, peer: str, settings: ProbeSettings) -> str | None:
+    """Why the probe may not talk to `peer`, the address a connection to `host` reached
+    (a name resolves where its owner likes), or None. Never a forbidden address; never
+    an address `--probe-deny` matches (`127.*`, `10.0.0.0/8`); and with `--probe-allow`,
+    either `host` is a name an entry allows by name, or `peer` is an allowed address."""
+    forbidden = forbidden_address(peer)
+    if forbidden:
+        return f"probe denied: {host} is a {forbidden} ({peer})"
+    addresses = addresses_of(peer)
+    text = str(port) if port else ""
+    for entry in settings.deny:
+        if _entry_matches(entry, [], addresses, text):
+            return f"probe denied: {host} is {peer}, denied by --probe-deny {entry!r}"
+    if not settings.allow:
+        return None
+    name = host.strip("[]").rstrip(".").lower()
+    names = [] if addresses_of(name) else [name] + ([DOCKER_HUB] if name == DOCKER_HUB_API else [])
+    if any(_entry_matches(entry, names, addresses, text) for entry in settings.allow):
+        return None
+    return f"probe denied: {host} is {peer}, not in --probe-allow"
+
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def addresses_of(host: str) -> list[Address]:
+    """Every address `host` stands for when it is an address in any spelling the resolver
+    accepts, canonical first, then what it reaches: the IPv4 address inside an
+    IPv4-mapped or NAT64 (`64:ff9b::/96`, `64:ff9b:1::/48`) IPv6 address, and loopback
+    for `0.0.0.0/8` and `::`. Empty for a name."""
+    name = host.strip("[]").split("%", 1)[0].rstrip(".").lower()
+    address = _as_address(name)
+    if address is None:
+        return []
+    found: list[Address] = [address]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            found.append(address.ipv4_mapped)
+        if address in NAT64 or address in NAT64_LOCAL:
+            found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+        if address in NAT64_LOCAL:  # RFC 6052 with a /48 prefix: bits 48-63 and 72-87
+            value = int(address)
+            high, low = (value >> 64) & 0xFFFF, (value >> 40) & 0xFFFF
+            found.append(ipaddress.IPv4Address(high << 16 | low))
+        if address == ipaddress.IPv6Address("::"):
+            found.append(ipaddress.IPv6Address("::1"))
+    if any(isinstance(a, ipaddress.IPv4Address) and a in UNSPECIFIED_V4 for a in found):
+        found.append(ipaddress.IPv4Address("127.0.0.1"))
+    return list(dict.fromkeys(found))
+
+
+def _entry_matches(entry: str, names: list[str], addresses: list[Address], port: str) -> bool:
+    """Whether a --probe-deny/--probe-allow `entry` matches a host: as a CIDR block or an
+    address (any spelling) against `addresses`, else as a glob against `names` and the
+    addresses' canonical text, each alone and with `:port`."""
+    network = _entry_network(entry)
+    if network is not None:
+        return any(a.version == network.version and a in network for a in addresses)
+    texts = names + [str(a) for a in addresses]
+    candidates = texts + ([f"{text}:{port}" for text in texts] if port else [])
+    glob = entry.lower()
+    return any(fnmatch.fnmatchcase(candidate, glob) for candidate in candidates)
+
+
+@functools.lru_cache(maxsize=256)
+def _entry_network(entry: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    """The block a --probe-deny/--probe-allow entry names (`10.0.0.0/8`, `[::1]`,
+    `2130706433`), or None for a glob."""
+    text = entry.strip().lower()
+    if "/" in text:
+        address, _, bits = text.partition("/")
+        parsed = addresses_of(address)
+        if not parsed or not bits.isdigit():
+            return None
+        try:
+            return ipaddress.ip_network(f"{parsed[0]}/{bits}", strict=False)
+        except ValueError:
+            return None
+    parsed = addresses_of(text)
+    return ipaddress.ip_network(parsed[0]) if parsed else None
 
 
 def registry_refusal(registry: str, settings: ProbeSettings) -> str | None:
@@ -210,15 +299,7 @@ def forbidden_address(host: str) -> str | None:
     name = host.strip("[]").split("%", 1)[0].rstrip(".").lower()
     if name in METADATA_HOSTS:
         return "cloud metadata endpoint"
-    address = _as_address(name)
-    if address is None:
-        return None
-    candidates: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [address]
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            candidates.append(address.ipv4_mapped)
-        if address in NAT64:
-            candidates.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    candidates = addresses_of(name)
     if any(candidate in METADATA_ADDRESSES for candidate in candidates):
         return "cloud metadata endpoint"
     if any(candidate in network for candidate in candidates for network in LINK_LOCAL):
@@ -260,12 +341,18 @@ def redirect_refusal(
 ) -> str | None:
     """Why the probe may not go on to `url`, a token realm or redirect target (`what`
     names it for the message), coming from a `from_scheme` conversation. A URL it cannot
-    read is left to requests, which then says "invalid URL"."""
+    read is left to the transport, which then says "invalid URL". A URL that parsers
+    may read as different hosts (a backslash, userinfo, a space or control character)
+    is refused: the host checked here must be the host the transport connects to."""
     try:
         parts = urlsplit(url)
         host, port = parts.hostname, parts.port
     except ValueError:
         return None
+    ambiguity = url_ambiguity(url)
+    if ambiguity:
+        shown = parts.netloc.rpartition("@")[2] if ambiguity == "userinfo" else parts.netloc
+        return f"{what} {shown!r}: probe denied: ambiguous URL ({ambiguity})"
     if not host:
         return None
     name = f"[{host}]" if ":" in host else host
@@ -274,6 +361,21 @@ def redirect_refusal(
         return f"{what} {target}: probe denied: HTTPS downgraded to plain HTTP"
     refused = host_allowed(target, settings)
     return f"{what} {target}: {refused}" if refused else None
+
+
+def url_ambiguity(url: str) -> str | None:
+    """What makes `url` read differently by different URL parsers (urllib.parse, which
+    the policy reads, and urllib3, which connects), or None: `http://127.0.0.1:5056\\@a/`
+    is `a` to one and 127.0.0.1 to the other. A realm or a redirect has no business with
+    any of these."""
+    if "\\" in url:
+        return "backslash"
+    if any(ord(c) <= 32 or ord(c) == 127 for c in url):
+        return "space or control character"
+    authority = url.partition("://")[2].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    if "@" in authority:
+        return "userinfo"
+    return None
 
 
 def api_host(registry: str) -> str:

@@ -209,7 +209,7 @@ def probe_all(
     if not keys:
         return {}
     if transport is None:
-        transport = Transport(tls_context(settings.ca_bundle))
+        transport = Transport(tls_context(settings.ca_bundle), settings=settings)
     run = _Run(settings, transport, deadline_at(settings, time.monotonic()), keep)
     run.progress = progress
     return run.all(keys)

@@ -10,7 +10,11 @@ token, and the proxy variables, read once per render:
   to the proxy as `Proxy-Authorization` and nowhere else. SOCKS proxies are refused.
 - Every connection, to a registry, a realm or a proxy, checks the address it reached
   before a byte is sent (for HTTPS, before the ClientHello): never a cloud metadata
-  endpoint or a link-local address, whatever DNS said (`ProbeDenied`).
+  endpoint or a link-local address, whatever DNS said (`ProbeDenied`); a direct one
+  also never an address `--probe-deny` refuses or `--probe-allow` leaves out
+  (`policy.peer_refusal`).
+- A URL urllib3 would read as another host than urllib.parse does (a backslash before
+  an `@`) is refused: the policy checks the host the transport connects to.
 - Every TLS connection verifies with the render's one context (rewriter/tls.py).
 
 Requests are sent as given: no retries, no redirects followed (the probe checks each
@@ -19,18 +23,20 @@ hop itself), bodies neither preloaded nor decoded.
 
 from __future__ import annotations
 
+import functools
 import socket
 import ssl
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import ClassVar
 from urllib.parse import unquote, urlsplit
 from urllib.request import getproxies
 
 import urllib3
 import urllib3.connection
-from urllib3.util import make_headers
+from urllib3.util import make_headers, parse_url
 
-from rewriter.policy import forbidden_address, no_proxy_matches
+from rewriter.policy import ProbeSettings, forbidden_address, no_proxy_matches, peer_refusal
 
 POOL_SIZE = 32  # connections kept per host: at least the default probe concurrency
 
@@ -45,12 +51,23 @@ class UnsupportedProxy(urllib3.exceptions.HTTPError):
     """A proxy the transport does not speak (SOCKS)."""
 
 
+# Why a connection to (host, port) that reached `peer` must not be used, or None.
+Refusal = Callable[[str, int | None, str], "str | None"]
+
+
+def _forbidden_only(host: str, port: int | None, peer: str) -> str | None:
+    forbidden = forbidden_address(peer)
+    return f"probe denied: {host} is a {forbidden} ({peer})" if forbidden else None
+
+
 class _GuardedConnectionMixin:
     """Refuses a connection whose peer is a forbidden address, before a byte is sent.
     Checking the peer after connecting, rather than resolving first, leaves no gap for a
-    name that resolves differently twice."""
+    name that resolves differently twice. `refusal` says which peers are refused."""
 
     host: str
+    port: int
+    refusal: ClassVar[Refusal] = _forbidden_only
 
     def _new_conn(self) -> socket.socket:
         sock: socket.socket = super()._new_conn()  # type: ignore[misc]
@@ -58,10 +75,10 @@ class _GuardedConnectionMixin:
             peer = str(sock.getpeername()[0])
         except OSError:
             return sock  # not connected after all: the request fails by itself
-        forbidden = forbidden_address(peer)
-        if forbidden:
+        refused = type(self).refusal(self.host, self.port, peer)
+        if refused:
             sock.close()
-            raise ProbeDenied(f"probe denied: {self.host} is a {forbidden} ({peer})")
+            raise ProbeDenied(refused)
         return sock
 
 
@@ -73,15 +90,27 @@ class _GuardedHTTPSConnection(_GuardedConnectionMixin, urllib3.connection.HTTPSC
     pass
 
 
-class _GuardedHTTPPool(urllib3.HTTPConnectionPool):
-    ConnectionCls = _GuardedHTTPConnection
+def _guarded_pools(refusal: Refusal) -> dict[str, type[urllib3.HTTPConnectionPool]]:
+    """Pool classes whose connections refuse the peers `refusal` refuses."""
+
+    class HTTPConnection(_GuardedHTTPConnection):
+        pass
+
+    class HTTPSConnection(_GuardedHTTPSConnection):
+        pass
+
+    HTTPConnection.refusal = HTTPSConnection.refusal = refusal
+
+    class HTTPPool(urllib3.HTTPConnectionPool):
+        ConnectionCls = HTTPConnection
+
+    class HTTPSPool(urllib3.HTTPSConnectionPool):
+        ConnectionCls = HTTPSConnection
+
+    return {"http": HTTPPool, "https": HTTPSPool}
 
 
-class _GuardedHTTPSPool(urllib3.HTTPSConnectionPool):
-    ConnectionCls = _GuardedHTTPSConnection
-
-
-_GUARDED_POOLS = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
+_FORBIDDEN_ONLY_POOLS = _guarded_pools(_forbidden_only)
 
 
 class Transport:
@@ -93,8 +122,16 @@ class Transport:
         tls: ssl.SSLContext,
         pool_size: int = POOL_SIZE,
         environ: Mapping[str, str] | None = None,
+        settings: ProbeSettings | None = None,
     ) -> None:
         self._tls = tls
+        # Direct connections: the peer is the host asked for, so --probe-deny and
+        # --probe-allow apply to the address it reached too. Through a proxy the peer is
+        # the proxy, which the operator chose: only forbidden addresses are refused.
+        if settings is None:
+            self._direct_pools = _FORBIDDEN_ONLY_POOLS
+        else:
+            self._direct_pools = _guarded_pools(functools.partial(_peer_refusal, settings))
         self._pool_size = pool_size
         proxies = getproxies() if environ is None else _proxies_from(environ)
         self._no_proxy = proxies.pop("no", "")
@@ -104,7 +141,10 @@ class Transport:
         self._lock = threading.Lock()  # guards `_through`
 
     def send(self, method: str, url: str, headers: Mapping[str, str], timeout: float) -> Response:
-        """One request, one answer (its body unread): urllib3's exceptions otherwise."""
+        """One request, one answer (its body unread): urllib3's exceptions otherwise.
+        A URL that urllib3 and the policy (urllib.parse) would read as different hosts is
+        refused (ProbeDenied): the host checked must be the host connected to."""
+        _same_host(url)
         return self._manager_for(url).urlopen(
             method,
             url,
@@ -148,8 +188,28 @@ class Transport:
                 maxsize=self._pool_size,
                 ssl_context=self._tls,
             )
-        manager.pool_classes_by_scheme = _GUARDED_POOLS
+        manager.pool_classes_by_scheme = (
+            self._direct_pools if proxy is None else _FORBIDDEN_ONLY_POOLS
+        )
         return manager
+
+
+def _peer_refusal(settings: ProbeSettings, host: str, port: int | None, peer: str) -> str | None:
+    return peer_refusal(host, port, peer, settings)
+
+
+def _same_host(url: str) -> None:
+    """Raise ProbeDenied unless urllib3 connects where urllib.parse says `url` points."""
+    try:
+        theirs = parse_url(url)
+        ours = urlsplit(url)
+        same = (theirs.host or "").strip("[]").lower() == (ours.hostname or "") and (
+            theirs.port == ours.port
+        )
+    except (ValueError, urllib3.exceptions.LocationParseError):
+        return  # unreadable: urllib3 says so itself
+    if not same or "\\" in url:
+        raise ProbeDenied(f"probe denied: ambiguous URL {ours.netloc.rpartition('@')[2]!r}")
 
 
 def _proxies_from(environ: Mapping[str, str]) -> dict[str, str]:

@@ -806,3 +806,229 @@ def test_help_steers_secrets_off_the_command_line() -> None:
         text,
     )
     assert "--probe-allow GLOB" in text and "--probe-deny GLOB" in text
+
+
+# -- --probe-deny / --probe-allow: addresses as the resolver reads them (issue 15 §3) --------
+
+LOOPBACK_SPELLINGS = [
+    "2130706433",
+    "0x7f000001",
+    "017700000001",
+    "0",
+    "127.1",
+    "[::ffff:7f00:1]",
+]
+
+
+@pytest.mark.parametrize(
+    "spelling", [*LOOPBACK_SPELLINGS, "[::ffff:127.0.0.1]", "[64:ff9b::7f00:1]", "0x7f.1"]
+)
+@pytest.mark.parametrize("entry", ["127.*", "127.0.0.0/8", "127.0.0.1", "0x7f000001"])
+def test_deny_matches_every_spelling_of_an_address(spelling: str, entry: str) -> None:
+    denied = ProbeSettings(deny=(entry,))
+    assert host_allowed(spelling, denied) == f"probe denied by --probe-deny {entry!r}"
+    assert host_allowed(f"{spelling}:5000", denied) == f"probe denied by --probe-deny {entry!r}"
+    allowed = ProbeSettings(allow=(entry,))
+    assert host_allowed(spelling, allowed) is None
+
+
+@pytest.mark.parametrize(
+    ("host", "entry", "denied"),
+    [
+        ("172.17.0.1", "172.16.0.0/12", True),  # Docker's bridge
+        ("172.31.255.255", "172.16.0.0/12", True),
+        ("172.32.0.1", "172.16.0.0/12", False),
+        ("172.15.255.255", "172.16.0.0/12", False),
+        ("10.200.3.4:5000", "10.0.0.0/8", True),
+        ("167772161", "10.0.0.0/8", True),  # 10.0.0.1
+        ("[::ffff:10.1.2.3]", "10.0.0.0/8", True),
+        ("[64:ff9b::a01:203]", "10.0.0.0/8", True),  # NAT64, /96
+        ("[64:ff9b:1:a01:2:300::]", "10.0.0.0/8", True),  # NAT64 local use, /48 (RFC 6052)
+        ("[64:ff9b:1::a01:203]", "10.0.0.0/8", True),  # NAT64 local use, /96
+        ("11.0.0.1", "10.0.0.0/8", False),
+        ("[fd12::1]", "fd00::/8", True),
+        ("[fe12::1]", "fd00::/8", False),
+        ("registry.example.com", "10.0.0.0/8", False),
+        ("0", "127.0.0.1", True),  # 0.0.0.0 reaches this host
+    ],
+)
+def test_deny_and_allow_cidr_blocks(host: str, entry: str, denied: bool) -> None:
+    reason = f"probe denied by --probe-deny {entry!r}"
+    assert host_allowed(host, ProbeSettings(deny=(entry,))) == (reason if denied else None)
+    not_allowed = "probe denied: not in --probe-allow"
+    assert host_allowed(host, ProbeSettings(allow=(entry,))) == (None if denied else not_allowed)
+
+
+def test_the_documented_deny_example_covers_the_private_networks() -> None:
+    """docs/security.md's REWRITER_PROBE_DENY example, as the environment splits it."""
+    text = (ROOT / "docs" / "security.md").read_text()
+    (line,) = [line for line in text.splitlines() if line.startswith("REWRITER_PROBE_DENY=")]
+    deny = ProbeSettings(deny=tuple(line.partition("=")[2].strip('"').split()))
+    for host in ("10.1.2.3", "172.16.0.1", "172.17.0.1", "172.31.0.1", "192.168.1.1",
+                 "127.0.0.1", "2130706433", "0", "[::1]", "[::ffff:7f00:1]", "localhost",
+                 "registry.ns.svc", "[fd00::1]"):  # fmt: skip
+        assert host_allowed(host, deny) is not None, host
+    for host in ("quay.io", "172.32.0.1", "8.8.8.8"):
+        assert host_allowed(host, deny) is None, host
+
+
+@pytest.fixture
+def loopback() -> Iterator[FaultServer]:
+    """A public registry stand-in on 127.0.0.1 (a free port, no privileges needed)."""
+    from registries import free_port
+
+    server = FaultServer("127.0.0.1", free_port(), {"/v2/": status(200), MANIFEST: status(200)})
+    server.start()
+    yield server
+    server.stop()
+
+
+def _probe(registry: str, **settings: object) -> ProbeResult:
+    ref = ImageRef.parse(f"{registry}/team/app:1.0")
+    values: dict[str, object] = {
+        "insecure_registries": frozenset({ref.registry}),
+        "timeout": 2.0,
+        "deadline": 10.0,
+        **settings,
+    }
+    return probe_all([ref], ProbeSettings(**values))[ref.probe_key]  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("spelling", LOOPBACK_SPELLINGS)
+def test_other_spellings_of_loopback_are_denied_before_a_connection(
+    spelling: str, loopback: FaultServer
+) -> None:
+    registry = f"{spelling}:{loopback.port}"
+    # The control: this spelling does reach the listener on 127.0.0.1.
+    assert _probe(registry) == ProbeResult(Verdict.PUBLIC, "HTTP 200")
+    reached = len(loopback.seen())
+    assert reached >= 1
+
+    for entry in ("127.*", "127.0.0.0/8"):
+        result = _probe(registry, deny=(entry,))
+        assert result == ProbeResult(UNKNOWN, f"probe denied by --probe-deny {entry!r}")
+    assert len(loopback.seen()) == reached
+
+
+@pytest.mark.parametrize("entry", ["127.*", "127.0.0.0/8", "127.0.0.1"])
+def test_the_connected_address_is_checked_against_deny(
+    entry: str, loopback: FaultServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name that no deny entry names, resolving to a denied address: refused once
+    connected, before a byte is sent."""
+    real_getaddrinfo = socket.getaddrinfo
+
+    def resolve(host: object, *args: object, **kwargs: object) -> object:
+        return real_getaddrinfo("127.0.0.1" if host == "rebind.test" else host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    registry = f"rebind.test:{loopback.port}"
+
+    denied = _probe(registry, deny=(entry,))
+
+    assert denied == ProbeResult(
+        UNKNOWN, f"probe denied: rebind.test is 127.0.0.1, denied by --probe-deny {entry!r}"
+    )
+    assert loopback.seen() == []
+    # Allowed by name: the name's owner chose the address, and nothing denies it.
+    assert _probe(registry, allow=("rebind.test",)).verdict is Verdict.PUBLIC
+    assert _probe(registry, allow=("*.test",), deny=("10.0.0.0/8",)).verdict is Verdict.PUBLIC
+
+
+def test_peer_refusal_policy() -> None:
+    from rewriter.policy import peer_refusal
+
+    none = ProbeSettings()
+    assert peer_refusal("a.test", 80, "127.0.0.1", none) is None
+    assert peer_refusal("a.test", 80, "169.254.169.254", none) == (
+        "probe denied: a.test is a cloud metadata endpoint (169.254.169.254)"
+    )
+    deny = ProbeSettings(deny=("172.16.0.0/12",))
+    assert peer_refusal("a.test", 80, "::ffff:172.17.0.2", deny) == (
+        "probe denied: a.test is ::ffff:172.17.0.2, denied by --probe-deny '172.16.0.0/12'"
+    )
+    allow = ProbeSettings(allow=("quay.io", "10.0.0.0/8"))
+    assert peer_refusal("quay.io", 443, "1.2.3.4", allow) is None  # allowed by its name
+    assert peer_refusal("10.0.0.7", 443, "10.0.0.7", allow) is None  # by its address
+    assert peer_refusal("167772167", 443, "10.0.0.7", allow) is None
+    assert peer_refusal("2130706433", 443, "127.0.0.1", allow) == (
+        "probe denied: 2130706433 is 127.0.0.1, not in --probe-allow"
+    )
+
+
+# -- one reading of a URL for the policy and the transport (issue 15 §3) -----------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        (
+            "http://127.0.0.1:5056\\@allowed.example/token",
+            "token realm '127.0.0.1:5056\\\\@allowed.example': probe denied: ambiguous URL"
+            " (backslash)",
+        ),
+        (
+            "http://user:secret@allowed.example/token",
+            "token realm 'allowed.example': probe denied: ambiguous URL (userinfo)",
+        ),
+        (
+            "http://127.0.0.1:5056@allowed.example/token",
+            "token realm 'allowed.example': probe denied: ambiguous URL (userinfo)",
+        ),
+        (
+            "http://allowed.example /token",
+            "token realm 'allowed.example ': probe denied: ambiguous URL (space or control",
+        ),
+        ("http://allowed.example\\token", "token realm 'allowed.example\\\\token': probe denied"),
+    ],
+)
+def test_ambiguous_realms_are_refused(url: str, reason: str) -> None:
+    refused = redirect_refusal(
+        url, ProbeSettings(allow=("allowed.example",)), "http", "token realm"
+    )
+    assert refused is not None and refused.startswith(reason), refused
+    assert "secret" not in refused
+
+
+def test_ambiguous_realm_and_location_reach_nothing(loopback: FaultServer) -> None:
+    """A realm and a redirect that urllib.parse reads as `allowed.example` and urllib3 as
+    the denied loopback listener: refused with the reason, and the listener hears nothing
+    more than the registry's own requests."""
+    from registries import free_port
+
+    sneaky = f"http://127.0.0.1:{loopback.port}\\@allowed.example"
+    routes = {
+        "/v2/": status(200),
+        MANIFEST: redirect(f"{sneaky}{MANIFEST}", 307),
+        "/v2/realm/app/manifests/1.0": status(401, bearer(f"{sneaky}/token")),
+    }
+    registry = FaultServer("127.0.0.2", free_port("127.0.0.2"), routes).start()
+    try:
+        settings = ProbeSettings(
+            insecure_registries=frozenset({registry.domain}),
+            deny=(f"127.0.0.1:{loopback.port}",),
+            timeout=2.0,
+            deadline=10.0,
+        )
+        refs = [ImageRef.parse(f"{registry.domain}/{name}/app:1.0") for name in ("team", "realm")]
+        results = probe_all(refs, settings)
+    finally:
+        registry.stop()
+    redirected, realm = (results[ref.probe_key] for ref in refs)
+    assert redirected.verdict is UNKNOWN and realm.verdict is UNKNOWN
+    assert redirected.detail.startswith("redirect to '127.0.0.1:"), redirected.detail
+    # The challenge's quoted-string takes `\\@` for `@`: the realm has userinfo instead.
+    assert realm.detail == "token realm 'allowed.example': probe denied: ambiguous URL (userinfo)"
+    assert redirected.detail.endswith("probe denied: ambiguous URL (backslash)")
+    assert loopback.seen() == []
+
+
+def test_the_transport_refuses_a_url_its_parsers_disagree_on(loopback: FaultServer) -> None:
+    from rewriter.tls import tls_context
+    from rewriter.transport import ProbeDenied, Transport
+
+    url = f"http://127.0.0.1:{loopback.port}\\@allowed.example/v2/"
+    with pytest.raises(ProbeDenied, match="ambiguous URL"):
+        Transport(tls_context(None)).send("GET", url, {}, 2.0)
+    assert loopback.seen() == []
+
