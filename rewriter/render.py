@@ -38,6 +38,7 @@ from rewriter.errors import RewriterError
 from rewriter.fields import (
     DATA_KINDS,
     NEVER_SCANNED,
+    POD_SPEC_PULL_SECRETS,
     FieldTable,
     ImageSite,
     PullSecrets,
@@ -107,10 +108,17 @@ class Site:
     pull_secrets: FieldPath | PullSecrets  # for CR fields: where that kind takes them
     # The field path of the mapping whose list names our Secret; None when there is none
     holder: str | None
-    holder_key: str = "imagePullSecrets"
     # The entry that names our Secret there, made while the tree was at hand (released
     # documents only); None when the list names it already
     secret: edit.Splice | None = None
+
+    @property
+    def holder_key(self) -> str:
+        """The key of the holder's pull secret list (as _pull_secret_target found it):
+        a custom resource's own, else a pod spec's."""
+        if isinstance(self.pull_secrets, tuple):
+            return self.pull_secrets[-1]
+        return POD_SPEC_PULL_SECRETS[-1]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -252,7 +260,6 @@ def _found(
     )
     if target is None:
         return site
-    site.holder_key = target[1]
     if release is not None and release.pull_secrets:
         if target[2] not in holders:
             added = edit.pull_secret_change(target[0], target[1], release.secret_name)
