@@ -15,12 +15,13 @@ import gc
 import inspect
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import Annotated, Any, TextIO, TypeVar
+from typing import IO, Annotated, Any, BinaryIO, TypeVar, cast
 
 import typer
 from typer._click import core as click
@@ -243,12 +244,17 @@ Files = Annotated[
 def render(ctx: typer.Context, files: Files = None, *, flags: Flags) -> None:
     """Rewrite the stream: private images to the proxy, pull secrets added (the default)."""
     reporter: Reporter = ctx.obj
+    out = _Stdout()
     settings = _settings(flags, reporter)
     # No name for the input: plan() lets go of it once the stream is split.
-    the_plan = plan(_read_input(files), settings.options, _prober(settings, reporter), reporter)
+    given = [_read_input(files)]
+    held_documents = _holds_documents(given[0])
+    the_plan = plan(given.pop(), settings.options, _prober(settings, reporter), reporter)
     _tell_decisions(the_plan, reporter)
-    rewrite(the_plan, settings.options, reporter).write(sys.stdout.buffer)
-    sys.stdout.buffer.flush()
+    for part in rewrite(the_plan, settings.options, reporter).parts():
+        out.write(part)
+    out.flush()
+    _never_empty(held_documents, out)
 
 
 @app.command(epilog=ENVIRONMENT)
@@ -281,22 +287,23 @@ def scan(
     from rewriter import scan as reports
 
     reporter: Reporter = ctx.obj
+    out = _Stdout()
     settings = _settings(flags, reporter)
     data = _read_input(files)
     the_plan = plan(data, settings.options, _prober(settings, reporter), reporter, unclaimed)
     _tell_decisions(the_plan, reporter)
     if output_format == "json":
-        sys.stdout.write(reports.as_json(the_plan, with_unclaimed=unclaimed))
-        return
-    if output_format == "yaml":
+        out.write(reports.as_json(the_plan, with_unclaimed=unclaimed))
+    elif output_format == "yaml":
         import yaml
 
         report = json.loads(reports.as_json(the_plan, with_unclaimed=unclaimed))
-        sys.stdout.write(yaml.safe_dump(report, sort_keys=False, width=1 << 20))
-        return
-    sys.stdout.write(reports.as_table(the_plan))
-    if unclaimed:
-        sys.stdout.write(reports.unclaimed_table(the_plan))
+        out.write(yaml.safe_dump(report, sort_keys=False, width=1 << 20))
+    else:
+        out.write(reports.as_table(the_plan))
+        if unclaimed:
+            out.write(reports.unclaimed_table(the_plan))
+    out.flush()
 
 
 @app.command(epilog=ENVIRONMENT)
@@ -323,6 +330,7 @@ def images(
     from rewriter import scan as reports
 
     reporter: Reporter = ctx.obj
+    out = _Stdout()
     settings = _settings(flags, reporter)
     prober = _prober(settings, reporter)
     the_plan = plan(_read_input(files), settings.options, prober, reporter)
@@ -332,9 +340,10 @@ def images(
     )
     rows = reports.image_rows(the_plan, additional)  # raises when any cannot be rewritten
     if output_format == "json":
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        out.write(json.dumps(rows, indent=2) + "\n")
     else:
-        sys.stdout.write(reports.images_list(rows))
+        out.write(reports.images_list(rows))
+    out.flush()
 
 
 def _tell_decisions(the_plan: Plan, reporter: Reporter) -> None:
@@ -352,7 +361,10 @@ def krm(ctx: typer.Context, *, flags: Flags) -> None:
     """
     from rewriter import krm as function
 
-    function.run(sys.stdin.buffer.read(), flags, ctx.obj, _prober, sys.stdout.buffer)
+    out = _Stdout()
+    data = sys.stdin.buffer.read()
+    function.run(data, flags, ctx.obj, _prober, cast(IO[bytes], out))
+    _never_empty(_holds_documents(data), out)
 
 
 @app.command(epilog=ENVIRONMENT)
@@ -396,7 +408,9 @@ def cache_info(
     """Where the probe cache is and how many answers it holds."""
     from rewriter import cache as probe_cache
 
-    sys.stdout.write(probe_cache.cache_info(cache or probe_cache.default_cache_path()) + "\n")
+    out = _Stdout()
+    out.write(probe_cache.cache_info(cache or probe_cache.default_cache_path()) + "\n")
+    out.flush()
 
 
 @cache_app.command("clear")
@@ -414,18 +428,73 @@ def _settings(flags: Flags, reporter: Reporter) -> Settings:
     # Open a log file given by flag or env first, so configuration errors reach it too
     # (under Helm 4 the log is the only place they can be read).
     if flags.log_file is not None:
-        reporter.log = _open_log(flags.log_file)
+        reporter.open_log(flags.log_file)
     settings = resolve(flags)
     if settings.log_file is not None and reporter.log is None:
-        reporter.log = _open_log(settings.log_file)
+        reporter.open_log(settings.log_file)
     return settings
 
 
-def _open_log(path: Path) -> TextIO:
-    try:
-        return path.open("a", encoding="utf-8")
-    except OSError as exc:
-        raise RewriterError(f"cannot open log file {path}: {exc.strerror}") from None
+class StdoutError(RewriterError):
+    """Stdout cannot be written: closed, a broken pipe, a full disk."""
+
+
+class _Stdout:
+    """Stdout as the commands write it: bytes counted, a write error named as such."""
+
+    def __init__(self) -> None:
+        stream = sys.stdout
+        if stream is None or getattr(stream, "buffer", None) is None:
+            # Started with descriptor 1 closed (`rewriter >&-`).
+            raise StdoutError("cannot write the output: stdout is closed")
+        self.buffer: BinaryIO = stream.buffer
+        self.written = 0
+
+    def write(self, data: bytes | str) -> int:
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        try:
+            self.buffer.write(data)
+        except (OSError, ValueError) as exc:
+            raise _write_error(exc) from None
+        self.written += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        try:
+            self.buffer.flush()
+        except (OSError, ValueError) as exc:
+            raise _write_error(exc) from None
+
+
+def _write_error(exc: Exception) -> StdoutError:
+    if isinstance(exc, BrokenPipeError):
+        return StdoutError("cannot write the output: stdout was closed by its reader (broken pipe)")
+    if isinstance(exc, OSError):
+        return StdoutError(f"cannot write the output to stdout: {exc.strerror or exc}")
+    return StdoutError("cannot write the output: stdout is closed")
+
+
+def _holds_documents(data: bytes) -> bool:
+    """Whether a stream has any content beyond blank lines, comments, directives and
+    document markers: one that must not render to nothing."""
+    return _CONTENT.search(data) is not None
+
+
+_CONTENT = re.compile(
+    rb"(?m)^(?:\xef\xbb\xbf)?[ \t]*(?![ \t\r]*$|#|%|(?:---|\.\.\.)[ \t\r]*(?:#.*)?$)\S"
+)
+
+
+def _never_empty(held_documents: bool, out: _Stdout) -> None:
+    """The second guard behind the regular-file rule: a render whose input held
+    documents never succeeds with empty output (a tool applying it with prune would
+    delete everything)."""
+    if held_documents and out.written == 0:
+        raise RewriterError(
+            "the input held documents but the output is empty; nothing was written\n"
+            "  (was stdin read by something else, e.g. an option naming /dev/stdin?)"
+        )
 
 
 def _read_input(files: Sequence[Path] | None) -> bytes:
@@ -556,7 +625,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except click_errors.UsageError as exc:
             message = _usage_message(exc, f"rewriter {args[0]}")
             if args[0] == "krm":
-                _krm_usage_answer(message)
+                try:
+                    _krm_usage_answer(message)
+                except StdoutError as answer:
+                    message += f"\n  {answer}"
             reporter.error(message)
             return 2
         except typer.Abort:
@@ -564,6 +636,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 130
         except RewriterError as exc:
             reporter.error(_shortened(str(exc), reporter.verbose))
+            if isinstance(exc, StdoutError):
+                _drop_stdout()
+            return 1
+        except BrokenPipeError:  # help text, written by click itself
+            reporter.error(str(_write_error(BrokenPipeError())))
+            _drop_stdout()
             return 1
         except Exception as exc:
             # A bug of ours: still one line and no partial output, unless asked to debug.
@@ -574,6 +652,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 1
     return code if isinstance(code, int) else 0
+
+
+def _drop_stdout() -> None:
+    """After a stdout write error, point descriptor 1 at /dev/null: what is left in
+    Python's buffers would fail again at exit (`Exception ignored ... BrokenPipeError`)."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 TOP_LEVEL = ("-h", "--help", "--version", "--install-completion", "--show-completion")
@@ -618,8 +705,9 @@ def _krm_usage_answer(message: str) -> None:
     from rewriter import krm as function
 
     data = b"" if sys.stdin.isatty() else sys.stdin.buffer.read()
-    sys.stdout.buffer.write(function.failed_answer(data, message))
-    sys.stdout.buffer.flush()
+    out = _Stdout()
+    out.write(function.failed_answer(data, message))
+    out.flush()
 
 
 def _shortened(message: str, verbose: bool) -> str:
@@ -634,7 +722,7 @@ def _shortened(message: str, verbose: bool) -> str:
 
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if value and not ctx.resilient_parsing:
-        sys.stdout.write(f"rewriter {__version__}\n")
+        _say_version()
         ctx.exit()
 
 
@@ -658,12 +746,18 @@ def _add_version_options(command: click.Command) -> None:
 @app.command("version")
 def version() -> None:
     """Print the version."""
-    sys.stdout.write(f"rewriter {__version__}\n")
+    _say_version()
+
+
+def _say_version() -> None:
+    out = _Stdout()
+    out.write(f"rewriter {__version__}\n")
+    out.flush()
 
 
 def version_callback(value: bool) -> None:
     if value:
-        sys.stdout.write(f"rewriter {__version__}\n")
+        _say_version()
         raise typer.Exit()
 
 

@@ -16,6 +16,7 @@ import yaml
 from rewriter.errors import RewriterError
 from rewriter.fields import ImageField, PodSpecField, PullSecrets, parse_path
 from rewriter.fields import Path as FieldPath
+from rewriter.files import read_file
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,11 +45,12 @@ class ConfigFile:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-def load_yaml(path: Path, what: str) -> Any:
+def load_yaml(path: Path, what: str, option: str) -> Any:
+    data = read_file(path, option, what)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RewriterError(f"cannot read {what} {path}: {exc.strerror}") from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RewriterError(f"{what} {path} is not UTF-8 text") from None
     try:
         return yaml.load(text, Loader=yaml.CSafeLoader)
     except yaml.YAMLError as exc:
@@ -58,7 +60,7 @@ def load_yaml(path: Path, what: str) -> Any:
 
 def load_license(path: Path) -> License:
     """A KOTS `kind: License`: `spec.appSlug` and `spec.licenseID`."""
-    spec = _spec(load_yaml(path, "license file"), "License", path)
+    spec = _spec(load_yaml(path, "license file", "--license"), "License", path)
     return License(
         _str(spec, "appSlug", path),
         _str(spec, "licenseID", path),
@@ -98,7 +100,7 @@ def endpoint_hosts(endpoint: str | None) -> tuple[str, str]:
 
 def load_application(path: Path) -> Application:
     """A KOTS `kind: Application`: namespaces, custom domains, proxyPublicImages."""
-    spec = _spec(load_yaml(path, "application file"), "Application", path)
+    spec = _spec(load_yaml(path, "application file", "--application"), "Application", path)
     namespaces = spec.get("additionalNamespaces") or []
     if not isinstance(namespaces, list) or not all(isinstance(n, str) for n in namespaces):
         raise RewriterError(f"{path}: spec.additionalNamespaces must be a list of names")
@@ -115,7 +117,7 @@ def load_application(path: Path) -> Application:
 
 
 def load_config(path: Path) -> ConfigFile:
-    data = load_yaml(path, "config file")
+    data = load_yaml(path, "config file", "--config")
     return parse_config(data if data is not None else {}, str(path))
 
 

@@ -17,7 +17,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
-from typing import IO, Any, TextIO
+from typing import IO, Any
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -106,7 +106,7 @@ def run(
         _check_items(root, results.items, settings.options.secret_name)
         settings = replace(settings, cache=absolute_cache(settings.cache))
         if settings.log_file is not None and reporter.log is None:
-            reporter.log = _open_log(settings.log_file)
+            reporter.open_log(settings.log_file)
         the_plan = plan(data, settings.options, make_prober(settings, results), results)
         if reporter.verbose:
             tell_decisions(reporter, ((f.ref.text, f.decision) for f in the_plan.found))
@@ -585,10 +585,3 @@ class _Results(Reporter):
         if named and int(named.group(1)) < len(self.items):
             entry = self.items[int(named.group(1))].located(entry, named.group(2))
         return [entry]
-
-
-def _open_log(path: Any) -> TextIO:
-    try:
-        return open(path, "a", encoding="utf-8")  # closed by the CLI when it exits
-    except OSError as exc:
-        raise RewriterError(f"cannot open log file {path}: {exc.strerror}") from None

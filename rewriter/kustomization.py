@@ -127,6 +127,23 @@ def _check_ownership(base: Path, out_dir: Path, files: dict[str, str]) -> None:
             )
 
 
+# Files that hold a credential (the Secret's .dockerconfigjson: the license ID or the
+# local registry's password) are the user's alone, whatever the umask.
+PRIVATE_FILES = {SECRET_FILE}
+STAGED = ".rewriter-new"
+
+
+def _write_file(path: Path, text: str) -> None:
+    """`path` (a staging name) written; mode 0600 when its name is in PRIVATE_FILES."""
+    if path.name.removeprefix(".").removesuffix(STAGED) not in PRIVATE_FILES:
+        path.write_text(text, encoding="utf-8")
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with open(fd, "w", encoding="utf-8") as file:
+        os.fchmod(fd, 0o600)  # a staging file left by an earlier run keeps its old mode
+        file.write(text)
+
+
 def _write(out_dir: Path, files: dict[str, str], keep: Path) -> None:
     """Write every file next to its place first, then move each into place
     (`kustomization.yaml` last): a failure before the moves leaves the previous midstream
@@ -140,10 +157,10 @@ def _write(out_dir: Path, files: dict[str, str], keep: Path) -> None:
     try:
         for name in order:
             final = out_dir / name
-            temporary = out_dir / f".{name}.rewriter-new"
+            temporary = out_dir / f".{name}{STAGED}"
             staged.append((temporary, final))
             try:
-                temporary.write_text(files[name], encoding="utf-8")
+                _write_file(temporary, files[name])
             except OSError as exc:
                 raise RewriterError(f"cannot write {final}: {exc.strerror}") from None
         for temporary, final in staged:

@@ -8,11 +8,15 @@ registry whose probes failed. The probe itself knows nothing of terminals; it ca
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from rewriter.errors import RewriterError
+from rewriter.files import open_log
 from rewriter.verdict import ProbeKey, ProbeResult, Verdict
 
 if TYPE_CHECKING:
@@ -34,6 +38,7 @@ class Reporter:
     def __init__(self, stream: TextIO | None = None, log: TextIO | None = None) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.log = log
+        self.log_path: Path | str | None = None
         self.warnings: list[str] = []
         self.quiet = False
         self.verbose = False
@@ -43,7 +48,20 @@ class Reporter:
         self._write(f"warning: {message}", shown=not self.quiet)
 
     def error(self, message: str) -> None:
-        self._write(f"error: {message}")
+        """`error: ...` on stderr and in the log; never raises: a log that cannot take
+        the line is said below it, indented."""
+        # One `error:` line, any details indented below it.
+        first, *details = message.split("\n")
+        lines = [first, *(d if d[:1] in (" ", "\t", "") else f"  {d}" for d in details)]
+        try:
+            self._write("error: " + "\n".join(lines))
+        except RewriterError as exc:
+            self._say(f"  {exc}\n")
+
+    def open_log(self, path: Path | str) -> None:
+        """Append to `path` from now on (see open_log)."""
+        self.log = open_log(path)
+        self.log_path = path
 
     def info(self, message: str) -> None:
         """A line for the person running the command (verbose lines, the probe summary);
@@ -55,10 +73,28 @@ class Reporter:
         return bool(isatty and isatty())
 
     def _write(self, line: str, shown: bool = True) -> None:
-        for out in (self.stream if shown else None, self.log):
-            if out is not None:
-                out.write(line + "\n")
-                out.flush()
+        if shown:
+            self._say(line + "\n")
+        if self.log is None:
+            return
+        try:
+            self.log.write(line + "\n")
+            self.log.flush()
+        except OSError as exc:
+            # A full disk, a quota: the log is given up (said once, as the error of the
+            # command), never a traceback.
+            log, self.log = self.log, None
+            with contextlib.suppress(OSError):
+                log.close()
+            raise RewriterError(
+                f"cannot write log file {self.log_path or log.name}: {exc.strerror}"
+            ) from None
+
+    def _say(self, text: str) -> None:
+        # Nothing is left to tell of a stderr that cannot be written to.
+        with contextlib.suppress(OSError, ValueError):
+            self.stream.write(text)
+            self.stream.flush()
 
 
 def plural(count: int, noun: str) -> str:

@@ -26,6 +26,7 @@ from rewriter.config import (
 )
 from rewriter.decide import OnProbeError, Rules
 from rewriter.errors import RewriterError
+from rewriter.files import UnfitFile, read_file
 from rewriter.render import Options
 from rewriter.secrets import license_credentials
 
@@ -105,8 +106,13 @@ class Settings:
     additional_images: tuple[str, ...] = ()
 
 
-_SLUG = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
-_HOST = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]+)?$")
+# Anchored with \Z, never $ (which also matches before a final newline: `x\n`).
+_SLUG = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?\Z")
+_HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]+)?\Z")
+_SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?\Z")
+_NAMESPACE_PATH = re.compile(r"[a-z0-9]+([._/-][a-z0-9]+)*\Z")
+# A CA bundle is a list of certificates: certifi's is under 300 KB.
+CA_BUNDLE_CAP = 16 << 20
 
 
 def resolve(flags: Flags, base: ConfigFile | None = None) -> Settings:
@@ -152,8 +158,13 @@ def resolve(flags: Flags, base: ConfigFile | None = None) -> Settings:
     if not value("license_id") and value("license_id_file") is not None:
         # Read now, but complain only if a Secret is needed: an app whose images are all
         # public must render even where the license Secret was never mounted.
+        # A FIFO, a device or an oversized file is an error at once (UnfitFile).
         try:
-            license_id = _read_secret_file(value("license_id_file")) or license_id
+            license_id = (
+                _read_secret_file(value("license_id_file"), "--license-id-file") or license_id
+            )
+        except UnfitFile:
+            raise
         except RewriterError as exc:
             unreadable = str(exc)
 
@@ -203,7 +214,7 @@ def resolve(flags: Flags, base: ConfigFile | None = None) -> Settings:
         or None
     )
     secret_name = value("secret_name") or f"{app_slug}-registry"
-    if not re.match(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", secret_name):
+    if not _SECRET_NAME.match(secret_name):
         raise RewriterError(f"invalid secret name {secret_name!r}: must be a DNS subdomain name")
     options = Options(
         rules=rules,
@@ -230,7 +241,7 @@ def resolve(flags: Flags, base: ConfigFile | None = None) -> Settings:
         deadline=_positive(value("deadline"), "deadline"),
         concurrency=int(_positive(value("concurrency"), "concurrency")),
         insecure_registries=frozenset(h.lower() for h in value("insecure_registry") or ()),
-        ca_bundle=str(value("ca_bundle")) if value("ca_bundle") else None,
+        ca_bundle=_ca_bundle(value("ca_bundle")),
         log_file=Path(value("log_file")) if value("log_file") else None,
         probe_allow=_globs(value("probe_allow"), "probe-allow"),
         probe_deny=_globs(value("probe_deny"), "probe-deny"),
@@ -267,9 +278,7 @@ def _local_registry(text: Any) -> str | None:
     if text is None:
         return None
     host, _, namespace = str(text).partition("/")
-    if not _HOST.match(host) or (
-        namespace and not re.match(r"^[a-z0-9]+([._/-][a-z0-9]+)*$", namespace)
-    ):
+    if not _HOST.match(host) or (namespace and not _NAMESPACE_PATH.match(namespace)):
         raise RewriterError(f"invalid --local-registry {text!r}: HOST[:PORT][/NAMESPACE]")
     return f"{host.lower()}/{namespace}" if namespace else host.lower()
 
@@ -278,7 +287,7 @@ def _local_credentials(value: Any, registry: str) -> tuple[tuple[tuple[str, str]
     """The customer's registry credentials only; none means an anonymous registry."""
     user = value("local_registry_username")
     password = value("local_registry_password") or _read_secret_file(
-        value("local_registry_password_file")
+        value("local_registry_password_file"), "--local-registry-password-file"
     )
     host = registry.split("/", 1)[0].lower()
     if user and password:
@@ -291,14 +300,25 @@ def _local_credentials(value: Any, registry: str) -> tuple[tuple[tuple[str, str]
     return (), "", False
 
 
-def _read_secret_file(path: Any) -> str | None:
-    """A secret from a file (a mounted Kubernetes Secret), so it never sits in argv."""
+def _read_secret_file(path: Any, option: str) -> str | None:
+    """A secret from a file (a mounted Kubernetes Secret), so it never sits in argv: a
+    regular file of at most 1 MiB (config.read_file)."""
     if path is None:
         return None
+    data = read_file(Path(path), option, "secret file")
     try:
-        return Path(path).read_text(encoding="utf-8").strip() or None
-    except OSError as exc:
-        raise RewriterError(f"cannot read secret file {path}: {exc.strerror}") from None
+        return data.decode("utf-8").strip() or None
+    except UnicodeDecodeError:
+        raise RewriterError(f"{option} {path}: not UTF-8 text") from None
+
+
+def _ca_bundle(path: Any) -> str | None:
+    """`--ca-bundle`: checked here as every file an option names (a regular file, at most
+    16 MiB), so a FIFO cannot stall the probe; the TLS context reads it again."""
+    if not path:
+        return None
+    read_file(Path(path), "--ca-bundle", "CA bundle", CA_BUNDLE_CAP)
+    return str(path)
 
 
 def _globs(raw: Any, name: str) -> tuple[str, ...]:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from helpers import PYTHON, run
+
+from rewriter.cli import main
+from rewriter.render import Rendered
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = (ROOT / "examples" / "app.yaml").read_bytes()
@@ -494,3 +501,176 @@ def test_progress_on_a_terminal(tmp_path):
     assert re.fullmatch(
         f"probed 8 images on 1 registry in {SECONDS_RE} s: 8 public, 0 private, 0 failed\n", final
     ), repr(text)
+
+
+# -- input checks and exits (issue 15 section 5) -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--secret-name", "x\n"], "invalid secret name 'x\\n': must be a DNS subdomain name"),
+        (["--app-slug", "my-kots-app\n"], "invalid app slug 'my-kots-app\\n': lowercase letters, digits and '-'"),
+        (["--proxy-host", "proxy.example.com\n"], "invalid proxy host 'proxy.example.com\\n': a host name, optionally with :port"),
+        (["--registry-host", "registry.example.com\n"], "invalid registry host 'registry.example.com\\n': a host name, optionally with :port"),
+        (["--local-registry", "registry.example.com\n"], "invalid --local-registry 'registry.example.com\\n': HOST[:PORT][/NAMESPACE]"),
+        (["--local-registry", "registry.example.com/app\n"], "invalid --local-registry 'registry.example.com/app\\n': HOST[:PORT][/NAMESPACE]"),
+    ],
+)  # fmt: skip
+def test_names_with_a_trailing_newline_are_refused(args, message):
+    """Checked to the end of the string (`\\Z`): `$` also matches before a final newline."""
+    result = run(["--app-slug", "my-kots-app", "--license-id", "L", *RULES, *args], stdin=EXAMPLE)
+    assert (result.returncode, result.stderr.decode(), result.stdout) == (
+        1,
+        f"error: {message}\n",
+        b"",
+    )
+
+
+def test_a_trailing_newline_from_a_config_file_is_refused_too(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text('options:\n  secret-name: "x\\n"\n')
+    result = run([*LICENSE, *RULES, "--config", str(config)], stdin=EXAMPLE)
+    assert (result.returncode, result.stderr.decode(), result.stdout) == (
+        1,
+        "error: invalid secret name 'x\\n': must be a DNS subdomain name\n",
+        b"",
+    )
+
+
+KRM_INPUT = b"""apiVersion: config.kubernetes.io/v1
+kind: ResourceList
+items:
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: p}
+  spec:
+    containers: [{name: c, image: quay.io/my-org/api:1}]
+"""
+
+OUTPUT_COMMANDS = {
+    "render": ([*LICENSE, *RULES], EXAMPLE),
+    "scan": (["scan", *LICENSE, *RULES], EXAMPLE),
+    "images": (["images", *LICENSE, *RULES], EXAMPLE),
+    "krm": (["krm", *LICENSE, *RULES], KRM_INPUT),
+    "version": (["version"], b""),
+}
+
+
+def _run_with_stdout(args, stdin, stdout, **popen):
+    full_env = {k: v for k, v in os.environ.items() if "REWRITER_" not in k}
+    return subprocess.run(
+        ["rewriter", *args],
+        input=stdin,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        env=full_env,
+        timeout=30,
+        check=False,
+        **popen,
+    )
+
+
+@pytest.mark.parametrize("command", list(OUTPUT_COMMANDS))
+def test_a_broken_pipe_is_one_error_line(command):
+    """`rewriter ... | head -c 10`: the reader has gone; non-zero, one line, no traceback
+    and no `Exception ignored` from the interpreter's exit."""
+    args, stdin = OUTPUT_COMMANDS[command]
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first byte is written
+    try:
+        result = _run_with_stdout(args, stdin, write_end)
+    finally:
+        os.close(write_end)
+    assert (result.returncode, result.stderr.decode()) == (
+        1,
+        "error: cannot write the output: stdout was closed by its reader (broken pipe)\n",
+    )
+
+
+@pytest.mark.parametrize("command", list(OUTPUT_COMMANDS))
+def test_a_closed_stdout_is_one_error_line(command):
+    """`rewriter >&-`: said before any work is done."""
+    args, stdin = OUTPUT_COMMANDS[command]
+    result = _run_with_stdout(args, stdin, subprocess.DEVNULL, preexec_fn=lambda: os.close(1))
+    assert (result.returncode, result.stderr.decode()) == (
+        1,
+        "error: cannot write the output: stdout is closed\n",
+    )
+
+
+def test_a_stdout_write_error_is_named_as_such():
+    """A full disk under stdout is the output's error, not an "internal error"."""
+    with open("/dev/full", "wb") as full:
+        result = _run_with_stdout([*LICENSE, *RULES], EXAMPLE, full.fileno())
+    assert (result.returncode, result.stderr.decode()) == (
+        1,
+        "error: cannot write the output to stdout: No space left on device\n",
+    )
+
+
+def test_a_big_stream_into_head_exits_non_zero_with_one_line(tmp_path):
+    """The shell's `rewriter < big.yaml | head -c 10`."""
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"---\n".join([EXAMPLE] * 400))  # about 600 KB, over any pipe buffer
+    script = f"rewriter {' '.join(LICENSE + RULES)} < {big} | head -c 10 >/dev/null; echo ${{PIPESTATUS[0]}} >&2"
+    full_env = {k: v for k, v in os.environ.items() if "REWRITER_" not in k}
+    done = subprocess.run(
+        ["bash", "-c", script], capture_output=True, env=full_env, timeout=60, check=False
+    )
+    lines = done.stderr.decode().splitlines()
+    assert lines == [
+        "error: cannot write the output: stdout was closed by its reader (broken pipe)",
+        "1",
+    ]
+
+
+def _in_process(monkeypatch, args, stdin):
+    """main(ARGS) with stdin and stdout as bytes: (exit code, stdout, stderr)."""
+    out, err = io.BytesIO(), io.BytesIO()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(out, write_through=True))
+    monkeypatch.setattr(sys, "stderr", io.TextIOWrapper(err, write_through=True))
+    for name in list(os.environ):
+        if "REWRITER_" in name:
+            monkeypatch.delenv(name)
+    code = main(args)
+    return code, out.getvalue(), err.getvalue().decode()
+
+
+def test_a_render_of_documents_never_succeeds_with_empty_output(monkeypatch):
+    """The second guard behind the regular-file rule: should anything ever make a render
+    of a non-empty stream produce nothing (as `--license-id-file /dev/stdin` once did),
+    it fails instead: Helm or `kubectl apply --prune` would delete everything."""
+    from rewriter import cli
+
+    monkeypatch.setattr(cli, "rewrite", lambda *args: Rendered([b""], []))
+    assert _in_process(monkeypatch, [*LICENSE, *RULES], EXAMPLE) == (
+        1,
+        b"",
+        "error: the input held documents but the output is empty; nothing was written\n"
+        "  (was stdin read by something else, e.g. an option naming /dev/stdin?)\n",
+    )
+
+
+def test_a_krm_answer_is_never_empty(monkeypatch):
+    from rewriter import krm
+
+    monkeypatch.setattr(krm, "run", lambda *args: None)
+    code, out, err = _in_process(monkeypatch, ["krm", *LICENSE, *RULES], KRM_INPUT)
+    assert (code, out) == (1, b"")
+    assert err.startswith("error: the input held documents but the output is empty")
+
+
+@pytest.mark.parametrize("stream", [b"", b"# Source: chart/empty.yaml\n---\n\n...\n", b"--- # x\n"])
+def test_an_empty_stream_still_renders_to_itself(stream):
+    result = run([*LICENSE, *RULES], stdin=stream)
+    assert (result.returncode, result.stdout, result.stderr) == (0, stream, b"")
+
+
+def test_every_error_is_one_error_line_then_indented_details():
+    from rewriter.report import Reporter
+
+    err = io.StringIO()
+    Reporter(stream=err).error("3 problems:\n  one\ntwo\n\tthree")
+    assert err.getvalue() == "error: 3 problems:\n  one\n  two\n\tthree\n"

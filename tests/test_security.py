@@ -18,8 +18,10 @@ here it is checked again after a real CLI render under umask 000.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import re
+import shutil
 import socket
 import stat
 import subprocess
@@ -1032,3 +1034,220 @@ def test_the_transport_refuses_a_url_its_parsers_disagree_on(loopback: FaultServ
         Transport(tls_context(None)).send("GET", url, {}, 2.0)
     assert loopback.seen() == []
 
+
+# -- files rewriter reads or writes (issue 15 section 2) ---------------------------------------
+
+EXAMPLE = (ROOT / "examples" / "app.yaml").read_bytes()
+EXAMPLE_LICENSE = ROOT / "examples" / "license.yaml"
+OFFLINE = ["--private", "quay.io/my-org/*", "--offline", "--cache", "none"]
+BOUND = 20  # seconds: every refusal below is immediate; a hang fails the test
+
+
+def user_run(
+    args: list[str],
+    stdin: bytes | int = EXAMPLE,
+    stdout: int = subprocess.PIPE,
+    **popen: object,
+) -> subprocess.CompletedProcess[bytes]:
+    """`rewriter ARGS` as a user runs it, bounded in time, with a clean environment."""
+    env = {k: v for k, v in os.environ.items() if "REWRITER_" not in k}
+    return subprocess.run(
+        ["rewriter", *args],
+        input=stdin if isinstance(stdin, bytes) else None,
+        stdin=None if isinstance(stdin, bytes) else stdin,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        env=env,
+        timeout=BOUND,
+        check=False,
+        **popen,  # type: ignore[arg-type]
+    )
+
+
+def assert_one_error(done: subprocess.CompletedProcess[bytes], message: str) -> None:
+    """Exit 1, nothing on stdout, exactly `error: MESSAGE` on stderr (no traceback)."""
+    assert (done.returncode, done.stderr.decode(), done.stdout or b"") == (
+        1,
+        f"error: {message}\n",
+        b"",
+    )
+
+
+FILE_OPTIONS = {
+    "--license": [],
+    "--config": ["--license", str(EXAMPLE_LICENSE)],
+    "--application": ["--license", str(EXAMPLE_LICENSE)],
+    "--license-id-file": ["--app-slug", "my-kots-app"],
+    "--local-registry-password-file": [
+        "--license",
+        str(EXAMPLE_LICENSE),
+        "--local-registry",
+        "registry.example.com/app",
+        "--local-registry-username",
+        "me",
+    ],
+    "--ca-bundle": ["--license", str(EXAMPLE_LICENSE)],
+}
+
+
+def special_file(kind: str, tmp_path: Path) -> tuple[str, str]:
+    """(a path of that kind, how the error names it)."""
+    if kind == "fifo":
+        fifo = tmp_path / "fifo"
+        os.mkfifo(fifo)  # no writer ever: reading it would block forever
+        return str(fifo), "a FIFO (pipe)"
+    if kind == "directory":
+        return str(tmp_path), "a directory"
+    if kind == "device":
+        return "/dev/zero", "a character device"  # endless
+    return "/dev/stdin", "a FIFO (pipe)"  # the manifests' pipe
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "device", "stdin"])
+@pytest.mark.parametrize("option", list(FILE_OPTIONS))
+def test_options_naming_files_read_regular_files_only(
+    option: str, kind: str, tmp_path: Path
+) -> None:
+    """A FIFO, a device, a directory or /dev/stdin is an error naming the option and the
+    file, at once: never a hang, and the manifests on stdin are not swallowed (the render
+    used to exit 0 with an empty stream for `--license-id-file /dev/stdin`)."""
+    path, what = special_file(kind, tmp_path)
+    done = user_run([*FILE_OPTIONS[option], *OFFLINE, option, path])
+    assert_one_error(done, f"{option} {path}: {what}, not a regular file")
+
+
+def test_dev_stdin_is_refused_when_stdin_is_a_file(tmp_path: Path) -> None:
+    manifests = tmp_path / "app.yaml"
+    manifests.write_bytes(EXAMPLE)
+    with manifests.open("rb") as stdin:
+        done = user_run(
+            ["--app-slug", "my-kots-app", *OFFLINE, "--license-id-file", "/dev/stdin"],
+            stdin=stdin.fileno(),
+        )
+    assert_one_error(
+        done, "--license-id-file /dev/stdin: the standard input, not a file of its own"
+    )
+
+
+@pytest.mark.parametrize(
+    ("option", "extra"),
+    [
+        ("--license", []),
+        ("--config", ["--license", str(EXAMPLE_LICENSE)]),
+        ("--license-id-file", ["--app-slug", "my-kots-app"]),
+        ("--local-registry-password-file", FILE_OPTIONS["--local-registry-password-file"][2:]),
+    ],
+)
+def test_files_options_name_are_capped_at_one_mib(
+    option: str, extra: list[str], tmp_path: Path
+) -> None:
+    big = tmp_path / "big"
+    license_text = EXAMPLE_LICENSE.read_bytes()
+    # Exactly 1 MiB is read; one byte more is refused.
+    big.write_bytes(license_text + b"#" * ((1 << 20) - len(license_text) + 1))
+    args = [*extra, *OFFLINE, option, str(big)]
+    if option == "--local-registry-password-file":
+        args = ["--license", str(EXAMPLE_LICENSE), *args]
+    assert_one_error(user_run(args), f"{option} {big}: larger than 1 MiB")
+    with big.open("r+b") as file:
+        file.truncate(1 << 20)
+    if option == "--license":
+        done = user_run(args)
+        assert done.returncode == 0, done.stderr
+        assert b"proxy.replicated.com/proxy/my-kots-app/" in done.stdout
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory", "stderr"])
+def test_log_file_is_a_regular_file_or_a_new_one(kind: str, tmp_path: Path) -> None:
+    """A FIFO without a reader fails at once (never waits, outside --deadline); a device
+    (`/dev/full`, `/dev/stderr` on a pipe), a directory is refused."""
+    if kind == "fifo":
+        path, what = special_file("fifo", tmp_path)
+    elif kind == "device":
+        path, what = "/dev/full", "a character device"
+    elif kind == "directory":
+        path, what = str(tmp_path), "a directory"
+    else:
+        path, what = "/dev/stderr", "a FIFO (pipe)"
+    done = user_run(["--license", str(EXAMPLE_LICENSE), *OFFLINE, "--log-file", path])
+    assert_one_error(done, f"--log-file {path}: {what}, not a regular file")
+
+
+def test_log_file_is_never_the_output(tmp_path: Path) -> None:
+    """`--log-file out.yaml > out.yaml` (or /dev/stdout on a file) would mix warnings into
+    the manifests."""
+    out = tmp_path / "out.yaml"
+    for log in (str(out), "/dev/stdout"):
+        with out.open("wb") as stdout:
+            done = user_run(
+                ["--license", str(EXAMPLE_LICENSE), *OFFLINE, "--log-file", log],
+                stdout=stdout.fileno(),
+            )
+        assert (done.returncode, done.stderr.decode(), out.read_bytes()) == (
+            1,
+            f"error: --log-file {log}: the file stdout writes to (the manifests)\n",
+            b"",
+        )
+
+
+def test_a_new_log_file_is_private(tmp_path: Path) -> None:
+    log = tmp_path / "rewriter.log"
+    done = user_run(
+        ["--license", str(EXAMPLE_LICENSE), *OFFLINE, "--log-file", str(log)],
+        preexec_fn=lambda: os.umask(0),
+    )
+    assert done.returncode == 0, done.stderr
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+    assert log.read_text().startswith("warning: postgres:16: offline")
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs (root only), unmounted afterwards."""
+    where = tmp_path / "tmpfs"
+    where.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()})")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True, check=False)
+
+
+def test_a_log_write_error_is_one_error_line(small_tmpfs: Path) -> None:
+    """The log on a full disk: the command fails with one `error:` line on stderr (Helm 4
+    users would lose their diagnostics otherwise), never a traceback."""
+    log = small_tmpfs / "rewriter.log"
+    log.touch()
+    with (small_tmpfs / "filler").open("wb") as filler, contextlib.suppress(OSError):
+        filler.write(b"\0" * (1 << 20))
+    done = user_run(["--license", str(EXAMPLE_LICENSE), *OFFLINE, "--log-file", str(log)])
+    lines = done.stderr.decode().splitlines()
+    assert (done.returncode, done.stdout) == (1, b"")
+    assert lines[-1] == f"error: cannot write log file {log}: No space left on device"
+    assert [line for line in lines if not line.startswith("warning: ")] == [lines[-1]]
+
+
+def test_midstream_pull_secret_is_private(tmp_path: Path) -> None:
+    """pull-secret.yaml holds the license ID: 0600 whatever the umask; the kustomization
+    itself stays readable."""
+    if shutil.which("kubectl") is None and shutil.which("kustomize") is None:
+        pytest.skip("needs kubectl or kustomize")
+    (tmp_path / "base.yaml").write_bytes(EXAMPLE)
+    out = tmp_path / "out"
+    done = user_run(
+        ["kustomization", "--license", str(EXAMPLE_LICENSE), *OFFLINE,
+         "--resources", str(tmp_path / "base.yaml"), "--output-dir", str(out)],
+        stdin=b"",
+        preexec_fn=lambda: os.umask(0),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert ".dockerconfigjson" in (out / "pull-secret.yaml").read_text()
+    assert stat.S_IMODE((out / "pull-secret.yaml").stat().st_mode) == 0o600
+    assert stat.S_IMODE((out / "kustomization.yaml").stat().st_mode) == 0o666
