@@ -1251,3 +1251,20 @@ def test_midstream_pull_secret_is_private(tmp_path: Path) -> None:
     assert ".dockerconfigjson" in (out / "pull-secret.yaml").read_text()
     assert stat.S_IMODE((out / "pull-secret.yaml").stat().st_mode) == 0o600
     assert stat.S_IMODE((out / "kustomization.yaml").stat().st_mode) == 0o666
+
+
+@pytest.mark.parametrize(
+    ("option", "path", "what"),
+    [
+        ("license", "/dev/zero", "a character device"),  # memory without bound, once
+        ("license-id-file", "/dev/stdin", "a FIFO (pipe)"),
+        ("log-file", "/dev/stdout", "a FIFO (pipe)"),  # lines injected into the manifests
+    ],
+)
+def test_a_config_file_naming_special_files_is_refused_too(
+    option: str, path: str, what: str, tmp_path: Path
+) -> None:
+    config = tmp_path / ".rewriter.yaml"
+    config.write_text(f"options:\n  {option}: {path}\n")
+    args = ["--app-slug", "my-kots-app", *OFFLINE, "--config", str(config)]
+    assert_one_error(user_run(args), f"--{option} {path}: {what}, not a regular file")
