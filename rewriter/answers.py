@@ -49,7 +49,9 @@ def resolve(
     trouble (`warn` hears of it, from this thread only). `progress(done, total)` hears,
     from this thread, how far the registries' probes are (see `probe.probe_all`)."""
     now = time.monotonic()
-    answers, cache = store.lookup(cache, (ref.probe_key for ref in refs), settings, warn)
+    answers, cache = store.lookup(
+        cache, (ref.probe_key for ref in refs), settings, warn, ttl_seconds
+    )
     rest = [ref for ref in refs if ref.probe_key not in answers]
     if not rest:
         return answers

@@ -13,7 +13,10 @@ Redis cannot run code in the renderer.
 
 - an absolute path (`~` is expanded): SQLite in WAL mode with a busy timeout, so renders
   running at once on one file (Argo CD runs many) wait for each other instead of failing;
-  the file is created 0600 in a 0700 directory. A *relative* path is an error: Argo CD
+  the file is created 0600 in a 0700 directory, never through a symbolic link. A file
+  another user owns, or a symbolic link, is neither read nor written; one of this
+  user's own writable by group or others is not read, and started anew (what it holds
+  could be anyone's). A *relative* path is an error: Argo CD
   and kustomize run the renderer in a temporary directory, so a relative cache would
   silently be a new, empty cache on every render.
 - `redis://...` / `rediss://...`: one cache shared by several repo-server replicas.
@@ -52,6 +55,7 @@ from rewriter.errors import RewriterError
 from rewriter.policy import ACCEPT
 from rewriter.store import (
     BUSY_TIMEOUT_MS,
+    LOOSE,
     REDIS_NAMESPACE,
     CacheSpec,
     Entry,
@@ -60,6 +64,8 @@ from rewriter.store import (
     parse_spec,
     redact_url,
     redis_connection,
+    sqlite_refusal,
+    sqlite_uri,
 )
 
 if TYPE_CHECKING:
@@ -168,6 +174,11 @@ def _prepare_sqlite(path: str, warn: Callable[[str], None]) -> None:
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
         with _file_lock(path + ".lock"):
+            refused = sqlite_refusal(path)
+            if refused and not refused.startswith(LOOSE):
+                raise Unusable(f"not used: {refused}")
+            if refused:  # this user's own, too open: what it holds cannot be trusted
+                _remove_sqlite(path)
             _create_private(path)
             try:
                 _check_sqlite(path)
@@ -183,9 +194,9 @@ def _prepare_sqlite(path: str, warn: Callable[[str], None]) -> None:
 
 
 def _create_private(path: str) -> None:
-    """Create the file 0600 if missing. SQLite gives its -wal and -shm files the mode of
-    the database file, so they are private too."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    """Create the file 0600 if missing, never through a symbolic link. SQLite gives its
+    -wal and -shm files the mode of the database file, so they are private too."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
         if os.fstat(fd).st_uid == os.geteuid():
             os.fchmod(fd, 0o600)  # an older file, or a umask that widened nothing: tighten
@@ -194,7 +205,7 @@ def _create_private(path: str) -> None:
 
 
 def _connect(path: str, readonly: bool = False) -> sqlite3.Connection:
-    uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
+    uri = sqlite_uri(path, mode="ro") if readonly else sqlite_uri(path)
     connection = sqlite3.connect(
         uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
     )
@@ -231,8 +242,9 @@ def _remove_sqlite(path: str) -> None:
 
 @contextlib.contextmanager
 def _file_lock(path: str) -> Iterator[None]:
-    """An exclusive flock on `path` (created 0600), waited for up to the busy timeout."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    """An exclusive flock on `path` (created 0600, never through a symbolic link), waited
+    for up to the busy timeout."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
         waited_until = time.monotonic() + BUSY_TIMEOUT_MS / 1000
         while True:
@@ -305,8 +317,11 @@ def _redis_info(url: str) -> str:
 
 def _sqlite_info(path: str) -> str:
     lines = ["backend: sqlite", f"location: {path}"]
-    if not os.path.exists(path):
+    if not os.path.lexists(path):
         return "\n".join([*lines, "answers: 0 (no cache file yet)"])
+    refused = sqlite_refusal(path)
+    if refused:
+        return "\n".join([*lines, f"answers: not read: {refused}"])
     size = sum(
         os.path.getsize(path + suffix) for suffix in ("", "-wal") if os.path.exists(path + suffix)
     )

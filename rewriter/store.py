@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,12 @@ if TYPE_CHECKING:
 BUSY_TIMEOUT_MS = 10_000  # how long a render waits for another render's write
 REDIS_TIMEOUT = 2.0  # seconds, to connect to and to hear from Redis
 REDIS_NAMESPACE = "rewriter-probes"
+# The Redis password, kept out of the --cache URL (and so out of argv, the environment's
+# option values and every message): read here, at the edge, and only here.
+REDIS_PASSWORD_VARIABLE = "REWRITER_CACHE_PASSWORD"
+# Clock difference tolerated between the render that stored an answer and the one that
+# reads it (replicas sharing a Redis): how far in the future a creation time may be.
+EXPIRY_SLACK = 60.0
 SQLITE_BATCH = 500  # keys per query: below SQLite's limit on bound parameters
 
 
@@ -76,20 +83,44 @@ class Unusable(Exception):
     """The cache cannot be used; str() says why, for the warning."""
 
 
+class Untrusted(Unusable):
+    """A SQLite cache file that must not be read (`sqlite_refusal`). `rebuild`: it is
+    this user's own file, only too open, and the writer starts it anew (0600)."""
+
+    def __init__(self, reason: str, rebuild: bool) -> None:
+        super().__init__(reason)
+        self.rebuild = rebuild
+
+
 def redis_connection(url: str) -> Redis:
-    """A client for `url`, answering within REDIS_TIMEOUT, that has answered a PING."""
+    """A client for `url`, answering within REDIS_TIMEOUT, that has answered a PING. The
+    password is the URL's (`redis://:pw@host`) or else $REWRITER_CACHE_PASSWORD's; it
+    never appears in what this raises."""
     try:
         import redis
     except ImportError:
         raise Unusable("the 'redis' Python package is not installed") from None
+    password = os.environ.get(REDIS_PASSWORD_VARIABLE) or None
     try:
         client = redis.Redis.from_url(
-            url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
+            url,
+            socket_timeout=REDIS_TIMEOUT,
+            socket_connect_timeout=REDIS_TIMEOUT,
+            password=password,
         )
         client.ping()
     except (redis.RedisError, ValueError, OSError) as exc:
-        raise Unusable(f"{type(exc).__name__}: {exc}") from None
+        raise Unusable(_without_secrets(f"{type(exc).__name__}: {exc}", url, password)) from None
     return client
+
+
+def _without_secrets(text: str, url: str, password: str | None) -> str:
+    """`text` with the URL's userinfo and `password` masked, should a client quote them."""
+    secrets = [password or "", url.partition("://")[2].rpartition("@")[0]]
+    secrets += [part for part in secrets[1].split(":") if len(part) >= 3]
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 def redact_url(url: str) -> str:
@@ -156,18 +187,22 @@ class Stored:
 UNREADABLE = Stored(0, {})
 
 
-def parse_stored(value: bytes | str, now: datetime | None = None) -> Stored | None:
+def parse_stored(
+    value: bytes | str, now: datetime | None = None, ttl_seconds: float | None = None
+) -> Stored | None:
     """A stored entry (requests-cache's JSON of a CachedResponse), or None when it does
-    not parse, is not the shape the probe writes, or has expired by `now`."""
+    not parse, is not the shape the probe writes, or has expired by `now` (or claims an
+    expiry further than `ttl_seconds` from `now`: see `_fresh`)."""
     parsed = _parse(value)
     if parsed is None:
         return None
-    stored, expires = parsed
-    return stored if now is None or _fresh(expires, now) else None
+    stored, expires, created = parsed
+    return stored if now is None or _fresh(expires, now, ttl_seconds, created) else None
 
 
-def _parse(value: bytes | str) -> tuple[Stored, object] | None:
-    """The entry and its `expires` as stored, or None when it is not the probe's shape."""
+def _parse(value: bytes | str) -> tuple[Stored, object, object] | None:
+    """The entry, its `expires` and `created_at` as stored, or None when it is not the
+    probe's shape."""
     try:
         data = json.loads(value)
         status = data["status_code"]
@@ -175,34 +210,92 @@ def _parse(value: bytes | str) -> tuple[Stored, object] | None:
         if not isinstance(status, int) or not isinstance(headers, dict):
             return None
         stored = Stored(status, {str(k).lower(): str(v) for k, v in headers.items()})
-        return stored, data.get("expires")
+        return stored, data.get("expires"), data.get("created_at")
     except (ValueError, TypeError, KeyError, AttributeError):
         return None
 
 
-def _fresh(expires: object, now: datetime) -> bool:
-    # Imported here: only Redis entries are checked this way (SQLite's expiry is a column
-    # the query compares), and a warm render imports nothing it does not use.
-    from datetime import datetime
+def _fresh(
+    expires: object, now: datetime, ttl_seconds: float | None = None, created: object = None
+) -> bool:
+    """Whether an entry expiring at `expires` is still to be believed at `now`. Given the
+    TTL (--cache-ttl), its expiry is capped at its `created` time + TTL, and a creation
+    time in the future (beyond EXPIRY_SLACK of clock difference) or missing is not
+    believed: a forged expiry in 2099 then holds no longer than an answer the probe
+    stored itself, and a lowered TTL applies to answers already stored."""
+    # Imported here: a warm render imports nothing it does not use.
+    from datetime import datetime, timedelta
 
     if not isinstance(expires, str):
         return False
     try:
-        return datetime.fromisoformat(expires) > now
-    except (ValueError, TypeError):  # not a date, or one without a time zone
+        when = datetime.fromisoformat(expires)
+        if ttl_seconds is not None:
+            if not isinstance(created, str):
+                return False
+            born = datetime.fromisoformat(created)
+            if born > now + timedelta(seconds=EXPIRY_SLACK):
+                return False
+            when = min(when, born + timedelta(seconds=max(ttl_seconds, 0.0)))
+        return when > now
+    except (ValueError, TypeError, OverflowError):  # not a date, or one without a time zone
         return False
 
 
-def read_sqlite(path: str, keys: Sequence[str]) -> dict[str, Stored]:
+def _now() -> datetime:
+    from datetime import datetime
+
+    return datetime.now().astimezone()
+
+
+def sqlite_refusal(path: str) -> str | None:
+    """Why the SQLite cache at `path` must not be read, or None (also for no file yet).
+    A forged answer there can keep a private image unproxied, so the file must be this
+    user's own, not writable by group or others, and the path itself, never a symbolic
+    link to somewhere else."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None  # no file yet, or a path that cannot be one: said when it is opened
+    if stat.S_ISLNK(info.st_mode):
+        return "it is a symbolic link; give the file's own path"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    if info.st_uid != os.geteuid():
+        return f"owned by uid {info.st_uid}, not by this user (uid {os.geteuid()})"
+    if info.st_mode & 0o022:
+        return f"{LOOSE} (mode {stat.S_IMODE(info.st_mode):04o})"
+    return None
+
+
+LOOSE = "writable by group or others"
+
+
+def sqlite_uri(path: str, **params: str) -> str:
+    """An SQLite URI for the file at `path`: `%`, `?` and `#` escaped (they would end the
+    path), and `nofollow=1` (a symbolic link is not opened)."""
+    quoted = path.replace("%", "%25").replace("?", "%3f").replace("#", "%23")
+    query = "&".join(f"{name}={value}" for name, value in {**params, "nofollow": "1"}.items())
+    return f"file:{quoted}?{query}"
+
+
+def read_sqlite(
+    path: str, keys: Sequence[str], ttl_seconds: float | None = None
+) -> dict[str, Stored]:
     """The fresh answers stored under `keys` in the SQLite cache at `path` (UNREADABLE for
-    one that does not parse). Creates nothing: no file yet means no answers. Raises
-    sqlite3.Error for a file that cannot be read."""
+    one that does not parse); with `ttl_seconds`, each expiry capped at its creation + TTL
+    (see `_fresh`). Creates nothing: no file yet means no answers. Raises
+    Unusable for a file that must not be read (`sqlite_refusal`), sqlite3.Error for one
+    that cannot be."""
+    refused = sqlite_refusal(path)
+    if refused:
+        raise Untrusted(refused, rebuild=refused.startswith(LOOSE))
     if not keys or not os.path.exists(path):
         return {}
     # Read-write without create: a read-only connection to a WAL database fails when its
     # -shm file is missing, which it is after the last writer closed.
     connection = sqlite3.connect(
-        f"file:{path}?mode=rw", uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
+        sqlite_uri(path, mode="rw"), uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
     )
     try:
         tables = connection.execute(
@@ -212,6 +305,7 @@ def read_sqlite(path: str, keys: Sequence[str]) -> dict[str, Stored]:
             return {}
         found: dict[str, Stored] = {}
         now = int(time.time())
+        capped_at = None if ttl_seconds is None else _now()
         for start in range(0, len(keys), SQLITE_BATCH):
             batch = keys[start : start + SQLITE_BATCH]
             rows = connection.execute(
@@ -220,22 +314,26 @@ def read_sqlite(path: str, keys: Sequence[str]) -> dict[str, Stored]:
                 (*batch, now),
             ).fetchall()
             for key, value in rows:
-                found[str(key)] = parse_stored(value) or UNREADABLE
+                parsed = _parse(value)
+                if parsed is None:
+                    found[str(key)] = UNREADABLE
+                elif capped_at is None or _fresh(parsed[1], capped_at, ttl_seconds, parsed[2]):
+                    found[str(key)] = parsed[0]
         return found
     finally:
         connection.close()
 
 
-def read_redis(client: Redis, keys: Sequence[str]) -> dict[str, Stored]:
+def read_redis(
+    client: Redis, keys: Sequence[str], ttl_seconds: float | None = None
+) -> dict[str, Stored]:
     """The fresh answers stored under `keys` in Redis (one MGET), UNREADABLE for one that
     does not parse. Entries outlive their expiry there by requests-cache's TTL offset, so
-    the stored expiry is checked."""
+    the stored expiry is checked, and with `ttl_seconds` capped (see `_fresh`)."""
     if not keys:
         return {}
     values: list[Any] = client.mget([f"{REDIS_NAMESPACE}:{key}" for key in keys])
-    from datetime import datetime
-
-    now = datetime.now().astimezone()
+    now = _now()
     found: dict[str, Stored] = {}
     for key, value in zip(keys, values, strict=True):
         if value is None:
@@ -243,7 +341,7 @@ def read_redis(client: Redis, keys: Sequence[str]) -> dict[str, Stored]:
         parsed = _parse(value)
         if parsed is None:
             found[key] = UNREADABLE
-        elif _fresh(parsed[1], now):
+        elif _fresh(parsed[1], now, ttl_seconds, parsed[2]):
             found[key] = parsed[0]
     return found
 
@@ -253,10 +351,13 @@ def lookup(
     keys: Iterable[ProbeKey],
     settings: ProbeSettings,
     warn: Callable[[str], None],
+    ttl_seconds: float | None = None,
 ) -> tuple[dict[ProbeKey, ProbeResult], CacheSpec]:
     """The answers the cache holds for `keys`, and the cache the probe should use next:
-    `spec`, or none when it cannot be reached (Redis down: said once, here, rather than
-    once more after another connection timeout).
+    `spec`, or none when it cannot be reached or must not be read (Redis down, a SQLite
+    file another user could have written: said once, here, rather than once more when
+    it is opened to write). With `ttl_seconds` (--cache-ttl), no stored answer holds
+    longer than that after it was stored, whatever expiry it claims.
 
     A key whose registry the flags deny is never answered from the cache: the probe
     refuses it, whatever the cache holds, so that the flags alone decide the output.
@@ -276,9 +377,15 @@ def lookup(
         return {}, spec
     try:
         if spec.kind == "sqlite":
-            stored = read_sqlite(spec.location, list(wanted))
+            stored = read_sqlite(spec.location, list(wanted), ttl_seconds)
         else:
-            stored = read_redis(redis_connection(spec.location), list(wanted))
+            stored = read_redis(redis_connection(spec.location), list(wanted), ttl_seconds)
+    except Untrusted as exc:
+        if not exc.rebuild:
+            warn(f"probe cache {spec.location} is not read ({exc}); probing without a cache")
+            return {}, CacheSpec("none", "")
+        warn(f"probe cache {spec.location} is not read ({exc}); probing, and starting it anew")
+        return {}, spec
     except (Unusable, OSError) as exc:
         where = redact_url(spec.location)
         warn(f"probe cache {where} is unusable ({exc}); probing without a cache")

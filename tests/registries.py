@@ -646,8 +646,9 @@ class RedisServer:
                 self.process.wait()
 
 
-def start_redis(workdir: Path) -> RedisServer:
-    """redis-server on a free loopback port, no persistence, until `stop()`."""
+def start_redis(workdir: Path, password: str | None = None) -> RedisServer:
+    """redis-server on a free loopback port, no persistence, until `stop()`; with
+    `password`, one that requires it (`--requirepass`)."""
     workdir.mkdir(parents=True, exist_ok=True)
     for _ in range(5):
         port = free_port()
@@ -656,6 +657,7 @@ def start_redis(workdir: Path) -> RedisServer:
                 "redis-server", "--bind", "127.0.0.1", "--port", str(port),
                 "--save", "", "--appendonly", "no", "--dir", str(workdir),
                 "--protected-mode", "yes",
+                *(["--requirepass", password] if password else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -669,7 +671,7 @@ def start_redis(workdir: Path) -> RedisServer:
                 socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock,
             ):
                 sock.sendall(b"PING\r\n")
-                if sock.recv(16).startswith(b"+PONG"):
+                if sock.recv(16).startswith((b"+PONG", b"-NOAUTH")):  # up, and answering
                     return server
             time.sleep(0.05)
         server.stop()  # lost a race for the port: try another

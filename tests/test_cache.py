@@ -10,7 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -327,3 +327,193 @@ def test_redis_password_is_not_shown() -> None:
 def test_redis_unreachable_for_info_is_an_error() -> None:
     with pytest.raises(RewriterError, match="cannot reach"):
         cache_info(f"redis://127.0.0.1:{free_port()}/0")
+
+
+# -- the cache as an input (issue 15 section 4) ------------------------------------------------
+
+
+def offline_answers(cache: str, images: list[str], warnings: list[str]) -> list[bool]:
+    """Whether each image is answered from `cache` (offline: nothing else answers)."""
+    insecure = frozenset(image.split("/")[0] for image in images)
+    settings = ProbeSettings(insecure_registries=insecure)
+    refs = [ImageRef.parse(image) for image in images]
+    results = probe_cached(refs, settings, cache, 3600, warnings.append, True)
+    return [results[ref.probe_key].cached for ref in refs]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+def test_a_cache_file_of_another_user_is_not_read(tmp_path: Path) -> None:
+    cache = tmp_path / "probes.sqlite"
+    images = warm(str(cache))
+    os.chown(cache, 4242, -1)
+    before = cache.read_bytes()
+
+    warnings: list[str] = []
+    assert offline_answers(str(cache), images, warnings) == [False] * len(images)
+    assert len(warnings) == 1
+    assert f"probe cache {cache} is not read (owned by uid 4242" in warnings[0]
+    warnings.clear()
+    warm(str(cache), warn=warnings.append)  # neither written nor taken over
+    assert len(warnings) == 1 and "owned by uid 4242" in warnings[0]
+    assert cache.stat().st_uid == 4242 and cache.read_bytes() == before
+
+
+@pytest.mark.parametrize("mode", [0o620, 0o602, 0o666])
+def test_a_cache_file_writable_by_others_is_not_read_and_started_anew(
+    mode: int, tmp_path: Path
+) -> None:
+    cache = tmp_path / "probes.sqlite"
+    images = warm(str(cache))
+    cache.chmod(mode)
+
+    warnings: list[str] = []
+    assert offline_answers(str(cache), images, warnings) == [False] * len(images)
+    assert warnings == [
+        f"probe cache {cache} is not read (writable by group or others (mode {mode:04o}));"
+        " probing, and starting it anew"
+    ]
+    warnings.clear()
+    again = warm(str(cache), count=1, warn=warnings.append)
+    assert len(warnings) == 1
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o600
+    # Started anew: what the loose file held is gone, what was stored since is there.
+    assert offline_answers(str(cache), images + again, []) == [False] * len(images) + [True]
+
+
+def test_a_symlinked_cache_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere" / "real.sqlite"
+    target.parent.mkdir()
+    images = warm(str(target))
+    target.chmod(0o640)
+    link = tmp_path / "probes.sqlite"
+    link.symlink_to(target)
+
+    warnings: list[str] = []
+    assert offline_answers(str(link), images, warnings) == [False] * len(images)
+    assert warnings == [
+        f"probe cache {link} is not read (it is a symbolic link; give the file's own path);"
+        " probing without a cache"
+    ]
+    warnings.clear()
+    warm(str(link), warn=warnings.append)
+    assert len(warnings) == 1 and "symbolic link" in warnings[0]
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640  # not chmod'ed 0600 through the link
+    assert "answers: not read: it is a symbolic link" in cache_info(str(link))
+
+    # Opened to write without a read first (the writer on its own): refused as well.
+    with pytest.raises(Unusable, match="symbolic link"):
+        open_backend(str(link), print)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+
+
+def test_a_dangling_symlink_is_not_created_through(tmp_path: Path) -> None:
+    target = tmp_path / "planted" / "probes.sqlite"
+    target.parent.mkdir()
+    link = tmp_path / "probes.sqlite"
+    link.symlink_to(target)
+
+    warnings: list[str] = []
+    warm(str(link), warn=warnings.append)
+
+    assert len(warnings) == 1 and "symbolic link" in warnings[0], warnings
+    assert not target.exists()
+    with pytest.raises(Unusable, match="symbolic link"):
+        open_backend(str(link), print)
+    assert not target.exists()
+
+
+@pytest.mark.parametrize("name", ["a#b", "what?mode=ro", "100%25", "sp ace&x=1"])
+def test_cache_paths_with_uri_characters_work(name: str, tmp_path: Path) -> None:
+    cache = tmp_path / name / f"{name}.sqlite"
+    warnings: list[str] = []
+    images = warm(str(cache), warn=warnings.append)
+    assert warnings == []
+    assert cache.is_file()
+    assert sorted(p.name for p in cache.parent.iterdir() if p.suffix == ".sqlite") == [cache.name]
+    assert offline_answers(str(cache), images, warnings) == [True] * len(images)
+    assert warnings == []
+    assert f"answers: {len(images)} ({len(images)} fresh, 0 expired)" in cache_info(str(cache))
+    assert cache_clear(str(cache)) == len(images)
+
+
+# -- a Redis password ----------------------------------------------------------------------------
+
+REDIS_PASSWORD = "redis-pw-7c1e9"
+
+
+@pytest.fixture(scope="module")
+def redis_with_password(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    import shutil
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("needs redis-server (scripts/test installs it)")
+    pytest.importorskip("redis")
+    from registries import start_redis
+
+    server = start_redis(tmp_path_factory.mktemp("redis-pw"), password=REDIS_PASSWORD)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def render(
+    args: list[str], stdin: bytes, env: dict[str, str], home: Path
+) -> subprocess.CompletedProcess[bytes]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("REWRITER_", "ARGOCD_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "rewriter", *args],
+        input=stdin,
+        capture_output=True,
+        env={**clean, "HOME": str(home), "REWRITER_LICENSE_ID": "LIC-1", **env},
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.filterwarnings("ignore:Call to deprecated setex:DeprecationWarning")
+def test_a_redis_password_is_never_shown(redis_with_password: object, tmp_path: Path) -> None:
+    port = redis_with_password.port  # type: ignore[attr-defined]
+    with_password = f"redis://:{REDIS_PASSWORD}@127.0.0.1:{port}/0"
+    wrong = f"redis://:wrong-{REDIS_PASSWORD}@127.0.0.1:{port}/0"
+    without = f"redis://127.0.0.1:{port}/0"
+    log = tmp_path / "rewriter.log"
+    with stub_registry({"/v2/": Route(200)}, default=Route(200)) as stub:
+        stdin = (
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n"
+            f"  - name: c\n    image: {stub.domain}/team/app:1.0\n"
+        ).encode()
+        common = ["--app-slug", "app", "--insecure-registry", stub.domain, "-v"]
+        common += ["--log-file", str(log)]
+        runs = {
+            "url": render([*common, "--cache", with_password], stdin, {}, tmp_path),
+            "wrong": render([*common, "--cache", wrong], stdin, {}, tmp_path),
+            "env": render(
+                [*common, "--cache", without],
+                stdin,
+                {"REWRITER_CACHE_PASSWORD": REDIS_PASSWORD},
+                tmp_path,
+            ),
+            "none": render([*common, "--cache", without], stdin, {}, tmp_path),
+        }
+    for name, done in runs.items():
+        assert done.returncode == 0, (name, done.stderr)
+        assert REDIS_PASSWORD.encode() not in done.stderr, name
+    assert runs["url"].stderr.count(b"warning") == 0
+    assert runs["env"].stderr.count(b"warning") == 0
+    assert b"warning: probe cache redis://:***@127.0.0.1" in runs["wrong"].stderr
+    assert b"warning: probe cache redis://127.0.0.1" in runs["none"].stderr
+    assert REDIS_PASSWORD not in log.read_text()
+
+    info = cache_info(with_password)
+    assert REDIS_PASSWORD not in info and "answers: 1" in info
+    for url in (wrong, without):
+        with pytest.raises(RewriterError) as raised:
+            cache_info(url)
+        assert REDIS_PASSWORD not in str(raised.value)
+    os.environ["REWRITER_CACHE_PASSWORD"] = REDIS_PASSWORD
+    try:
+        assert "answers: 1" in cache_info(without)  # the variable, for `cache info` too
+        assert cache_clear(without) == 1
+    finally:
+        del os.environ["REWRITER_CACHE_PASSWORD"]

@@ -276,3 +276,105 @@ def test_a_warm_render_imports_no_network_stack(stub: StubRegistry, tmp_path: Pa
     network = {"requests", "urllib3", "requests_cache", "ssl", "socket", "http.client"}
     assert imported & network == set()
     assert "sqlite3" in imported
+
+
+# -- a stored expiry is capped by --cache-ttl (issue 15 section 4) -----------------------------
+
+
+def _forge(entry: dict[str, object], expires: datetime, created: datetime | None) -> None:
+    entry["expires"] = expires.isoformat()
+    if created is None:
+        entry.pop("created_at", None)
+    else:
+        entry["created_at"] = created.isoformat()
+
+
+def forge_sqlite(cache: str, expires: datetime, created: datetime | None) -> None:
+    """Every stored answer PUBLIC, expiring at `expires` (column and entry alike)."""
+    connection = sqlite3.connect(cache)
+    with connection:
+        for key, value in connection.execute("SELECT key, value FROM responses").fetchall():
+            entry = json.loads(value)
+            entry["status_code"], entry["headers"] = 200, {}
+            _forge(entry, expires, created)
+            connection.execute(
+                "UPDATE responses SET value = ?, expires = ? WHERE key = ?",
+                (json.dumps(entry), int(expires.timestamp()), key),
+            )
+    connection.close()
+
+
+FORGERIES = {
+    "2099, created two hours ago": (datetime(2099, 1, 1, tzinfo=timezone.utc), timedelta(hours=-2)),
+    "2099, created in 2099": (datetime(2099, 1, 1, tzinfo=timezone.utc), timedelta(days=365 * 70)),
+    "2099, no creation time": (datetime(2099, 1, 1, tzinfo=timezone.utc), None),
+}
+
+
+@pytest.mark.parametrize("forgery", FORGERIES)
+def test_a_forged_expiry_holds_no_longer_than_the_ttl_sqlite(
+    forgery: str, stub: StubRegistry, tmp_path: Path
+) -> None:
+    """A private image made PUBLIC until 2099 in the cache: with --cache-ttl 3600 the
+    forgery is not believed, the registry is asked, and the image is private again."""
+    cache = str(tmp_path / "probes.sqlite")
+    probe_cached(refs(stub), settings(stub), cache, 3600, print)
+    expires, age = FORGERIES[forgery]
+    forge_sqlite(cache, expires, None if age is None else datetime.now(timezone.utc) + age)
+    keys = [r.probe_key for r in refs(stub)]
+
+    uncapped, _ = lookup(parse_spec(cache), keys, settings(stub), print)
+    assert {a.verdict for a in uncapped.values()} == {Verdict.PUBLIC}  # what it was today
+
+    capped, _ = lookup(parse_spec(cache), keys, settings(stub), print, ttl_seconds=3600)
+    assert capped == {}
+    again = by_repository(probe_cached(refs(stub), settings(stub), cache, 3600, print))
+    assert again["team/private"].verdict is Verdict.PRIVATE
+
+
+def test_a_lowered_ttl_applies_to_answers_already_stored(
+    stub: StubRegistry, tmp_path: Path
+) -> None:
+    cache = str(tmp_path / "probes.sqlite")
+    probe_cached(refs(stub), settings(stub), cache, 24 * 3600, print)  # stored for a day
+    connection = sqlite3.connect(cache)
+    with connection:
+        for key, value in connection.execute("SELECT key, value FROM responses").fetchall():
+            entry = json.loads(value)
+            entry["created_at"] = (datetime.now(timezone.utc) - timedelta(minutes=10)).isoformat()
+            connection.execute(
+                "UPDATE responses SET value = ? WHERE key = ?", (json.dumps(entry), key)
+            )
+    connection.close()
+    keys = [r.probe_key for r in refs(stub)]
+
+    assert lookup(parse_spec(cache), keys, settings(stub), print, ttl_seconds=300)[0] == {}
+    held, _ = lookup(parse_spec(cache), keys, settings(stub), print, ttl_seconds=3600)
+    assert by_repository(held) == EXPECTED
+
+
+@pytest.mark.filterwarnings("ignore:Call to deprecated setex:DeprecationWarning")
+@pytest.mark.parametrize("forgery", FORGERIES)
+def test_a_forged_expiry_holds_no_longer_than_the_ttl_redis(
+    forgery: str, stub: StubRegistry, redis_server: object
+) -> None:
+    import redis
+
+    url = redis_server.url  # type: ignore[attr-defined]
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    probe_cached(refs(stub), settings(stub), url, 3600, print)
+    expires, age = FORGERIES[forgery]
+    for name in client.scan_iter("rewriter-probes:*"):
+        entry = json.loads(client.get(name) or b"")
+        entry["status_code"], entry["headers"] = 200, {}
+        _forge(entry, expires, None if age is None else datetime.now(timezone.utc) + age)
+        client.set(name, json.dumps(entry))
+    keys = [r.probe_key for r in refs(stub)]
+
+    uncapped, _ = lookup(parse_spec(url), keys, settings(stub), print)
+    assert {a.verdict for a in uncapped.values()} == {Verdict.PUBLIC}
+    assert lookup(parse_spec(url), keys, settings(stub), print, ttl_seconds=3600)[0] == {}
+    again = by_repository(probe_cached(refs(stub), settings(stub), url, 3600, print))
+    assert again["team/private"].verdict is Verdict.PRIVATE
+    client.flushdb()
