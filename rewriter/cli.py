@@ -158,7 +158,7 @@ FLAG_OPTIONS: dict[str, tuple[Any, Any]] = {
     "license": (Path | None, _opt("license", "KOTS License YAML: app slug and license ID.", LICENSE, metavar="FILE")),
     "app_slug": (str | None, _opt("app-slug", "Application slug: images go to <proxy>/proxy/<slug>/...", LICENSE, metavar="SLUG")),
     "license_id": (str | None, _opt("license-id", "License ID for the pull secret. Prefer REWRITER_LICENSE_ID or --license-id-file: arguments are visible to every user of the machine.", LICENSE, metavar="ID")),
-    "license_id_file": (Path | None, _opt("license-id-file", "Read the license ID from this file (e.g. a mounted Kubernetes Secret).", LICENSE, metavar="FILE")),
+    "license_id_file": (Path | None, _opt("license-id-file", "Read the license ID from this file (e.g. a mounted Kubernetes Secret): a regular file of at most 1 MiB, like every file an option names.", LICENSE, metavar="FILE")),
     "application": (Path | None, _opt("application", "KOTS Application YAML: additionalNamespaces, custom domains, proxyPublicImages.", LICENSE, metavar="FILE")),
     "proxy_host": (str | None, _opt("proxy-host", "Proxy registry host [default: proxy.replicated.com].", RULES, metavar="HOST")),
     "registry_host": (str | None, _opt("registry-host", "Vendor registry host [default: registry.replicated.com]; a custom domain also moves images off registry.replicated.com.", RULES, metavar="HOST")),
@@ -187,7 +187,7 @@ FLAG_OPTIONS: dict[str, tuple[Any, Any]] = {
     "additional_namespace": (list[str] | None, _opt("additional-namespace", "Also create the pull secret here. Repeatable; '*' = every namespace in the stream.", OUTPUT, metavar="NS")),
     "secret_name": (str | None, _opt("secret-name", "Name of the pull secret [default: <app-slug>-registry].", OUTPUT, metavar="NAME")),
     "config": (Path | None, _opt("config", "YAML config: image fields of custom resources and defaults for any option (see README).", OUTPUT, metavar="FILE")),
-    "log_file": (Path | None, _opt("log-file", "Also append warnings and errors to this file (Helm 4 discards stderr).", OUTPUT, metavar="FILE")),
+    "log_file": (Path | None, _opt("log-file", "Also append warnings and errors to this file (Helm 4 discards stderr): a regular file, or a new one (created 0600); FIFOs and devices are refused.", OUTPUT, metavar="FILE")),
 }  # fmt: skip
 assert set(FLAG_OPTIONS) == {f.name for f in fields(Flags)}
 
