@@ -259,6 +259,9 @@ def sqlite_refusal(path: str) -> str | None:
         return None  # no file yet, or a path that cannot be one: said when it is opened
     if stat.S_ISLNK(info.st_mode):
         return "it is a symbolic link; give the file's own path"
+    for suffix in SQLITE_COMPANIONS:  # SQLite opens these by name, following links
+        if os.path.islink(path + suffix):
+            return f"its {suffix} file is a symbolic link"
     if not stat.S_ISREG(info.st_mode):
         return "not a regular file"
     if info.st_uid != os.geteuid():
@@ -269,6 +272,7 @@ def sqlite_refusal(path: str) -> str | None:
 
 
 LOOSE = "writable by group or others"
+SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
 
 
 def sqlite_uri(path: str, **params: str) -> str:

@@ -422,6 +422,28 @@ def test_a_dangling_symlink_is_not_created_through(tmp_path: Path) -> None:
     assert not target.exists()
 
 
+@pytest.mark.parametrize("suffix", ["-wal", "-shm", "-journal"])
+def test_a_symlinked_companion_file_is_refused(suffix: str, tmp_path: Path) -> None:
+    """SQLite opens the -wal, -shm and -journal files by name: a link planted there
+    would have it write elsewhere."""
+    cache = tmp_path / "probes.sqlite"
+    images = warm(str(cache))
+    for companion in ("-wal", "-shm", "-journal"):
+        Path(f"{cache}{companion}").unlink(missing_ok=True)
+    planted = tmp_path / "planted"
+    Path(f"{cache}{suffix}").symlink_to(planted)
+
+    warnings: list[str] = []
+    assert offline_answers(str(cache), images, warnings) == [False] * len(images)
+    assert warnings == [
+        f"probe cache {cache} is not read (its {suffix} file is a symbolic link);"
+        " probing without a cache"
+    ]
+    with pytest.raises(Unusable, match="symbolic link"):
+        open_backend(str(cache), print)
+    assert not planted.exists()
+
+
 @pytest.mark.parametrize("name", ["a#b", "what?mode=ro", "100%25", "sp ace&x=1"])
 def test_cache_paths_with_uri_characters_work(name: str, tmp_path: Path) -> None:
     cache = tmp_path / name / f"{name}.sqlite"
