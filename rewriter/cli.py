@@ -247,9 +247,12 @@ def render(ctx: typer.Context, files: Files = None, *, flags: Flags) -> None:
     out = _Stdout()
     settings = _settings(flags, reporter)
     # No name for the input: plan() lets go of it once the stream is split.
-    given = [_read_input(files)]
+    data, names = _read_input(files)
+    given = [data]
+    del data
     held_documents = _holds_documents(given[0])
-    the_plan = plan(given.pop(), settings.options, _prober(settings, reporter), reporter)
+    prober = _prober(settings, reporter)
+    the_plan = plan(given.pop(), settings.options, prober, reporter, files=names)
     _tell_decisions(the_plan, reporter)
     for part in rewrite(the_plan, settings.options, reporter).parts():
         out.write(part)
@@ -289,8 +292,9 @@ def scan(
     reporter: Reporter = ctx.obj
     out = _Stdout()
     settings = _settings(flags, reporter)
-    data = _read_input(files)
-    the_plan = plan(data, settings.options, _prober(settings, reporter), reporter, unclaimed)
+    data, names = _read_input(files)
+    prober = _prober(settings, reporter)
+    the_plan = plan(data, settings.options, prober, reporter, unclaimed, files=names)
     _tell_decisions(the_plan, reporter)
     if output_format == "json":
         out.write(reports.as_json(the_plan, with_unclaimed=unclaimed))
@@ -333,7 +337,8 @@ def images(
     out = _Stdout()
     settings = _settings(flags, reporter)
     prober = _prober(settings, reporter)
-    the_plan = plan(_read_input(files), settings.options, prober, reporter)
+    data, names = _read_input(files)
+    the_plan = plan(data, settings.options, prober, reporter, files=names)
     _tell_decisions(the_plan, reporter)
     additional = reports.decide_additional(
         settings.additional_images, settings.options.rules, prober, reporter
@@ -497,31 +502,46 @@ def _never_empty(held_documents: bool, out: _Stdout) -> None:
         )
 
 
-def _read_input(files: Sequence[Path] | None) -> bytes:
+def _read_input(files: Sequence[Path] | None) -> tuple[bytes, list[tuple[str, int]]]:
+    """The input as one stream, and with several files, each file's name and where its
+    bytes start in the stream (for messages that name the file: see stream.split)."""
     if not files:
-        return sys.stdin.buffer.read()
+        return sys.stdin.buffer.read(), []
     parts = []
     for path in files:
         if str(path) == "-":
-            parts.append(sys.stdin.buffer.read())
+            parts.append(("stdin", sys.stdin.buffer.read()))
             continue
         try:
-            parts.append(path.read_bytes())
+            parts.append((str(path), path.read_bytes()))
         except OSError as exc:
             raise RewriterError(f"cannot read {path}: {exc.strerror}") from None
-    return _join_streams(parts)
+    data, starts = _join_streams([part for _, part in parts])
+    if len(parts) < 2:
+        return data, []
+    return data, [(name, start) for (name, _), start in zip(parts, starts, strict=True)]
 
 
-def _join_streams(parts: list[bytes]) -> bytes:
-    """Concatenate files as one stream: each file's documents stay separate."""
-    out = b""
+def _join_streams(parts: list[bytes]) -> tuple[bytes, list[int]]:
+    """Concatenate files as one stream: each file's documents stay separate. Also where
+    each file's bytes start in it."""
+    if len(parts) == 1:
+        return parts[0], [0]  # no copy of the common single file
+    pieces: list[bytes] = []
+    starts = []
+    size = 0
     for part in parts:
-        if out and not out.endswith(b"\n"):
-            out += b"\n"
-        if out and not part.startswith(b"---"):
-            out += b"---\n"
-        out += part
-    return out
+        if size and not pieces[-1].endswith(b"\n"):
+            pieces.append(b"\n")
+            size += 1
+        if size and not part.startswith(b"---"):
+            pieces.append(b"---\n")
+            size += 4
+        starts.append(size)
+        if part:
+            pieces.append(part)
+            size += len(part)
+    return b"".join(pieces), starts
 
 
 def _prober(settings: Settings, reporter: Reporter) -> Prober:

@@ -97,22 +97,23 @@ class Document:
         """Let go of the input bytes of a released document once its edited text is made:
         on a stream of small workloads, the input and the output together were a third of
         the render's memory. (A plan is rewritten once; messages need only the numbers.)"""
-        self.chunk = Chunk(self.chunk.index, b"", self.chunk.first_line)
+        self.chunk = Chunk(self.chunk.index, b"", self.chunk.first_line, self.chunk.origin)
 
     def where(
         self, resource: Resource | None = None, node: Node | None = None, line: int | None = None
     ) -> str:
-        """`document 3 (Deployment ns/web, line 42)` for messages; `line` in the document
-        (0-based) when the node is gone."""
+        """`document 3 (Deployment ns/web, line 42)` for messages (`b.yaml: document 3
+        (...)` with several input files); `line` in the document (0-based) when the node
+        is gone."""
         parts = []
         if resource is not None:
             parts.append(resource.label())
         if node is not None:
             line = node.start_mark.line
         if line is not None:
-            parts.append(f"line {self.chunk.first_line + line}")
+            parts.append(f"line {self.chunk.line(line)}")
         detail = f" ({', '.join(parts)})" if parts else ""
-        return f"document {self.index}{detail}"
+        return f"{self.chunk.name()}{detail}"
 
 
 def parse(chunk: Chunk) -> Document:

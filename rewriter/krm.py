@@ -497,15 +497,15 @@ def _verify(text: str, kept: int, added: list[Any]) -> None:
 
 # --- results --------------------------------------------------------------------------
 
-# `document 0 (Deployment ns/web, line 12): items[3].spec.template...image: problem`
+# `document 1 (Deployment ns/web, line 12): items[3].spec.template...image: problem`
 _ITEM_FIELD = re.compile(r"items\[(\d+)\]\.([^\s:]+):\s+")
 
 
-# `items[3]: ...` or `document 0 (...) items[3].spec...image: ...` in an error message
+# `items[3]: ...` or `document 1 (...) items[3].spec...image: ...` in an error message
 _ITEM_NAMED = re.compile(r"items\[(\d+)\](?:\.([^\s:]+))?:")
 
 
-# `document 0 (Deployment ns/web, line 40) items[3].spec...` in an error message
+# `document 1 (Deployment ns/web, line 40) items[3].spec...` in an error message
 _KRM_WHERE = re.compile(r"document \d+ \(([^()]*?), line \d+\):? items\[\d+\]\.")
 
 
@@ -516,7 +516,7 @@ def _krm_where(match: re.Match[str]) -> str:
 class _Results(Reporter):
     """A reporter that keeps each warning as a KRM result and tells it in KRM terms.
 
-    Messages from the engine locate a problem in the stream: `document 0 (..., line
+    Messages from the engine locate a problem in the stream: `document 1 (..., line
     40): items[3].spec...`, lines and indexes of the ResourceList that the user never
     sees. Here they name the resource and field instead, on stderr and in `results`.
     """

@@ -795,7 +795,9 @@ def _target(ids: list[_Identity | None], index: int) -> dict[str, str]:
     """
     me = ids[index]
     if me is None or not me.name or not me.kind:
-        raise RewriterError(f"document {index}: a resource without kind or name cannot be patched")
+        raise RewriterError(
+            f"document {index + 1}: a resource without kind or name cannot be patched"
+        )
     if me.namespace is None:
         for other, them in enumerate(ids):
             if (

@@ -152,13 +152,19 @@ class Plan:
 
 
 def plan(
-    data: bytes, options: Options, prober: Prober, report: Reporter, parse_all: bool = False
+    data: bytes,
+    options: Options,
+    prober: Prober,
+    report: Reporter,
+    parse_all: bool = False,
+    files: Sequence[tuple[str, int]] = (),
 ) -> Plan:
     """Parse what may hold an image, find every image, and decide each distinct one.
 
     `parse_all` parses every document but CRDs, for reports that look beyond the fields.
+    `files` names the input files of a stream read from several (see stream.split).
     """
-    bom, chunks = split(data)
+    bom, chunks = split(data, files)
     del data  # the chunks hold the bytes now; one copy of a large stream is enough
     want_namespaces = parse_all or ALL_NAMESPACES in options.additional_namespaces
     triggers = options.fields.trigger_words() | {b"Secret"}

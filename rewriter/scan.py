@@ -62,7 +62,7 @@ def as_table(the_plan: Plan) -> str:
     for row, found in zip(rows(the_plan), the_plan.found, strict=True):
         lines.append(
             (
-                str(row["document"]),
+                found.doc.chunk.short(),
                 _resource(found),
                 row["field"],
                 row["image"],
@@ -83,7 +83,7 @@ def unclaimed_table(the_plan: Plan) -> str:
     """Strings that look like images in no known field, for `scan --unclaimed`."""
     lines = ["", "Unclaimed (look like images, in no known field; add them with --config):"]
     for item in unclaimed(the_plan):
-        where = f"document {item.doc.index} {item.resource.label().replace(' ', '/', 1)}"
+        where = f"{item.doc.chunk.name()} {item.resource.label().replace(' ', '/', 1)}"
         lines.append(f"  {where} {item.path}: {item.image}")
     if len(lines) == 2:
         lines.append("  (none)")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import yaml
@@ -28,25 +29,102 @@ _MARKER = re.compile(rb"^---(?=[ \t\r\n]|\Z)", re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)
+class Origin:
+    """The input file a chunk came from, when several files are read as one stream."""
+
+    name: str
+    first_index: int  # the stream index of the file's first chunk
+    lines_before: int  # stream lines before the file's first line
+
+
+@dataclass(frozen=True, slots=True)
 class Chunk:
     """The bytes of one document, from its `---` line (if any) up to the next one."""
 
-    index: int  # position in the stream, 0-based, as users see documents counted
+    index: int  # position in the stream, 0-based (messages count from 1, as lines)
     data: bytes
     first_line: int  # 1-based line of the stream where this chunk starts
+    origin: Origin | None = None  # the input file, when several are read as one stream
+
+    @property
+    def number(self) -> int:
+        """The document's number as messages give it: from 1, within its file."""
+        first = self.origin.first_index if self.origin is not None else 0
+        return self.index - first + 1
+
+    def line(self, line: int) -> int:
+        """The 1-based line of the input (the file, with several) of `line` in the chunk."""
+        before = self.origin.lines_before if self.origin is not None else 0
+        return self.first_line + line - before
+
+    def name(self) -> str:
+        """`document 3`, or `b.yaml: document 3` with several input files."""
+        prefix = f"{self.origin.name}: " if self.origin is not None else ""
+        return f"{prefix}document {self.number}"
+
+    def short(self) -> str:
+        """`3`, or `b.yaml:3` with several input files: the DOC column of tables."""
+        prefix = f"{self.origin.name}:" if self.origin is not None else ""
+        return f"{prefix}{self.number}"
 
     def where(self, line: int | None = None) -> str:
-        """`document N` and, when known, the stream line, for messages."""
-        if line is None:
-            return f"document {self.index}"
-        return f"document {self.index} (line {self.first_line + line})"
+        """`document N` with, when known, the resource (read loosely from the bytes:
+        see guess_label) and the line, for messages about reading the chunk."""
+        parts = [label] if (label := guess_label(self.data)) else []
+        if line is not None:
+            parts.append(f"line {self.line(line)}")
+        return self.name() + (f" ({', '.join(parts)})" if parts else "")
 
 
-def split(data: bytes) -> tuple[bytes, list[Chunk]]:
+_KIND = re.compile(rb"(?m)^kind:[ \t]*[\"']?([A-Za-z][A-Za-z0-9]*)[\"']?[ \t]*(?:#|\r?$)")
+_METADATA = re.compile(rb"(?m)^metadata:[ \t]*(?:#.*)?\r?$")
+_INDENT = re.compile(rb"(?:[ \t]*(?:#.*)?\r?\n)*([ \t]+)[^\s#]")
+_UNINDENTED = re.compile(rb"(?m)^(?=[^\s#])")
+_VALUE = rb":[ \t]*[\"']?([A-Za-z0-9][A-Za-z0-9._:-]*)[\"']?[ \t]*(?:#|\r?$)"
+
+
+def guess_label(data: bytes) -> str | None:
+    """`Kind ns/name` read with regular expressions from a document's bytes: a column-0
+    `kind:` and the `name:` / `namespace:` right under a column-0 `metadata:`.
+
+    Only a label for messages about a document that could not be read (invalid YAML, a
+    duplicate key): never used for a decision. None when no kind and no name is found.
+    """
+    found = _KIND.search(data)
+    kind = found.group(1).decode() if found else None
+    if found and _KIND.search(data, found.end()):
+        kind = "?"  # two kinds (a duplicate key): which one is not guessed
+    name = namespace = None
+    meta = _METADATA.search(data)
+    if meta is not None:
+        start = meta.end() + 1
+        indent = _INDENT.match(data, start)
+        if indent is not None:
+            end_match = _UNINDENTED.search(data, start)
+            block = data[start : end_match.start() if end_match else len(data)]
+            pad = re.escape(indent.group(1))
+            if named := re.search(rb"(?m)^" + pad + rb"name" + _VALUE, block):
+                name = named.group(1).decode()
+            if spaced := re.search(rb"(?m)^" + pad + rb"namespace" + _VALUE, block):
+                namespace = spaced.group(1).decode()
+    if kind is None and name is None:
+        return None
+    if name is None:
+        return kind
+    return f"{kind or '?'} {namespace + '/' if namespace else ''}{name}"
+
+
+def split(data: bytes, files: Sequence[tuple[str, int]] = ()) -> tuple[bytes, list[Chunk]]:
     """Return the stream's byte-order mark (or b"") and its chunks, in order.
 
     Text before the first marker (comments, or a document without `---`) is chunk 0 when
     it is not empty; every later chunk starts with its `---` line.
+
+    `files` names the input files of a stream read from several: each file's name and
+    the offset in `data` where its own bytes start (in order, the first at 0). Each chunk
+    then knows its file, so messages count documents and lines within that file. A
+    chunk belongs to the file its last byte is in (a `---` line put between two files
+    starts the second file's first chunk).
     """
     bom = b""
     if data.startswith(BOM):
@@ -55,13 +133,18 @@ def split(data: bytes) -> tuple[bytes, list[Chunk]]:
     if not starts or starts[0] != 0:
         starts.insert(0, 0)
     starts.append(len(data))
+    bounds = [(name, max(0, offset - len(bom))) for name, offset in files]
     chunks: list[Chunk] = []
     line = 1
+    origin: Origin | None = None
     for begin, end in itertools.pairwise(starts):
         piece = data[begin:end]
         if not piece:
             continue
-        chunks.append(Chunk(len(chunks), piece, line))
+        while bounds and bounds[0][1] < end:
+            name, offset = bounds.pop(0)
+            origin = Origin(name, len(chunks), data.count(b"\n", 0, offset))
+        chunks.append(Chunk(len(chunks), piece, line, origin))
         line += piece.count(b"\n")
     return bom, chunks
 

@@ -49,7 +49,7 @@ def test_error_writes_nothing_to_stdout_and_exits_1():
     result = run([*LICENSE, *RULES], stdin=EXAMPLE + b"---\nkind: [oops\n")
     assert result.returncode == 1
     assert result.stdout == b""
-    assert result.stderr.decode().startswith("error: document 3 (line 51): invalid YAML: ")
+    assert result.stderr.decode().startswith("error: document 4 (line 51): invalid YAML: ")
     assert result.stderr.count(b"\n") == 1
 
 
@@ -231,9 +231,9 @@ def test_log_file_gets_warnings_and_errors(tmp_path):
     run([*LICENSE, *RULES], stdin=b"kind: [", env={"REWRITER_LOG_FILE": str(log)})
     lines = log.read_text().splitlines()
     assert lines[0].startswith(
-        "warning: document 1 (Deployment shop/api, line 32): spec.template.spec.containers[1].image: invalid image reference"
+        "warning: document 2 (Deployment shop/api, line 32): spec.template.spec.containers[1].image: invalid image reference"
     )
-    assert lines[1].startswith("error: document 0 (line 2): invalid YAML")
+    assert lines[1].startswith("error: document 1 (line 2): invalid YAML")
 
 
 def test_scan_table_and_json():
@@ -317,10 +317,10 @@ def test_quiet_says_errors_only_and_verbose_each_decision(tmp_path):
     log = tmp_path / "log"
     quiet = run([*LICENSE, *RULES, "-q", "--log-file", str(log)], stdin=bad)
     assert (quiet.returncode, quiet.stderr) == (0, b"")
-    assert log.read_text().startswith("warning: document 1 (Deployment shop/api, line 32)")
+    assert log.read_text().startswith("warning: document 2 (Deployment shop/api, line 32)")
     failed = run([*LICENSE, *RULES, "-q"], stdin=bad + b"---\nkind: [oops\n")
     assert failed.returncode == 1
-    assert failed.stderr.decode().startswith("error: document 3 (line 51): invalid YAML")
+    assert failed.stderr.decode().startswith("error: document 4 (line 51): invalid YAML")
     verbose = run([*LICENSE, *RULES, "--verbose"], stdin=EXAMPLE)
     assert verbose.returncode == 0
     assert verbose.stderr.decode().splitlines() == [
@@ -445,11 +445,11 @@ def test_many_failing_images_are_one_warning_per_registry(registries):
     assert lines[2] == "error: 200 image(s) cannot be rewritten:"
     assert lines[3] == (
         f"  {host}/team/app0:1: probe failed: connection refused; --on-probe-error=fail "
-        "[document 0 (Pod a/p, line 6) spec.containers[0].image]"
+        "[document 1 (Pod a/p, line 6) spec.containers[0].image]"
     )
     assert lines[13:] == ["  ... and 190 more (-v lists them all)"]
     everything = run(_probe_args(registries, "--on-probe-error", "fail", "-v"), stdin=_pod(*images))
-    assert everything.stderr.decode().count("--on-probe-error=fail [document 0") == 200
+    assert everything.stderr.decode().count("--on-probe-error=fail [document 1") == 200
 
 
 def test_progress_on_a_terminal(tmp_path):
@@ -674,3 +674,54 @@ def test_every_error_is_one_error_line_then_indented_details():
     err = io.StringIO()
     Reporter(stream=err).error("3 problems:\n  one\ntwo\n\tthree")
     assert err.getvalue() == "error: 3 problems:\n  one\n  two\n\tthree\n"
+
+
+def test_several_files_name_the_file_and_count_within_it(tmp_path):
+    (tmp_path / "a.yaml").write_bytes(EXAMPLE)
+    bad = b"kind: ConfigMap\nmetadata: {name: x}\n---\n" + EXAMPLE.split(b"---\n", 2)[1].replace(
+        b"        image: postgres:16\n", b"        image: postgres:16\n        image: postgres:17\n"
+    )
+    (tmp_path / "b.yaml").write_bytes(bad)
+    failed = run(["render", *LICENSE, *RULES, str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")])
+    assert failed.returncode == 1
+    assert failed.stdout == b""
+    line = bad.split(b"image: postgres:17")[0].count(b"\n") + 1
+    assert failed.stderr.decode() == (
+        f"error: {tmp_path / 'b.yaml'}: document 2 (Deployment shop/api, line {line}): "
+        "duplicate key 'image'\n"
+    )
+    # The same file alone, or on stdin: no file name, the same numbers
+    alone = run(["render", *LICENSE, *RULES], stdin=bad)
+    assert alone.stderr.decode() == (
+        f"error: document 2 (Deployment shop/api, line {line}): duplicate key 'image'\n"
+    )
+    # stdin among files is named so
+    mixed = run(["render", *LICENSE, *RULES, str(tmp_path / "a.yaml"), "-"], stdin=bad)
+    assert mixed.stderr.decode().startswith("error: stdin: document 2 (Deployment shop/api, ")
+
+
+def test_several_files_warnings_and_one_stream(tmp_path):
+    invalid = EXAMPLE.replace(b"image: postgres:16", b"image: '{{ .Values.db }}'")
+    for name in ("a.yaml", "b.yaml"):
+        (tmp_path / name).write_bytes(invalid)
+    result = run(["render", *LICENSE, *RULES, str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")])
+    assert result.returncode == 0, result.stderr
+    line = invalid.split(b"'{{")[0].count(b"\n") + 1
+    warnings = result.stderr.decode().splitlines()
+    assert [w.split(": spec.")[0] for w in warnings] == [
+        f"warning: {tmp_path / name}: document 2 (Deployment shop/api, line {line})"
+        for name in ("a.yaml", "b.yaml")
+    ]
+    # Still one stream: the pull Secret once, at the end
+    docs = list(yaml.safe_load_all(result.stdout))
+    assert [d["kind"] for d in docs][-1] == "Secret"
+    assert [d["kind"] for d in docs].count("Secret") == 1
+    # scan's table: the DOC column names the file too; the JSON keeps its stream count
+    table = run(["scan", *LICENSE, *RULES, str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")])
+    assert [row.split()[0] for row in table.stdout.decode().splitlines()[1:]] == [
+        f"{tmp_path / name}:{n}" for name in ("a.yaml", "b.yaml") for n in (2, 3)
+    ]
+    report = json.loads(
+        run(["scan", "-o", "json", *LICENSE, *RULES, str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")]).stdout
+    )
+    assert [row["document"] for row in report["images"]] == [1, 2, 4, 5]

@@ -64,13 +64,13 @@ def test_a_key_after_a_merge_that_supplies_it_is_no_duplicate():
     [
         (
             "x: &x {image: a}\ny:\n  image: b\n  <<: *x\n",
-            r"^document 0 \(line 3\): key 'image' is given before a `<<` merge that also "
+            r"^document 1 \(line 3\): key 'image' is given before a `<<` merge that also "
             r"supplies it, and YAML readers disagree",
         ),
-        ("y:\n  <<: 1\n", r"^document 0 \(line 2\): a merge key `<<` needs a mapping"),
-        ("y:\n  <<: [{a: 1}, 2]\n", r"^document 0 \(line 2\): a merge key `<<` needs a mapping"),
-        ("a: 1\na: 2\n", r"^document 0 \(line 2\): duplicate key 'a'$"),
-        ("x: &x [1, *x]\n", r"^document 0 \(line 1\): an anchor is used inside itself$"),
+        ("y:\n  <<: 1\n", r"^document 1 \(line 2\): a merge key `<<` needs a mapping"),
+        ("y:\n  <<: [{a: 1}, 2]\n", r"^document 1 \(line 2\): a merge key `<<` needs a mapping"),
+        ("a: 1\na: 2\n", r"^document 1 \(line 2\): duplicate key 'a'$"),
+        ("x: &x [1, *x]\n", r"^document 1 \(line 1\): an anchor is used inside itself$"),
     ],
 )
 def test_refused(text, message):

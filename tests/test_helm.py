@@ -403,7 +403,7 @@ def test_real_helm4_messages_reach_the_log_file(real_helm4: Helm) -> None:
     assert "CACHE_IMAGE" not in done.stderr
     assert real_helm4.state_log.read_text().splitlines() == [
         # Document and line in the stream Helm sent (worker's Deployment comes first).
-        "warning: document 1 (Deployment shop-api, line 44): "
+        "warning: document 2 (Deployment shop-api, line 44): "
         "spec.template.spec.containers[2].image: invalid image reference '$(CACHE_IMAGE)' "
         "(invalid reference format); left unchanged"
     ]

@@ -21,20 +21,20 @@ BILLION_LAUGHS = POD + b'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol",
 # nesting is refused by libyaml's scanner (since 0.2.6, PyYAML 6.0.4) or by rewriter's own
 # depth check (older libyaml), so only where it is named is fixed.
 FAILS = [
-    ("malformed", b"kind: Pod\nspec: {containers: [\n", "error: document 0 (line 3): invalid YAML: "),
-    ("tabs", b"kind: Pod\nspec:\n\tcontainers: []\n", "error: document 0 (line 3): invalid YAML: "),
-    ("invalid utf-8 in a pod", b"kind: Pod\nspec: {containers: [{image: \xff}]}\n", "error: document 0 (line 2): invalid UTF-8"),
-    ("invalid utf-8 elsewhere", b"kind: ConfigMap\ndata: {a: \xff}\n", "error: document 0: invalid YAML: "),
-    ("second document broken", POD + b"---\nkind: ConfigMap\ndata: {a: [}\n", "error: document 1 (line 9): invalid YAML: "),
-    ("duplicate keys", b"kind: Pod\nspec:\n  containers:\n  - image: nginx\n    image: quay.io/x/y\n", "error: document 0 (line 5): duplicate key 'image'"),
-    ("deep flow nesting", b"kind: Pod\nx: " + b"[" * 50000 + b"]" * 50000 + b"\n", "error: document 0 (line 2): "),
-    ("deep block nesting", b"".join(b" " * i + b"k:\n" for i in range(1100)), "error: document 0 (line 501): nested more than 500 levels deep"),
+    ("malformed", b"kind: Pod\nspec: {containers: [\n", "error: document 1 (Pod, line 3): invalid YAML: "),
+    ("tabs", b"kind: Pod\nspec:\n\tcontainers: []\n", "error: document 1 (Pod, line 3): invalid YAML: "),
+    ("invalid utf-8 in a pod", b"kind: Pod\nspec: {containers: [{image: \xff}]}\n", "error: document 1 (Pod, line 2): invalid UTF-8"),
+    ("invalid utf-8 elsewhere", b"kind: ConfigMap\ndata: {a: \xff}\n", "error: document 1 (ConfigMap): invalid YAML: "),
+    ("second document broken", POD + b"---\nkind: ConfigMap\ndata: {a: [}\n", "error: document 2 (ConfigMap, line 9): invalid YAML: "),
+    ("duplicate keys", b"kind: Pod\nspec:\n  containers:\n  - image: nginx\n    image: quay.io/x/y\n", "error: document 1 (Pod, line 5): duplicate key 'image'"),
+    ("deep flow nesting", b"kind: Pod\nx: " + b"[" * 50000 + b"]" * 50000 + b"\n", "error: document 1 (Pod, line 2): "),
+    ("deep block nesting", b"".join(b" " * i + b"k:\n" for i in range(1100)), "error: document 1 (line 501): nested more than 500 levels deep"),
     # Untouched documents are checked by the parser, not the composer, so an undefined
     # alias is reported where it matters: in documents that may hold an image.
-    ("undefined alias", b"kind: Pod\nspec: {containers: [{image: *nothing}]}\n", "error: document 0 (line 2): invalid YAML: "),
+    ("undefined alias", b"kind: Pod\nspec: {containers: [{image: *nothing}]}\n", "error: document 1 (Pod, line 2): invalid YAML: "),
     # kubectl: "anchor 's' value contains itself"
-    ("recursive alias", b"kind: Pod\nspec: &s\n  containers:\n  - image: quay.io/a/b:1\n  self: *s\n", "error: document 0 (line 2): an anchor is used inside itself"),
-    ("user secret in the way", POD + b"---\nkind: Secret\nmetadata: {name: acme-registry}\n", "error: document 1: a Secret named 'acme-registry' already exists"),
+    ("recursive alias", b"kind: Pod\nspec: &s\n  containers:\n  - image: quay.io/a/b:1\n  self: *s\n", "error: document 1 (Pod, line 2): an anchor is used inside itself"),
+    ("user secret in the way", POD + b"---\nkind: Secret\nmetadata: {name: acme-registry}\n", "error: document 2: a Secret named 'acme-registry' already exists"),
     ("private image on a port", POD.replace(b"quay.io/a/b:1", b"localhost:5000/b:1"), "error: 1 image(s) cannot be rewritten:"),
 ]
 
@@ -91,6 +91,6 @@ def test_strict_turns_warnings_into_one_error():
     result = run([*ARGS, "--strict"], stdin=data)
     assert (result.returncode, result.stdout) == (1, b"")
     assert result.stderr.decode() == (
-        "error: document 0 (Pod ?, line 2): spec.containers[0].image: "
+        "error: document 1 (Pod ?, line 2): spec.containers[0].image: "
         "invalid image reference '{{ .Values.image }}' (invalid reference format)\n"
     )

@@ -368,7 +368,7 @@ def test_midstream_warning_and_strict_under_kustomize(kustomize: Path, tmp_path:
     base = kh.app_base(tmp_path, templated=True)
     generated, text = assert_midstream_under_kustomize(kustomize, base, kh.HOST_OPTIONS, tmp_path)
     # Located in `kustomize build BASE`, the stream rewriter rendered (document, line).
-    site = "document 4 (Job shop/demo-setup, line 103): spec.template.spec.containers[0].image"
+    site = "document 5 (Job shop/demo-setup, line 103): spec.template.spec.containers[0].image"
     assert kh.warnings(generated.stderr) == [f"warning: {site}: {kh.TEMPLATED_WARNING}"]
     assert "{{" not in text
 

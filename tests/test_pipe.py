@@ -96,6 +96,6 @@ def test_a_failed_render_writes_nothing(shell: Shell, tmp_path: Path) -> None:
     assert (done.returncode, done.stdout) == (1, b"")
     assert done.stderr.decode().startswith(
         "error: 1 image(s) cannot be rewritten:\n  localhost:5000/tools: rule --private '*'; "
-        "a private image on a registry with a port cannot be proxied [document 2 "
+        "a private image on a registry with a port cannot be proxied [document 3 "
         "(StatefulSet shop/demo-worker, line "
     )

@@ -8,7 +8,7 @@ from helpers import options, render
 
 from rewriter.decide import Rules
 from rewriter.errors import RewriterError
-from rewriter.render import plan, rewrite
+from rewriter.render import describe, plan, rewrite
 from rewriter.report import Reporter
 
 DEPLOY = """\
@@ -122,7 +122,7 @@ def test_user_secret_in_the_way_is_an_error_ours_is_replaced():
     user = "---\napiVersion: v1\nkind: Secret\nmetadata: {name: acme-registry, namespace: a}\n"
     with pytest.raises(
         RewriterError,
-        match=r"document 1: a Secret named 'acme-registry' already exists in namespace a",
+        match=r"document 2: a Secret named 'acme-registry' already exists in namespace a",
     ):
         render(DEPLOY.format(ns="a") + user)
     # In another namespace it is no conflict.
@@ -142,7 +142,7 @@ def test_a_secret_named_like_ours_inside_a_list_is_in_the_way(labels: str) -> No
     with pytest.raises(RewriterError) as error:
         render(DEPLOY.format(ns="a") + listed)
     assert str(error.value) == (
-        "document 1 items[0]: a Secret named 'acme-registry' already exists in namespace a "
+        "document 2 items[0]: a Secret named 'acme-registry' already exists in namespace a "
         "inside a List; rename it or choose another name with --secret-name"
     )
     render(DEPLOY.format(ns="b") + listed)  # another namespace: no conflict
@@ -198,7 +198,7 @@ def test_all_unproxyable_images_are_reported_together():
     message = str(error.value)
     assert message.startswith("2 image(s) cannot be rewritten:")
     assert "localhost:5000/a:1" in message and "Reg.io/b:1" in message
-    assert "document 1 (Deployment b/web, line 25)" in message
+    assert "document 2 (Deployment b/web, line 25)" in message
 
 
 def test_unparseable_values_warn_and_stay_strict_fails():
@@ -212,8 +212,8 @@ def test_unparseable_values_warn_and_stay_strict_fails():
     out = rewrite(plan(text.encode(), opts, lambda refs: {}, report), opts, report).stream()
     assert out == text.encode()
     assert stream.getvalue().splitlines() == [
-        "warning: document 0 (Deployment a/web, line 12): spec.template.spec.containers[0].image: invalid image reference '{{ .Values.image }}' (invalid reference format); left unchanged",
-        "warning: document 0 (Deployment a/web, line 15): spec.template.spec.containers[1].image: not a string (int: '42'); left unchanged",
+        "warning: document 1 (Deployment a/web, line 12): spec.template.spec.containers[0].image: invalid image reference '{{ .Values.image }}' (invalid reference format); left unchanged",
+        "warning: document 1 (Deployment a/web, line 15): spec.template.spec.containers[1].image: not a string (int: '42'); left unchanged",
     ]
     with pytest.raises(RewriterError, match="invalid image reference"):
         render(text, options(strict=True))
@@ -264,7 +264,7 @@ def test_custom_resource_fields_get_pull_secrets_where_the_kind_takes_them():
 
 
 def test_bad_yaml_names_the_document_and_line():
-    with pytest.raises(RewriterError, match=r"^document 1 \(line 4\): invalid YAML: "):
+    with pytest.raises(RewriterError, match=r"^document 2 \(Pod, line 4\): invalid YAML: "):
         render("a: 1\n---\nkind: Pod\nspec: {containers: [image: x}\n")
 
 
@@ -355,7 +355,7 @@ def test_a_crd_line_inside_a_scalar_does_not_skip_the_deployment() -> None:
 
 def test_a_duplicate_kind_is_refused() -> None:
     text = "kind: CustomResourceDefinition\n" + DEPLOY.format(ns="a")
-    with pytest.raises(RewriterError, match=r"^document 0 \(line 3\): duplicate key 'kind'$"):
+    with pytest.raises(RewriterError, match=r"^document 1 \(\? a/web, line 3\): duplicate key 'kind'$"):
         render(text)
 
 
@@ -502,4 +502,20 @@ def test_a_tagged_image_that_is_no_string_is_refused(value: str, message: str) -
     text = f"kind: Pod\nspec:\n  containers:\n  - name: c\n    image: {value}\n"
     with pytest.raises(RewriterError) as caught:
         render(text)
-    assert str(caught.value) == f"document 0 (Pod ?, line 5): spec.containers[0].image: {message}"
+    assert str(caught.value) == f"document 1 (Pod ?, line 5): spec.containers[0].image: {message}"
+
+
+def test_messages_of_several_files_name_the_file_and_its_line():
+    first = DEPLOY.format(ns="a")
+    second = "kind: ConfigMap\n---\n" + DEPLOY.format(ns="b").replace("web:1", "web:{{ v }}")
+    data = (first + "---\n" + second).encode()
+    stream = io.StringIO()
+    files = [("a.yaml", 0), ("b.yaml", len(first) + 4)]
+    the_plan = plan(data, options(), lambda refs: {}, Reporter(stream=stream), files=files)
+    assert stream.getvalue().startswith(
+        "warning: b.yaml: document 2 (Deployment b/web, line 14): "
+        "spec.template.spec.containers[0].image: invalid image reference"
+    )
+    assert [describe(f) for f in the_plan.found] == [
+        "a.yaml: document 1 (Deployment a/web, line 12) spec.template.spec.containers[0].image"
+    ]

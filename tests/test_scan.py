@@ -56,7 +56,7 @@ def test_scan_unclaimed_lists_image_like_strings_outside_known_fields():
     table = run(["scan", "--unclaimed", *ARGS], stdin=TEXT).stdout.decode()
     assert table.endswith(
         "Unclaimed (look like images, in no known field; add them with --config):\n"
-        "  document 1 ConfigMap/a/settings data.sidecarImage: quay.io/acme/sidecar:2\n"
+        "  document 2 ConfigMap/a/settings data.sidecarImage: quay.io/acme/sidecar:2\n"
     )
     report = json.loads(run(["scan", "--unclaimed", "--format", "json", *ARGS], stdin=TEXT).stdout)
     assert report["unclaimed"] == [
