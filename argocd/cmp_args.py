@@ -56,7 +56,7 @@ SIDECAR_ONLY = {
 # Application env naming a file: allowed only inside the repository.
 REPO_FILES = ("LICENSE", "APPLICATION", "CONFIG", "CA_BUNDLE")
 
-_RELEASE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_RELEASE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 
 
 class Refused(Exception):

@@ -77,7 +77,8 @@ class Change:
     node: Node
     action: str  # "scalar": the value becomes `text`; "prepend": the flow item `text` goes
     # first in a list; "entry": key `key` with the flow value `text` goes first in a
-    # mapping (`block` gives the block form); "fill": `text` replaces an empty value
+    # mapping (`block` gives the block form); "fill": `text` replaces a value (an empty
+    # one, or a collection where a string belongs)
     text: str
     key: str = ""
     quoted: str | None = None  # "scalar": the quoted form when `text` is no image reference
@@ -123,6 +124,8 @@ def annotation_change(resource: MappingNode, key: str, value: str) -> tuple[Rout
             if current[1].value == value:
                 return None
             return (*steps, *current[0]), scalar_change(current[1], value, quoted)
+        if current is not None:  # a list or mapping there: replaced, never a second key
+            return (*steps, *current[0]), Change(current[1], "fill", quoted)
         return steps, Change(annotations, "entry", quoted, key=key, block=lambda _: f" {quoted}")
     flow = f"{{{json.dumps(key)}: {quoted}}}"
     if in_metadata is not None:  # `annotations: null` or empty
@@ -144,9 +147,17 @@ def splice(doc: Document, change: Change) -> Splice:
     if change.action == "entry":
         assert isinstance(node, MappingNode) and change.block is not None
         return _prepend_entry(doc, node, change.key, change.block, change.text)
-    # "fill": an empty value is a zero-width span right after its `:`; keep a blank
-    # between them, or the `:` would no longer end the key.
+    # "fill": the value, empty or not, is replaced from right after its key's `:` (a
+    # value on the lines below may stand at the key's own column, as a block list may,
+    # where a scalar may not); a blank keeps the `:` ending the key. Trailing line
+    # breaks and indentation belong to what follows.
     start, end = _span(doc, node)
+    end = start + len(doc.text[start:end].rstrip())
+    colon = start
+    while colon > 0 and doc.text[colon - 1] in " \t\r\n":
+        colon -= 1
+    if colon > 0 and doc.text[colon - 1] == ":":
+        return Splice(colon, end, f" {change.text}")
     return Splice(start, end, change.text if start < end else f" {change.text}")
 
 

@@ -519,3 +519,21 @@ def test_messages_of_several_files_name_the_file_and_its_line():
     assert [describe(f) for f in the_plan.found] == [
         "a.yaml: document 1 (Deployment a/web, line 12) spec.template.spec.containers[0].image"
     ]
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["\n      a: b", "\n    - a", " [a, b]", " {a: b}", "\n      - a\n      # trailing comment"],
+)
+def test_annotate_replaces_a_non_string_annotation_value(value: str) -> None:
+    # Never a second `rewriter/original-images` key: consumers disagree on which wins.
+    text = DEPLOY.format(ns="a").replace(
+        "  annotations: {}\n", f"  annotations:\n    rewriter/original-images:{value}\n    keep: me\n"
+    )
+    out = render(text, options(annotate=True))
+    assert out.count(b"rewriter/original-images") == 1
+    meta = next(yaml.safe_load_all(out))["metadata"]
+    assert meta["annotations"] == {
+        "rewriter/original-images": '{"spec.template.spec.containers[0].image":"quay.io/acme/web:1"}',
+        "keep": "me",
+    }
