@@ -807,7 +807,7 @@ def test_help_steers_secrets_off_the_command_line() -> None:
         r"REWRITER_LOCAL_REGISTRY_PASSWORD or --local-registry-password-file\.",
         text,
     )
-    assert "--probe-allow GLOB" in text and "--probe-deny GLOB" in text
+    assert "--probe-allow GLOB|CIDR" in text and "--probe-deny GLOB|CIDR" in text
 
 
 # -- --probe-deny / --probe-allow: addresses as the resolver reads them (issue 15 §3) --------
