@@ -44,9 +44,20 @@ def rows(the_plan: Plan) -> list[dict[str, Any]]:
                 "cached": probe.cached if probe else None,
                 "new_image": decision.new_text,
                 "pull_secret": decision.needs_secret,
+                **_file_keys(found.doc, found.site.line),
             }
         )
     return result
+
+
+def _file_keys(doc: Document, line: int) -> dict[str, Any]:
+    """With several input files: the file, and the document and line within it (keys
+    added to the schema; `document` and `line` keep counting the whole stream)."""
+    origin = doc.chunk.origin
+    if origin is None:
+        return {}
+    chunk = doc.chunk
+    return {"file": origin.name, "file_document": chunk.number, "file_line": chunk.line(line)}
 
 
 def as_json(the_plan: Plan, with_unclaimed: bool = False) -> str:

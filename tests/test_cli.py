@@ -725,3 +725,11 @@ def test_several_files_warnings_and_one_stream(tmp_path):
         run(["scan", "-o", "json", *LICENSE, *RULES, str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")]).stdout
     )
     assert [row["document"] for row in report["images"]] == [1, 2, 4, 5]
+    # ... and says where each image is within its file too (keys added with several files).
+    # (b.yaml is a.yaml again: its images sit on the same lines of their file)
+    a_rows = report["images"][:2]
+    assert [(row["file"], row["file_document"], row["file_line"]) for row in report["images"]] == [
+        (str(tmp_path / name), n, row["line"]) for name in ("a.yaml", "b.yaml") for n, row in zip((2, 3), a_rows, strict=True)
+    ]
+    one = json.loads(run(["scan", "-o", "json", *LICENSE, *RULES, str(tmp_path / "a.yaml")]).stdout)
+    assert "file" not in one["images"][0]  # one input: the stream is the file
