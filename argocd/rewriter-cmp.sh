@@ -54,9 +54,11 @@ sidecar_defaults() {
   if [[ -z "${REWRITER_DEADLINE:-}" && -z "${ARGOCD_ENV_REWRITER_DEADLINE:-}" ]]; then
     export REWRITER_DEADLINE=40
   fi
-  # A vendor's rules next to the manifests, unless the sidecar or the Application set one.
-  if [[ -f .rewriter.yaml && -z "${REWRITER_CONFIG:-}" && -z "${ARGOCD_ENV_REWRITER_CONFIG:-}" ]]; then
-    export REWRITER_CONFIG="$PWD/.rewriter.yaml"
+  # A vendor's rules next to the manifests: repository content, so rewriter lets it set
+  # rules and fields only (--repository-config), below the sidecar's and the
+  # Application's own configuration.
+  if [[ -f .rewriter.yaml ]]; then
+    export REWRITER_REPOSITORY_CONFIG="$PWD/.rewriter.yaml"
   fi
 }
 

@@ -187,7 +187,8 @@ FLAG_OPTIONS: dict[str, tuple[Any, Any]] = {
     "additional_namespace": (list[str] | None, _opt("additional-namespace", "Also create the pull secret here. Repeatable; '*' = every namespace in the stream.", OUTPUT, metavar="NS")),
     "secret_name": (str | None, _opt("secret-name", "Name of the pull secret [default: <app-slug>-registry].", OUTPUT, metavar="NAME")),
     "config": (Path | None, _opt("config", "YAML config: image fields of custom resources and defaults for any option (see README).", OUTPUT, metavar="FILE")),
-    "log_file": (Path | None, _opt("log-file", "Also append warnings and errors to this file (Helm 4 discards stderr): a regular file, or a new one (created 0600); FIFOs and devices are refused.", OUTPUT, metavar="FILE")),
+    "repository_config": (Path | None, _opt("repository-config", "Config the repository sets: rules only.", OUTPUT, metavar="FILE")),
+    "log_file": (Path | None, _opt("log-file", "Also append warnings and errors here (Helm 4 discards stderr): a regular or new file (0600), never a FIFO or device.", OUTPUT, metavar="FILE")),
 }  # fmt: skip
 assert set(FLAG_OPTIONS) == {f.name for f in fields(Flags)}
 

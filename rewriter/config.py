@@ -6,6 +6,7 @@ decided in `settings`, not here.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,39 @@ def load_application(path: Path) -> Application:
         registry_host=_str(spec, "replicatedRegistryDomain", path),
         proxy_public_images=spec.get("proxyPublicImages") is True,
     )
+
+
+# What a repository may decide (SPEC 7, trust levels): rules and shapes. Under Argo CD the
+# app directory (`.rewriter.yaml`), and under kustomize a KRM functionConfig, are
+# repository content, less trusted than the sidecar and the Application: a host that
+# receives credentials, a file path, the cache, the log, TLS or probe reach set there
+# could send the license to another host or read the sidecar's files.
+REPOSITORY_OPTIONS = frozenset(
+    {"private", "public", "additional-namespace", "annotate", "related-images",
+     "app-slug", "license-id", "secret-name", "namespace", "on-probe-error", "strict",
+     "offline", "keep-path"}
+)  # fmt: skip
+# Options a repository may set to one value only: turning the cache off points it nowhere.
+REPOSITORY_VALUES = {"cache": "none"}
+
+
+def at_repository_level(config: ConfigFile, source: str, known: Collection[str]) -> ConfigFile:
+    """`config` when every known option in it is one a repository may set; else an error
+    naming the options and the level. (Unknown options are the caller's to report.)"""
+    forbidden = sorted(
+        name
+        for name, value in config.options.items()
+        if name in known
+        and name not in REPOSITORY_OPTIONS
+        and REPOSITORY_VALUES.get(name, ...) != value
+    )
+    if forbidden:
+        raise RewriterError(
+            f"{source}: {', '.join(forbidden)} may not be set by the repository, only by "
+            "the Application or the sidecar (hosts that receive credentials, files, the "
+            "cache, the log, TLS and probe reach)"
+        )
+    return config
 
 
 def load_config(path: Path) -> ConfigFile:

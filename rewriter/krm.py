@@ -23,7 +23,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from rewriter import edit
-from rewriter.config import ConfigFile, parse_config
+from rewriter.config import ConfigFile, at_repository_level, parse_config
 from rewriter.decide import Action
 from rewriter.document import get, scalar
 from rewriter.errors import RewriterError
@@ -167,6 +167,8 @@ def function_config(value: Any, reporter: Reporter) -> ConfigFile:
             "functionConfig sets license-id: it ends up in version control; prefer "
             "REWRITER_LICENSE_ID or license-id-file"
         )
+    # Committed with the kustomization: the repository's level of trust (SPEC 7).
+    at_repository_level(config, "functionConfig", _FLAG_TYPES)
     return ConfigFile(config.pod_specs, config.images, _typed_options(config.options))
 
 

@@ -19,6 +19,7 @@ from rewriter.config import (
     Application,
     ConfigFile,
     License,
+    at_repository_level,
     endpoint_hosts,
     load_application,
     load_config,
@@ -70,6 +71,7 @@ class Flags:
     keep_path: bool | None = None
     annotate: bool | None = None
     config: Path | None = None
+    repository_config: Path | None = None  # a config the repository controls
     log_file: Path | None = None
 
 
@@ -122,12 +124,13 @@ def resolve(flags: Flags, base: ConfigFile | None = None) -> Settings:
     """
     config = base or ConfigFile()
     if flags.config is not None:
-        from_file = load_config(flags.config)
-        config = ConfigFile(
-            config.pod_specs + from_file.pod_specs,
-            config.images + from_file.images,
-            {**from_file.options, **config.options},
+        config = _merged(config, load_config(flags.config))
+    if flags.repository_config is not None:
+        # The least trusted layer: its options only where no other config gives one.
+        repository = at_repository_level(
+            load_config(flags.repository_config), str(flags.repository_config), _OPTION_NAMES
         )
+        config = _merged(config, repository)
     value = _layers(flags, config)
 
     lic = License(None, None)
@@ -249,9 +252,20 @@ def resolve(flags: Flags, base: ConfigFile | None = None) -> Settings:
     )
 
 
+_OPTION_NAMES = frozenset(f.name.replace("_", "-") for f in fields(Flags))
+
+
+def _merged(config: ConfigFile, below: ConfigFile) -> ConfigFile:
+    """`config` with the fields and options of `below`, whose options yield to its own."""
+    return ConfigFile(
+        config.pod_specs + below.pod_specs,
+        config.images + below.images,
+        {**below.options, **config.options},
+    )
+
+
 def _layers(flags: Flags, config: ConfigFile) -> Any:
-    known = {f.name.replace("_", "-") for f in fields(Flags)}
-    unknown = set(config.options) - known
+    unknown = set(config.options) - _OPTION_NAMES
     if unknown:
         raise RewriterError(f"unknown options in config: {', '.join(sorted(unknown))}")
     repeatable = {f.name for f in fields(Flags) if "list" in str(f.type)}

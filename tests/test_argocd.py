@@ -573,6 +573,23 @@ def test_rewriter_yaml_in_the_app_directory_is_its_config(cmp: CmpServer) -> Non
     assert "options:" not in result.stdout
 
 
+def test_rewriter_yaml_may_not_choose_where_credentials_go(cmp: CmpServer) -> None:
+    # Repository content: it may set rules, not the host the license goes to, a sidecar
+    # file to put into a pull Secret, or the log (SPEC 7, trust levels).
+    app = cmp.checkout(APPS / "plain-app", "apps/plain")
+    (app / ".rewriter.yaml").write_text(
+        "options:\n  app-slug: my-kots-app\n  local-registry: evil.example.com/x\n"
+        "  local-registry-password-file: /etc/hostname\n  log-file: /dev/stdout\n"
+    )
+    result = cmp.run("generate", app, cmp.request_env(app))
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert (
+        f"error: {app / '.rewriter.yaml'}: local-registry, local-registry-password-file, "
+        "log-file may not be set by the repository, only by the Application or the sidecar"
+    ) in result.stderr
+
+
 # --- failures: a non-zero exit and nothing on stdout ----------------------------------
 
 

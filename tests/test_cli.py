@@ -733,3 +733,25 @@ def test_several_files_warnings_and_one_stream(tmp_path):
     ]
     one = json.loads(run(["scan", "-o", "json", *LICENSE, *RULES, str(tmp_path / "a.yaml")]).stdout)
     assert "file" not in one["images"][0]  # one input: the stream is the file
+
+
+def test_a_repository_config_sets_rules_only(tmp_path):
+    repo = tmp_path / "repo.yaml"
+    repo.write_text("options:\n  private: ['quay.io/*']\n  proxy-host: evil.example\n")
+    result = run(["--repository-config", str(repo), *LICENSE], stdin=EXAMPLE)
+    assert (result.returncode, result.stdout) == (1, b"")
+    assert result.stderr.decode() == (
+        f"error: {repo}: proxy-host may not be set by the repository, only by the "
+        "Application or the sidecar (hosts that receive credentials, files, the cache, "
+        "the log, TLS and probe reach)\n"
+    )
+    # Rules it may set; the sidecar's own --config wins where both speak.
+    repo.write_text("options:\n  private: ['quay.io/*']\n  on-probe-error: fail\n")
+    sidecar = tmp_path / "sidecar.yaml"
+    sidecar.write_text("options:\n  public: ['docker.io/*']\n  on-probe-error: keep\n")
+    result = run(
+        ["--repository-config", str(repo), "--config", str(sidecar), "--offline", *LICENSE],
+        stdin=EXAMPLE,
+    )
+    assert result.returncode == 0, result.stderr
+    assert b"proxy.replicated.com/proxy/my-kots-app/quay.io/my-org/api:v1.0.1" in result.stdout

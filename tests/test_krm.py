@@ -263,10 +263,10 @@ def test_precedence_flag_over_env_over_function_config(krm: Callable[..., Done])
         ),
         (
             "  kind: RewriterConfig\n  apiVersion: rewriter.dev/v1alpha1\n  spec:\n"
-            "    options: {cache: probes.sqlite}\n",
-            "cache path 'probes.sqlite' is relative: a KRM function runs in the kustomization "
-            "directory, so give an absolute path (or leave it unset for the user cache dir, "
-            "or 'none')",
+            "    options: {cache: probes.sqlite, log-file: /tmp/x, proxy-host: evil.example}\n",
+            "functionConfig: cache, log-file, proxy-host may not be set by the repository, "
+            "only by the Application or the sidecar (hosts that receive credentials, files, "
+            "the cache, the log, TLS and probe reach)",
         ),
     ],
 )
@@ -511,10 +511,10 @@ def test_exec_function_warning_comes_back_as_a_result(kustomize: Path, tmp_path:
         ),
         pytest.param(
             {**kh.HOST_OPTIONS, "cache": "probes.sqlite"},
-            "cache path 'probes.sqlite' is relative: a KRM function runs in the kustomization "
-            "directory, so give an absolute path (or leave it unset for the user cache dir, "
-            "or 'none')",
-            id="relative-cache",
+            "functionConfig: cache may not be set by the repository, only by the Application "
+            "or the sidecar (hosts that receive credentials, files, the cache, the log, TLS "
+            "and probe reach)",
+            id="cache-chosen-by-the-repository",
         ),
     ],
 )
@@ -701,11 +701,6 @@ def test_exec_function_with_a_configmap_function_config(kustomize: Path, tmp_pat
     assert b"name: rewriter\n" not in done.stdout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SPEC 7 trust levels are not enforced: a functionConfig (repository level) may "
-    "set proxy-host, registry-host, log-file, cache, probe and TLS options",
-)
 def test_a_function_config_may_not_choose_where_credentials_go(
     kustomize: Path, tmp_path: Path
 ) -> None:
