@@ -51,8 +51,17 @@ sidecar_defaults() {
     *) die "REWRITER_CACHE must be an absolute path, a redis:// URL or none, not '$REWRITER_CACHE'" ;;
   esac
   # Probes must end well inside the repo-server's 60 s gRPC deadline.
-  if [[ -z "${REWRITER_DEADLINE:-}" && -z "${ARGOCD_ENV_REWRITER_DEADLINE:-}" ]]; then
+  if [[ -z "${REWRITER_DEADLINE:-}" ]]; then
     export REWRITER_DEADLINE=40
+  fi
+  # An Application may lower it (its plugin.env), never raise it past the sidecar's.
+  if [[ -n "${ARGOCD_ENV_REWRITER_DEADLINE:-}" ]]; then
+    local lower="$ARGOCD_ENV_REWRITER_DEADLINE"
+    if ! [[ "$lower" =~ ^[0-9]+([.][0-9]+)?$ ]] \
+      || ! awk -v a="$lower" -v s="$REWRITER_DEADLINE" 'BEGIN { exit !(a > 0 && a <= s) }'; then
+      die "ARGOCD_ENV_REWRITER_DEADLINE '$lower': a number of seconds above 0 and at most the sidecar's $REWRITER_DEADLINE"
+    fi
+    export REWRITER_DEADLINE="$lower"
   fi
   # A vendor's rules next to the manifests: repository content, so rewriter lets it set
   # rules and fields only (--repository-config), below the sidecar's and the

@@ -544,6 +544,33 @@ def test_rewriter_gets_the_parameters_and_sidecar_defaults(cmp: CmpServer) -> No
     assert {s["metadata"]["name"] for s in secrets} == {"vendor-pull"}
 
 
+@pytest.mark.parametrize(
+    ("value", "deadline", "error"),
+    [
+        ("12.5", "12.5", None),
+        ("40", "40", None),
+        ("60", None, "a number of seconds above 0 and at most the sidecar's 40"),
+        ("0", None, "a number of seconds above 0 and at most the sidecar's 40"),
+        ("soon", None, "a number of seconds above 0 and at most the sidecar's 40"),
+    ],
+)
+def test_an_application_may_lower_the_deadline(
+    cmp: CmpServer, value: str, deadline: str | None, error: str | None
+) -> None:
+    record = cmp.root / "rewriter-deadline"
+    real = shutil.which("rewriter", path=cmp.env["PATH"])
+    shim = cmp.bin / "rewriter"
+    shim.write_text(f'#!/bin/sh\necho "$REWRITER_DEADLINE" > {record}\nexec {real} "$@"\n')
+    shim.chmod(0o755)
+    app = cmp.checkout(APPS / "plain-app", "apps/plain")
+    result = cmp.generate(app, plugin_env={"REWRITER_DEADLINE": value}, parameters=RULES)
+    if error is None:
+        assert result.returncode == 0, result.stderr
+        assert record.read_text() == f"{deadline}\n"
+    else:
+        assert_fails(result, f"ARGOCD_ENV_REWRITER_DEADLINE '{value}': {error}")
+
+
 def test_plugin_env_sets_any_rewriter_option(cmp: CmpServer) -> None:
     app = cmp.checkout(APPS / "plain-app", "apps/plain")
     result = cmp.generate(
