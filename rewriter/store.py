@@ -23,6 +23,7 @@ import stat
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
 from rewriter.errors import RewriterError
@@ -76,7 +77,12 @@ def parse_spec(spec: str) -> CacheSpec:
             "(renders under Argo CD and kustomize run in a temporary directory, "
             "so a relative cache would start empty every time)"
         )
-    return CacheSpec("sqlite", os.path.normpath(path))
+    path = os.path.normpath(path)
+    if not PurePath(path).suffix:
+        # requests-cache, which writes the file, adds `.sqlite` to a name without a
+        # suffix: the reader, `cache info` and `cache clear` must name that same file.
+        path += ".sqlite"
+    return CacheSpec("sqlite", path)
 
 
 class Unusable(Exception):

@@ -68,6 +68,20 @@ def test_the_registries_answer_then_the_cache(stub: StubRegistry, tmp_path: Path
     assert warnings == []
 
 
+def test_a_cache_path_without_suffix_is_read_where_it_was_written(
+    stub: StubRegistry, tmp_path: Path
+) -> None:
+    # requests-cache writes `probes.sqlite` for `probes`: the reader must look there too.
+    spec = parse_spec(str(tmp_path / "probes"))
+    assert spec.location == str(tmp_path / "probes.sqlite")
+    resolve(images(stub), settings(stub), spec, 3600, print)
+    asked = len(stub.requests())
+    second = resolve(images(stub), settings(stub), parse_spec(str(tmp_path / "probes")), 3600, print)
+    assert len(stub.requests()) == asked  # answered from the cache
+    assert all(answer.cached for answer in second.values())
+    assert (tmp_path / "probes.sqlite").is_file() and not (tmp_path / "probes").exists()
+
+
 def test_offline_sends_nothing_and_creates_no_cache(stub: StubRegistry, tmp_path: Path) -> None:
     cache = tmp_path / "probes.sqlite"
     denied = settings(stub, deny=("other.example",))
