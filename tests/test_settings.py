@@ -80,33 +80,26 @@ def test_other_endpoints_mean_production(endpoint: str) -> None:
     assert endpoint_hosts(endpoint) == ("proxy.replicated.com", "registry.replicated.com")
 
 
-def test_staging_license_renders_for_the_staging_proxy(tmp_path: Path) -> None:
-    lic = license_file(
-        tmp_path, appSlug="acme", licenseID="L", endpoint="https://staging.replicated.app"
-    )
+@pytest.mark.parametrize(
+    ("endpoint", "proxy", "registry"),
+    [
+        ("https://staging.replicated.app", "proxy.staging.replicated.com", "registry.staging.replicated.com"),
+        (
+            "https://replicated-app-user1.okteto.repldev.com",
+            "registry-proxy-user1.okteto.repldev.com",
+            "vendor-registry-v2-user1.okteto.repldev.com",
+        ),
+    ],
+    ids=["staging", "dev"],
+)
+def test_the_license_endpoint_picks_the_hosts(
+    tmp_path: Path, endpoint: str, proxy: str, registry: str
+) -> None:
+    lic = license_file(tmp_path, appSlug="acme", licenseID="L", endpoint=endpoint)
     result = run(["--license", str(lic), *RULES], stdin=POD)
     assert result.returncode == 0, result.stderr
-    assert b"image: proxy.staging.replicated.com/proxy/acme/quay.io/acme/api:1" in result.stdout
-    assert secret_hosts(result.stdout) == [
-        "proxy.staging.replicated.com",
-        "registry.staging.replicated.com",
-    ]
-
-
-def test_dev_license_renders_for_its_namespace(tmp_path: Path) -> None:
-    lic = license_file(
-        tmp_path,
-        appSlug="acme",
-        licenseID="L",
-        endpoint="https://replicated-app-user1.okteto.repldev.com",
-    )
-    result = run(["--license", str(lic), *RULES], stdin=POD)
-    assert result.returncode == 0, result.stderr
-    assert b"image: registry-proxy-user1.okteto.repldev.com/proxy/acme/quay.io/" in result.stdout
-    assert secret_hosts(result.stdout) == [
-        "registry-proxy-user1.okteto.repldev.com",
-        "vendor-registry-v2-user1.okteto.repldev.com",
-    ]
+    assert f"image: {proxy}/proxy/acme/quay.io/acme/api:1".encode() in result.stdout
+    assert secret_hosts(result.stdout) == [proxy, registry]
 
 
 def test_given_hosts_win_over_the_endpoint(tmp_path: Path) -> None:
