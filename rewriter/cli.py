@@ -31,10 +31,11 @@ from typer._click import types as click_types
 from rewriter import STARTED, __version__
 from rewriter.decide import OFFLINE
 from rewriter.errors import RewriterError
+from rewriter.options import OPTIONS, OUTPUT, PROBE, Check, Flags, Kind, Option, one_of
 from rewriter.reference import ImageRef
-from rewriter.render import ORIGINAL_IMAGES, Plan, Prober, plan, rewrite
+from rewriter.render import Plan, Prober, plan, rewrite
 from rewriter.report import ProbeProgress, Reporter, failed_probes, probe_summary, tell_decisions
-from rewriter.settings import Flags, Settings, resolve
+from rewriter.settings import Settings, resolve
 from rewriter.verdict import ProbeKey, ProbeResult
 
 COMMANDS = ("render", "scan", "images", "cache", "krm", "kustomization", "version")
@@ -90,10 +91,10 @@ class _Checked(click_types.ParamType):
     one is a usage error naming the option (`invalid --timeout '-1': a number greater
     than 0`), in the words settings.py uses for the same value from a config file."""
 
-    def __init__(self, convert: Callable[[str], Any], expected: str) -> None:
-        self.name = expected
-        self._convert = convert
-        self.expected = expected
+    def __init__(self, check: Check) -> None:
+        self.name = check.expected
+        self._convert = check.convert
+        self.expected = check.expected
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if not isinstance(value, str):
@@ -117,79 +118,33 @@ def _option_name(param: click.Parameter | None) -> str:
     return next((o for o in opts if o.startswith("--")), "value")
 
 
-def _positive(text: str) -> float:
-    number = float(text)
-    if not number > 0:
-        raise ValueError(text)
-    return number
+# The type typer parses each kind of option to; None when neither flag nor env gives one.
+_ANNOTATIONS: dict[Kind, Any] = {
+    str: str | None,
+    Path: Path | None,
+    bool: bool | None,
+    float: float | None,
+    int: int | None,
+    list: list[str] | None,
+}
 
 
-def _workers(text: str) -> int:
-    number = int(text)
-    if number < 1:
-        raise ValueError(text)
-    return number
+def _typer_option(option: Option) -> tuple[Any, Any]:
+    """The typer parameter of one option of the table: its flag, its variables, help."""
+    extra: dict[str, Any] = {}
+    if option.metavar is not None:
+        extra["metavar"] = option.metavar
+    if option.kind is bool:
+        extra["show_default"] = False
+    if option.check is not None:
+        extra["click_type"] = _Checked(option.check)
+    typed = _opt(option.name, option.help_text, option.panel, **extra)
+    return _ANNOTATIONS[option.kind], typed
 
 
-def _one_of(*allowed: str) -> _Checked:
-    def check(text: str) -> str:
-        if text not in allowed:
-            raise ValueError(text)
-        return text
-
-    return _Checked(check, ", ".join(allowed[:-1]) + " or " + allowed[-1])
-
-
-def _cache_location(text: str) -> str:
-    if text != "none" and "://" not in text and not os.path.isabs(os.path.expanduser(text)):
-        raise ValueError(text)
-    return text
-
-
-SECONDS = _Checked(_positive, "a number of seconds greater than 0")
-CACHE = _Checked(_cache_location, "an absolute path, redis://HOST:PORT/DB or none")
-
-
-LICENSE, RULES, PROBE, OUTPUT = "License", "Decisions", "Probe and cache", "Input and output"
-AIRGAP = "Air-gap (local registry)"
-
-# One typer option per Flags field: the help text is the user's documentation.
-FLAG_OPTIONS: dict[str, tuple[Any, Any]] = {
-    "license": (Path | None, _opt("license", "KOTS License YAML: app slug and license ID.", LICENSE, metavar="FILE")),
-    "app_slug": (str | None, _opt("app-slug", "Application slug: images go to <proxy>/proxy/<slug>/...", LICENSE, metavar="SLUG")),
-    "license_id": (str | None, _opt("license-id", "License ID for the pull secret. Prefer REWRITER_LICENSE_ID or --license-id-file: arguments are visible to every user of the machine.", LICENSE, metavar="ID")),
-    "license_id_file": (Path | None, _opt("license-id-file", "Read the license ID from this file (e.g. a mounted Kubernetes Secret): a regular file of at most 1 MiB, like every file an option names.", LICENSE, metavar="FILE")),
-    "application": (Path | None, _opt("application", "KOTS Application YAML: additionalNamespaces, custom domains, proxyPublicImages.", LICENSE, metavar="FILE")),
-    "proxy_host": (str | None, _opt("proxy-host", "Proxy registry host [default: proxy.replicated.com].", RULES, metavar="HOST")),
-    "registry_host": (str | None, _opt("registry-host", "Vendor registry host [default: registry.replicated.com]; a custom domain also moves images off registry.replicated.com.", RULES, metavar="HOST")),
-    "public": (list[str] | None, _opt("public", "Glob over the normalized name (docker.io/library/nginx) of images to keep. Repeatable; `*` also matches `/`.", RULES, metavar="GLOB")),
-    "private": (list[str] | None, _opt("private", "Glob of images to route through the proxy, e.g. 'quay.io/my-org/*', or '*' for all. Repeatable; --public wins.", RULES, metavar="GLOB")),
-    "on_probe_error": (str | None, _opt("on-probe-error", "When a probe gets no answer: proxy (treat as private), keep, or fail [default: proxy].", RULES, metavar="proxy|keep|fail", click_type=_one_of("proxy", "keep", "fail"))),
-    "strict": (bool | None, _opt("strict", "Unparseable image values are errors, not warnings.", RULES, show_default=False)),
-    "related_images": (bool | None, _opt("related-images", "Also rewrite images in containers' RELATED_IMAGE_* env values (the operator convention).", RULES, show_default=False)),
-    "local_registry": (str | None, _opt("local-registry", "Air-gap: rewrite every image, public or private, to this registry (the KOTS flattening: HOST/NAMESPACE/<last path component>).", AIRGAP, metavar="HOST[/NAMESPACE]")),
-    "local_registry_username": (str | None, _opt("local-registry-username", "User for the local registry's pull secret.", AIRGAP, metavar="USER")),
-    "local_registry_password": (str | None, _opt("local-registry-password", "Password for the local registry. Prefer REWRITER_LOCAL_REGISTRY_PASSWORD or --local-registry-password-file.", AIRGAP, metavar="PASSWORD")),
-    "local_registry_password_file": (Path | None, _opt("local-registry-password-file", "Read the local registry password from this file.", AIRGAP, metavar="FILE")),
-    "keep_path": (bool | None, _opt("keep-path", "Air-gap: keep the source registry and path under the local registry, so different images never collide.", AIRGAP, show_default=False)),
-    "annotate": (bool | None, _opt("annotate", f"Record the original images on each changed resource ({ORIGINAL_IMAGES} annotation) for reviewers.", OUTPUT, show_default=False)),
-    "offline": (bool | None, _opt("offline", "No network: decide by rules and cached answers only.", PROBE, show_default=False)),
-    "cache": (str | None, _opt("cache", "Probe cache: an absolute SQLite path, redis://host:port/db, or none [default: the user cache dir, rewriter/probes.sqlite].", PROBE, metavar="PATH|URL|none", click_type=CACHE)),
-    "cache_ttl": (float | None, _opt("cache-ttl", "Seconds a public/private answer is trusted [default: 86400].", PROBE, metavar="SECONDS", click_type=SECONDS)),
-    "timeout": (float | None, _opt("timeout", "Seconds per registry request [default: 5].", PROBE, metavar="SECONDS", click_type=SECONDS)),
-    "deadline": (float | None, _opt("deadline", "Seconds for all probes of a render; later answers count as failed [default: 30].", PROBE, metavar="SECONDS", click_type=SECONDS)),
-    "concurrency": (int | None, _opt("concurrency", "Probes in parallel [default: 32].", PROBE, metavar="N", click_type=_Checked(_workers, "a whole number greater than 0"))),
-    "insecure_registry": (list[str] | None, _opt("insecure-registry", "Allow plain HTTP to this registry. Repeatable.", PROBE, metavar="HOST[:PORT]")),
-    "ca_bundle": (Path | None, _opt("ca-bundle", "CA certificates for probing registries.", PROBE, metavar="FILE")),
-    "probe_allow": (list[str] | None, _opt("probe-allow", "Probe only these hosts (registries, realms, redirects): name globs, addresses, CIDR blocks. Repeatable.", PROBE, metavar="GLOB|CIDR")),
-    "probe_deny": (list[str] | None, _opt("probe-deny", "Never probe or connect to these (as --probe-allow); their images count as failed probes. Repeatable; wins over --probe-allow. Metadata and link-local addresses are always refused.", PROBE, metavar="GLOB|CIDR")),
-    "namespace": (str | None, _opt("namespace", "Namespace of resources without one [default: $ARGOCD_APP_NAMESPACE or $HELM_NAMESPACE].", OUTPUT, metavar="NS")),
-    "additional_namespace": (list[str] | None, _opt("additional-namespace", "Also create the pull secret here. Repeatable; '*' = every namespace in the stream.", OUTPUT, metavar="NS")),
-    "secret_name": (str | None, _opt("secret-name", "Name of the pull secret [default: <app-slug>-registry].", OUTPUT, metavar="NAME")),
-    "config": (Path | None, _opt("config", "YAML config: image fields of custom resources and defaults for any option (see README).", OUTPUT, metavar="FILE")),
-    "repository_config": (Path | None, _opt("repository-config", "Config the repository sets: rules only.", OUTPUT, metavar="FILE")),
-    "log_file": (Path | None, _opt("log-file", "Also append warnings and errors here (Helm 4 discards stderr): a regular or new file (0600), never a FIFO or device.", OUTPUT, metavar="FILE")),
-}  # fmt: skip
+# One typer option per option of the table (a Flags field): its help is the user's
+# documentation.
+FLAG_OPTIONS: dict[str, tuple[Any, Any]] = {o.field: _typer_option(o) for o in OPTIONS}
 assert set(FLAG_OPTIONS) == {f.name for f in fields(Flags)}
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -274,7 +229,7 @@ def scan(
             "--format",
             help="table, json (a stable schema, see the README) or yaml (the same).",
             metavar="table|json|yaml",
-            click_type=_one_of("table", "json", "yaml"),
+            click_type=_Checked(one_of("table", "json", "yaml")),
             rich_help_panel=OUTPUT,
         ),
     ] = "table",
@@ -324,7 +279,7 @@ def images(
             "--format",
             help="list (SOURCE TARGET per line) or json.",
             metavar="list|json",
-            click_type=_one_of("list", "json"),
+            click_type=_Checked(one_of("list", "json")),
             rich_help_panel=OUTPUT,
         ),
     ] = "list",
@@ -369,7 +324,7 @@ def krm(ctx: typer.Context, *, flags: Flags) -> None:
 
     out = _Stdout()
     data = sys.stdin.buffer.read()
-    function.run(data, flags, ctx.obj, _prober, cast(IO[bytes], out))
+    function.run(data, flags, os.environ, ctx.obj, _prober, cast(IO[bytes], out))
     _never_empty(_holds_documents(data), out)
 
 
@@ -435,7 +390,7 @@ def _settings(flags: Flags, reporter: Reporter) -> Settings:
     # (under Helm 4 the log is the only place they can be read).
     if flags.log_file is not None:
         reporter.open_log(flags.log_file)
-    settings = resolve(flags)
+    settings = resolve(flags, os.environ)
     if settings.log_file is not None and reporter.log is None:
         reporter.open_log(settings.log_file)
     return settings

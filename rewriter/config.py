@@ -6,7 +6,7 @@ decided in `settings`, not here.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from rewriter.errors import RewriterError
 from rewriter.fields import ImageField, PodSpecField, PullSecrets, parse_path
 from rewriter.fields import Path as FieldPath
 from rewriter.files import read_file
+from rewriter.options import BY_NAME, PROXY_HOST, REGISTRY_HOST, Option, Trust, Value
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +72,7 @@ def load_license(path: Path) -> License:
 
 
 # KOTS pkg/docker/registry getRegistryProxyInfoFromLicense: the hosts an endpoint means.
-_PRODUCTION_HOSTS = ("proxy.replicated.com", "registry.replicated.com")
+_PRODUCTION_HOSTS = (PROXY_HOST, REGISTRY_HOST)
 
 
 def endpoint_hosts(endpoint: str | None) -> tuple[str, str]:
@@ -117,29 +118,21 @@ def load_application(path: Path) -> Application:
     )
 
 
-# What a repository may decide (SPEC 7, trust levels): rules and shapes. Under Argo CD the
-# app directory (`.rewriter.yaml`), and under kustomize a KRM functionConfig, are
-# repository content, less trusted than the sidecar and the Application: a host that
-# receives credentials, a file path, the cache, the log, TLS or probe reach set there
-# could send the license to another host or read the sidecar's files.
-REPOSITORY_OPTIONS = frozenset(
-    {"private", "public", "additional-namespace", "annotate", "related-images",
-     "app-slug", "license-id", "secret-name", "namespace", "on-probe-error", "strict",
-     "offline", "keep-path"}
-)  # fmt: skip
-# Options a repository may set to one value only: turning the cache off points it nowhere.
-REPOSITORY_VALUES = {"cache": "none"}
+def at_repository_level(config: ConfigFile, source: str) -> ConfigFile:
+    """`config` when every known option in it is one a repository may set (the option
+    table's trust levels, SPEC 7); else an error naming the options and the level.
+    (Unknown options are reported by `checked_options`.)
 
-
-def at_repository_level(config: ConfigFile, source: str, known: Collection[str]) -> ConfigFile:
-    """`config` when every known option in it is one a repository may set; else an error
-    naming the options and the level. (Unknown options are the caller's to report.)"""
+    Under Argo CD the app directory (`.rewriter.yaml`), and under kustomize a KRM
+    functionConfig, are repository content, less trusted than the sidecar and the
+    Application: a host that receives credentials, a file path, the cache, the log, TLS
+    or probe reach set there could send the license to another host or read the
+    sidecar's files.
+    """
     forbidden = sorted(
         name
         for name, value in config.options.items()
-        if name in known
-        and name not in REPOSITORY_OPTIONS
-        and REPOSITORY_VALUES.get(name, ...) != value
+        if name in BY_NAME and not BY_NAME[name].may_set(Trust.REPOSITORY, value)
     )
     if forbidden:
         raise RewriterError(
@@ -148,6 +141,44 @@ def at_repository_level(config: ConfigFile, source: str, known: Collection[str])
             "cache, the log, TLS and probe reach)"
         )
     return config
+
+
+def checked_options(options: Mapping[str, Any]) -> dict[str, Value]:
+    """A config's options, each a known option with a value of its type.
+
+    A list option also takes one string (`private: quay.io/x/*` is one glob, not a
+    list of its characters). Numbers are checked with the option's own words where they
+    are used (`invalid --timeout -1: ...`).
+    """
+    unknown = set(options) - set(BY_NAME)
+    if unknown:
+        raise RewriterError(f"unknown options in config: {', '.join(sorted(unknown))}")
+    return {
+        name: _typed(BY_NAME[name], value) for name, value in options.items() if value is not None
+    }
+
+
+def _typed(option: Option, value: Any) -> Value:
+    if option.kind is list:
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise RewriterError(f"config option {option.name}: a list of strings")
+        return items
+    if option.kind is bool:
+        if not isinstance(value, bool):
+            raise RewriterError(f"config option {option.name}: true or false")
+        return value
+    if option.kind in (float, int):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise RewriterError(f"config option {option.name}: {_expected(option)}")
+        return value
+    if not isinstance(value, str):
+        raise RewriterError(f"config option {option.name}: a string")
+    return Path(value) if option.kind is Path and value else value
+
+
+def _expected(option: Option) -> str:
+    return option.check.expected if option.check is not None else "a number"
 
 
 def load_config(path: Path) -> ConfigFile:

@@ -15,8 +15,9 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import IO, Any
 
 import yaml
@@ -27,10 +28,11 @@ from rewriter.config import ConfigFile, at_repository_level, parse_config
 from rewriter.decide import Action
 from rewriter.document import get, scalar
 from rewriter.errors import RewriterError
+from rewriter.options import BY_NAME, Flags
 from rewriter.render import Plan, Prober, plan, rewrite
 from rewriter.report import Reporter, tell_decisions
 from rewriter.secrets import MANAGED_BY, MANAGED_BY_LABEL
-from rewriter.settings import Flags, Settings, resolve
+from rewriter.settings import Settings, resolve
 from rewriter.stream import BOM
 
 CONFIG_API_VERSION = "rewriter.dev/v1alpha1"
@@ -88,7 +90,12 @@ class ItemRef:
 
 
 def run(
-    data: bytes, flags: Flags, reporter: Reporter, make_prober: MakeProber, out: IO[bytes]
+    data: bytes,
+    flags: Flags,
+    environ: Mapping[str, str],
+    reporter: Reporter,
+    make_prober: MakeProber,
+    out: IO[bytes],
 ) -> None:
     """Transform one ResourceList and write the answer to `out`.
 
@@ -102,7 +109,7 @@ def run(
         root = _read_resource_list(data)
         results.items = _item_refs(root)
         config = function_config(_construct(get(root, "functionConfig")), results)
-        settings = resolve(flags, base=config)
+        settings = resolve(flags, environ, base=config)
         _check_items(root, results.items, settings.options.secret_name)
         settings = replace(settings, cache=absolute_cache(settings.cache))
         if settings.log_file is not None and reporter.log is None:
@@ -168,11 +175,8 @@ def function_config(value: Any, reporter: Reporter) -> ConfigFile:
             "REWRITER_LICENSE_ID or license-id-file"
         )
     # Committed with the kustomization: the repository's level of trust (SPEC 7).
-    at_repository_level(config, "functionConfig", _FLAG_TYPES)
+    at_repository_level(config, "functionConfig")
     return ConfigFile(config.pod_specs, config.images, _typed_options(config.options))
-
-
-_FLAG_TYPES = {f.name.replace("_", "-"): str(f.type) for f in fields(Flags)}
 
 
 def _typed_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -183,19 +187,20 @@ def _typed_options(options: dict[str, Any]) -> dict[str, Any]:
     """
     typed: dict[str, Any] = {}
     for name, value in options.items():
-        kind = _FLAG_TYPES.get(name, "")
+        option = BY_NAME.get(name)
+        kind = option.kind if option is not None else None  # unknown: said by settings
         if value is None:
             continue
-        if kind.startswith("list") and isinstance(value, str):
+        if kind is list and isinstance(value, str):
             value = value.split()
-        elif kind.startswith("list") and isinstance(value, list):
+        elif kind is list and isinstance(value, list):
             value = [str(v) for v in value]
-        elif kind.startswith("bool") and isinstance(value, str):
+        elif kind is bool and isinstance(value, str):
             lowered = value.strip().lower()
             if lowered not in ("true", "false"):
                 raise RewriterError(f"functionConfig option {name}: expected true or false")
             value = lowered == "true"
-        elif kind.startswith(("str", "Path", "float", "int")) and isinstance(value, bool):
+        elif kind in (str, Path, float, int) and isinstance(value, bool):
             raise RewriterError(f"functionConfig option {name}: expected a value, not {value}")
         typed[name] = value
     return typed

@@ -14,7 +14,7 @@ import gc
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import yaml
@@ -45,7 +45,9 @@ from rewriter.fields import (
     find_images,
 )
 from rewriter.fields import Path as FieldPath
+from rewriter.options import ORIGINAL_IMAGES
 from rewriter.reference import ImageRef, InvalidReference
+from rewriter.render_options import Options
 from rewriter.report import Reporter
 from rewriter.secrets import (
     MANAGED_BY,
@@ -61,7 +63,6 @@ from rewriter.verdict import ProbeKey, ProbeResult
 Prober = Callable[[Sequence[ImageRef]], Mapping[ProbeKey, ProbeResult]]
 
 ALL_NAMESPACES = "*"
-ORIGINAL_IMAGES = "rewriter/original-images"  # the audit annotation: {field: image as it was}
 _CORE_TAG = "tag:yaml.org,2002:"
 _STR_TAG = _CORE_TAG + "str"
 _BINARY_TAG = _CORE_TAG + "binary"
@@ -69,23 +70,6 @@ _BINARY_TAG = _CORE_TAG + "binary"
 _KIND_HINT = re.compile(
     rb"^kind:[ \t]*[\"']?(?:CustomResourceDefinition|ConfigMap|Secret)\b", re.MULTILINE
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Options:
-    """What the transform needs beyond the decision rules."""
-
-    rules: Rules
-    secret_name: str
-    # host -> "user:password" for the Secret; empty when none were given
-    credentials: tuple[tuple[str, str], ...] = ()
-    missing_credentials: str = "a pull secret is needed but no credentials were given"
-    pull_secrets: bool = True  # False: an anonymous local registry, no Secret at all
-    annotate: bool = False  # record the original images on each changed resource
-    namespace: str | None = None  # for resources without metadata.namespace
-    additional_namespaces: tuple[str, ...] = ()
-    strict: bool = False
-    fields: FieldTable = field(default_factory=FieldTable)
 
 
 @dataclass(slots=True)

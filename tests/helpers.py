@@ -14,7 +14,8 @@ import yaml
 from rewriter.decide import Rules
 from rewriter.policy import ProbeSettings
 from rewriter.reference import ImageRef
-from rewriter.render import Options, plan, rewrite
+from rewriter.render import plan, rewrite
+from rewriter.render_options import Options
 from rewriter.report import Reporter
 from rewriter.secrets import license_credentials
 from rewriter.verdict import ProbeKey, ProbeResult

@@ -15,7 +15,8 @@ from rewriter import catalogue
 from rewriter.decide import Rules
 from rewriter.document import Document, parse
 from rewriter.fields import FieldTable, ImageField, PodSpecField, find_images, format_path
-from rewriter.render import Options, plan
+from rewriter.render import plan
+from rewriter.render_options import Options
 from rewriter.report import Reporter
 
 TABLE = catalogue.builtin()

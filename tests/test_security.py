@@ -47,10 +47,11 @@ from registries import Registries, pick_hosts
 
 from rewriter import policy as probe_policy
 from rewriter.errors import RewriterError
+from rewriter.options import Flags
 from rewriter.policy import forbidden_address, host_allowed, redirect_refusal
 from rewriter.probe import ProbeResult, ProbeSettings, Verdict, probe_all
 from rewriter.reference import ImageRef
-from rewriter.settings import Flags, resolve
+from rewriter.settings import resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = "/v2/team/app/manifests/1.0"
@@ -214,18 +215,18 @@ def test_probe_globs_from_flags_env_and_config(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     flags = Flags(app_slug="a", probe_allow=["*.Example.com"], probe_deny=["bad.example.com"])
-    settings = resolve(flags)
+    settings = resolve(flags, {})
     assert settings.probe_allow == ("*.example.com",)
     assert settings.probe_deny == ("bad.example.com",)
 
     config = tmp_path / "rewriter.yaml"
     config.write_text("options:\n  probe-deny: ['10.*', '192.168.*']\n  probe-allow: '*'\n")
-    from_config = resolve(Flags(app_slug="a", config=config))
+    from_config = resolve(Flags(app_slug="a", config=config), {})
     assert from_config.probe_deny == ("10.*", "192.168.*")
     assert from_config.probe_allow == ("*",)
 
     with pytest.raises(RewriterError, match="--probe-deny: an empty host glob"):
-        resolve(Flags(app_slug="a", probe_deny=[" "]))
+        resolve(Flags(app_slug="a", probe_deny=[" "]), {})
 
 
 # -- stand-ins, in-process ----------------------------------------------------------------------
