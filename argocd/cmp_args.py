@@ -45,7 +45,11 @@ PARAMETERS: dict[str, tuple[str, str, str]] = {
     "helm-parameters": ("map", "helm", "--set"),
 }
 
-# Application env that would let an Application read or write the sidecar's files.
+# What an Application may not set (rewriter/options.py: the options whose lowest trust
+# level is the sidecar's), each with what to do instead; and the license ID, which the
+# table lets a repository set (its own, in its own config) but which must never sit in
+# an Application, shown to everyone who can read it. Written out here because this
+# script runs before rewriter is imported; tests/test_argocd.py holds it to the table.
 SIDECAR_ONLY = {
     "LICENSE_ID": "the license ID is read from the Secret mounted into the sidecar "
     "(REWRITER_LICENSE_ID_FILE); keep it out of the Application",
@@ -53,8 +57,16 @@ SIDECAR_ONLY = {
     "CACHE": "the probe cache is the sidecar's (REWRITER_CACHE)",
     "LOG_FILE": "the plugin's stderr is shown by Argo CD; no log file is needed",
 }
-# Application env naming a file: allowed only inside the repository.
-REPO_FILES = ("LICENSE", "APPLICATION", "CONFIG", "CA_BUNDLE")
+# Application env naming a file (every file option the Application may set): allowed
+# only inside the repository, never a file of the sidecar's.
+REPO_FILES = (
+    "LICENSE",
+    "APPLICATION",
+    "LOCAL_REGISTRY_PASSWORD_FILE",
+    "CA_BUNDLE",
+    "CONFIG",
+    "REPOSITORY_CONFIG",
+)
 
 _RELEASE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 
@@ -163,12 +175,10 @@ def check_env(env: os._Environ[str] | dict[str, str], cwd: Path, root: Path) -> 
 def option_names() -> set[str]:
     """REWRITER_<NAME> names of the installed rewriter, or none when it is not importable."""
     try:
-        from dataclasses import fields
-
-        from rewriter.settings import Flags
+        from rewriter.options import OPTIONS
     except Exception:
         return set()
-    return {f.name.upper() for f in fields(Flags)}
+    return {option.field.upper() for option in OPTIONS}
 
 
 def repository_root(cwd: Path, source_path: str) -> Path:

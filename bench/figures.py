@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import shutil
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +35,10 @@ from measure import (
 )
 
 from rewriter import cli
+from rewriter.options import BY_NAME, Flags
 from rewriter.render import Plan, plan, rewrite
 from rewriter.report import Reporter
-from rewriter.settings import Flags, resolve
+from rewriter.settings import resolve
 from rewriter.stream import split
 
 BENCH = Path(__file__).resolve().parent
@@ -184,7 +186,7 @@ def argv(options: Mapping[str, Any]) -> list[str]:
     return out
 
 
-_PATH_FLAGS = {f.name for f in fields(Flags) if "Path" in str(f.type)}
+_PATH_FLAGS = {o.field for o in BY_NAME.values() if o.kind is Path}
 
 
 def flags(options: Mapping[str, Any]) -> Flags:
@@ -198,7 +200,7 @@ def flags(options: Mapping[str, Any]) -> Flags:
 
 def plan_in_process(data: bytes, options: Mapping[str, Any]) -> Plan:
     reporter = Reporter(stream=io.StringIO())
-    settings = resolve(flags(options))
+    settings = resolve(flags(options), os.environ)
     return plan(data, settings.options, cli._prober(settings, reporter), reporter)
 
 
@@ -206,7 +208,7 @@ def render_in_process(data: bytes, options: Mapping[str, Any]) -> int:
     """What `rewriter render` does between reading stdin and writing stdout: the same
     functions, called the same way. Returns the output's size."""
     reporter = Reporter(stream=io.StringIO())
-    settings = resolve(flags(options))
+    settings = resolve(flags(options), os.environ)
     the_plan = plan(data, settings.options, cli._prober(settings, reporter), reporter)
     return len(rewrite(the_plan, settings.options, reporter).stream())
 

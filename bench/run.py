@@ -16,6 +16,7 @@ import argparse
 import cProfile
 import gc
 import io
+import os
 import pstats
 import shutil
 import sys
@@ -92,7 +93,7 @@ def profile(quick: bool) -> None:
 
     tracemalloc.start()
     reporter = Reporter(stream=io.StringIO())
-    settings = resolve(figures.flags(options))
+    settings = resolve(figures.flags(options), os.environ)
     the_plan = plan(data, settings.options, cli._prober(settings, reporter), reporter)
     after_plan = tracemalloc.get_traced_memory()[0]
     rendered = rewrite(the_plan, settings.options, reporter)

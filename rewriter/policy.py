@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from rewriter.challenge import parse_challenges
+from rewriter.options import CONCURRENCY, DEADLINE, TIMEOUT
 from rewriter.verdict import ProbeKey, ProbeResult, Verdict
 
 # All four, in preference order: registry 2.8 answers 404 or 400 for an image that exists
@@ -67,9 +68,9 @@ UNSPECIFIED_V4 = ipaddress.ip_network("0.0.0.0/8")  # connecting to 0.0.0.0 reac
 
 @dataclass(frozen=True)
 class ProbeSettings:
-    concurrency: int = 32
-    timeout: float = 5.0  # per request, seconds
-    deadline: float = 30.0  # whole render; afterwards every unanswered image is UNKNOWN
+    concurrency: int = CONCURRENCY
+    timeout: float = TIMEOUT  # per request, seconds
+    deadline: float = DEADLINE  # whole render; afterwards every unanswered image is UNKNOWN
     insecure_registries: frozenset[str] = frozenset()  # HOST or HOST:PORT: plain HTTP allowed
     ca_bundle: str | None = None  # PEM file trusted in addition to the default roots
     allow: tuple[str, ...] = ()  # --probe-allow host globs; empty: every host not denied

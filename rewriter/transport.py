@@ -36,9 +36,10 @@ import urllib3
 import urllib3.connection
 from urllib3.util import make_headers, parse_url
 
+from rewriter.options import CONCURRENCY
 from rewriter.policy import ProbeSettings, forbidden_address, no_proxy_matches, peer_refusal
 
-POOL_SIZE = 32  # connections kept per host: at least the default probe concurrency
+POOL_SIZE = CONCURRENCY  # connections kept per host: at least the default probe concurrency
 
 Response = urllib3.BaseHTTPResponse
 

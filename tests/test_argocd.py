@@ -697,6 +697,8 @@ def test_application_cannot_reach_into_the_sidecar(
         ({"ARGOCD_ENV_REWRITER_LOG_FILE": "/tmp/x.log"}, "ARGOCD_ENV_REWRITER_LOG_FILE is not accepted"),
         ({"ARGOCD_ENV_REWRITER_CA_BUNDLE": "https://x/ca.pem"}, "must be a path relative"),
         ({"ARGOCD_ENV_REWRITER_CONFIG": "../../../x.yaml"}, "is outside the repository"),
+        ({"ARGOCD_ENV_REWRITER_LOCAL_REGISTRY_PASSWORD_FILE": "/var/run/secrets/x"}, "must be a path relative"),
+        ({"ARGOCD_ENV_REWRITER_REPOSITORY_CONFIG": "../../../.rewriter.yaml"}, "is outside the repository"),
         ({"ARGOCD_ENV_REWRITER_PRIVAT": "*"}, "ARGOCD_ENV_REWRITER_PRIVAT: no such rewriter option"),
         ({"ARGOCD_APP_PARAMETERS": '[{"name":"app-slug","array":["a","b"]}]'}, "'app-slug' takes one string"),
         ({"ARGOCD_APP_PARAMETERS": '[{"name":"helm-parameters","string":"a=b"}]'}, "'helm-parameters' takes a map"),
