@@ -75,63 +75,11 @@ def resolve(flags: Flags, environ: Mapping[str, str], base: ConfigFile | None = 
     value = with_defaults(with_kots_files(given, lic, app))
     app_slug = _app_slug(value)
     license_id, unreadable = _license_id(given, lic)
-    proxy_host = _host(value.proxy_host, "proxy host")
-    registry_host = _host(value.registry_host, "registry host")
-    try:
-        on_probe_error = OnProbeError(value.on_probe_error)
-    except ValueError:
-        raise RewriterError(
-            f"invalid --on-probe-error {value.on_probe_error!r}: proxy, keep or fail"
-        ) from None
-    local_registry = value.local_registry
-    if local_registry is not None:
-        credentials, missing, pull_secrets = _local_credentials(value, local_registry)
-    else:
-        pull_secrets = True
-        hosts = (proxy_host, registry_host)
-        credentials = license_credentials(hosts, license_id) if license_id else ()
-        missing = (
-            f"a pull secret is needed but the license ID is unavailable: {unreadable}"
-            if unreadable
-            else "a pull secret is needed but no license ID was given: use --license FILE, "
-            "--license-id-file FILE, or set REWRITER_LICENSE_ID"
-        )
-    rules = Rules(
-        app_slug=app_slug,
-        proxy_host=proxy_host,
-        registry_host=registry_host,
-        public=tuple(value.public or ()),
-        private=tuple(value.private or ()),
-        on_probe_error=on_probe_error,
-        local_registry=_local_registry(local_registry),
-        keep_path=bool(value.keep_path),
-    )
-    namespace = (
-        value.namespace
-        or environ.get("ARGOCD_APP_NAMESPACE")
-        or environ.get("HELM_NAMESPACE")
-        or None
-    )
-    secret_name = value.secret_name or f"{app_slug}-registry"
-    if not _SECRET_NAME.match(secret_name):
-        raise RewriterError(f"invalid secret name {secret_name!r}: must be a DNS subdomain name")
-    options = Options(
-        rules=rules,
-        secret_name=secret_name,
-        credentials=credentials,
-        missing_credentials=missing,
-        pull_secrets=pull_secrets,
-        annotate=bool(value.annotate),
-        namespace=namespace,
-        additional_namespaces=tuple(value.additional_namespace or ()),
-        strict=bool(value.strict),
-        fields=dataclasses.replace(
-            catalogue.builtin().extended(config.pod_specs, config.images),
-            related_images=bool(value.related_images),
-        ),
-    )
+    rules = _rules(value, app_slug)
     return Settings(
-        options=options,
+        options=_render_options(
+            value, rules, _credentials(value, rules, license_id, unreadable), config, environ
+        ),
         offline=bool(value.offline),
         cache=value.cache or "",
         cache_ttl=_positive(value.cache_ttl, "cache-ttl"),
@@ -252,6 +200,85 @@ def _license_id(given: Flags, lic: License) -> tuple[str | None, str | None]:
     return from_file or lic.license_id, None
 
 
+def _rules(value: Flags, app_slug: str) -> Rules:
+    try:
+        on_probe_error = OnProbeError(value.on_probe_error)
+    except ValueError:
+        raise RewriterError(
+            f"invalid --on-probe-error {value.on_probe_error!r}: proxy, keep or fail"
+        ) from None
+    return Rules(
+        app_slug=app_slug,
+        proxy_host=_host(value.proxy_host, "proxy host"),
+        registry_host=_host(value.registry_host, "registry host"),
+        public=tuple(value.public or ()),
+        private=tuple(value.private or ()),
+        on_probe_error=on_probe_error,
+        local_registry=_local_registry(value.local_registry),
+        keep_path=bool(value.keep_path),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Credentials:
+    """What goes into the pull Secret, and what to say when one is needed but empty."""
+
+    entries: tuple[tuple[str, str], ...]  # host -> "user:password"
+    missing: str
+    pull_secrets: bool  # False: an anonymous local registry, no Secret at all
+
+
+def _credentials(
+    value: Flags, rules: Rules, license_id: str | None, unreadable: str | None
+) -> _Credentials:
+    """The license ID for the proxy and the vendor registry; with --local-registry the
+    customer's registry credentials only (none: an anonymous registry)."""
+    if rules.local_registry is not None:
+        return _local_credentials(value, rules.local_registry)
+    hosts = (rules.proxy_host, rules.registry_host)
+    return _Credentials(
+        license_credentials(hosts, license_id) if license_id else (),
+        f"a pull secret is needed but the license ID is unavailable: {unreadable}"
+        if unreadable
+        else "a pull secret is needed but no license ID was given: use --license FILE, "
+        "--license-id-file FILE, or set REWRITER_LICENSE_ID",
+        True,
+    )
+
+
+def _render_options(
+    value: Flags,
+    rules: Rules,
+    credentials: _Credentials,
+    config: ConfigFile,
+    environ: Mapping[str, str],
+) -> Options:
+    secret_name = value.secret_name or f"{rules.app_slug}-registry"
+    if not _SECRET_NAME.match(secret_name):
+        raise RewriterError(f"invalid secret name {secret_name!r}: must be a DNS subdomain name")
+    return Options(
+        rules=rules,
+        secret_name=secret_name,
+        credentials=credentials.entries,
+        missing_credentials=credentials.missing,
+        pull_secrets=credentials.pull_secrets,
+        annotate=bool(value.annotate),
+        # Helm and Argo CD say where the release goes; an explicit option wins.
+        namespace=(
+            value.namespace
+            or environ.get("ARGOCD_APP_NAMESPACE")
+            or environ.get("HELM_NAMESPACE")
+            or None
+        ),
+        additional_namespaces=tuple(value.additional_namespace or ()),
+        strict=bool(value.strict),
+        fields=dataclasses.replace(
+            catalogue.builtin().extended(config.pod_specs, config.images),
+            related_images=bool(value.related_images),
+        ),
+    )
+
+
 def _local_registry(text: str | None) -> str | None:
     if text is None:
         return None
@@ -261,9 +288,7 @@ def _local_registry(text: str | None) -> str | None:
     return f"{host.lower()}/{namespace}" if namespace else host.lower()
 
 
-def _local_credentials(
-    value: Flags, registry: str
-) -> tuple[tuple[tuple[str, str], ...], str, bool]:
+def _local_credentials(value: Flags, registry: str) -> _Credentials:
     """The customer's registry credentials only; none means an anonymous registry."""
     user = value.local_registry_username
     password = value.local_registry_password or _read_secret_file(
@@ -271,13 +296,13 @@ def _local_credentials(
     )
     host = registry.split("/", 1)[0].lower()
     if user and password:
-        return ((host, f"{user}:{password}"),), "", True
+        return _Credentials(((host, f"{user}:{password}"),), "", True)
     if user or password:
         raise RewriterError(
             "--local-registry-username and a password (REWRITER_LOCAL_REGISTRY_PASSWORD or "
             "--local-registry-password-file) go together"
         )
-    return (), "", False
+    return _Credentials((), "", False)
 
 
 def _read_secret_file(path: Path | None, option: str) -> str | None:
