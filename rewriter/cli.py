@@ -33,7 +33,7 @@ from rewriter.decide import OFFLINE
 from rewriter.errors import RewriterError
 from rewriter.reference import ImageRef
 from rewriter.render import ORIGINAL_IMAGES, Plan, Prober, plan, rewrite
-from rewriter.report import ProbeProgress, Reporter, failed_probes, probe_summary, tell_decisions
+from rewriter.report import ProbeProgress, Reporter, probe_summary, probe_warnings, tell_decisions
 from rewriter.settings import Flags, Settings, resolve
 from rewriter.verdict import ProbeKey, ProbeResult
 
@@ -342,7 +342,7 @@ def images(
     the_plan = plan(data, settings.options, prober, reporter, files=names)
     _tell_decisions(the_plan, reporter)
     additional = reports.decide_additional(
-        settings.additional_images, settings.options.rules, prober, reporter
+        settings.additional_images, settings.options.rules, prober
     )
     rows = reports.image_rows(the_plan, additional)  # raises when any cannot be rewritten
     if output_format == "json":
@@ -578,8 +578,8 @@ def _prober(settings: Settings, reporter: Reporter) -> Prober:
         finally:
             seconds = progress.finish()
         policy = settings.options.rules.on_probe_error.value
-        for message in failed_probes(refs, found, policy):
-            reporter.warn(message)
+        for notice in probe_warnings(refs, found, policy):
+            reporter.warn(notice)
         asked = {
             key: answer
             for key, answer in found.items()
