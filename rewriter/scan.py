@@ -168,9 +168,7 @@ def image_rows(the_plan: Plan, additional: Sequence[Decided] = ()) -> list[dict[
 Decided = tuple[ImageRef, Decision]
 
 
-def decide_additional(
-    images: Sequence[str], rules: Rules, prober: Prober
-) -> list[Decided]:
+def decide_additional(images: Sequence[str], rules: Rules, prober: Prober) -> list[Decided]:
     """A KOTS Application's additionalImages, decided like the manifests' images (the
     prober warns of those not found or not probed)."""
     refs: dict[str, ImageRef] = {}
