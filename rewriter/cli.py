@@ -34,7 +34,7 @@ from rewriter.errors import RewriterError
 from rewriter.options import OPTIONS, OUTPUT, PROBE, Check, Flags, Kind, Option, one_of
 from rewriter.reference import ImageRef
 from rewriter.render import Plan, Prober, plan, rewrite
-from rewriter.report import ProbeProgress, Reporter, failed_probes, probe_summary, tell_decisions
+from rewriter.report import ProbeProgress, Reporter, probe_summary, probe_warnings, tell_decisions
 from rewriter.settings import Settings, resolve
 from rewriter.verdict import ProbeKey, ProbeResult
 
@@ -297,7 +297,7 @@ def images(
     the_plan = plan(data, settings.options, prober, reporter, files=names)
     _tell_decisions(the_plan, reporter)
     additional = reports.decide_additional(
-        settings.additional_images, settings.options.rules, prober, reporter
+        settings.additional_images, settings.options.rules, prober
     )
     rows = reports.image_rows(the_plan, additional)  # raises when any cannot be rewritten
     if output_format == "json":
@@ -533,8 +533,8 @@ def _prober(settings: Settings, reporter: Reporter) -> Prober:
         finally:
             seconds = progress.finish()
         policy = settings.options.rules.on_probe_error.value
-        for message in failed_probes(refs, found, policy):
-            reporter.warn(message)
+        for notice in probe_warnings(refs, found, policy):
+            reporter.warn(notice)
         asked = {
             key: answer
             for key, answer in found.items()

@@ -50,7 +50,6 @@ class Decision:
     action: Action
     reason: str  # for `scan` and messages: "rule --private '*'", "probe: 401 Basic challenge"
     new_text: str | None = None  # the rewritten value, when it changes
-    warning: str | None = None  # something the user should hear about, even on success
 
     @property
     def needs_secret(self) -> bool:
@@ -87,11 +86,10 @@ def decide(ref: ImageRef, rules: Rules, probe: ProbeResult | None) -> Decision:
     if probe.verdict is Verdict.PRIVATE:
         return proxy(ref, rules, f"{source}: private ({probe.detail})")
     if probe.verdict is Verdict.MISSING:
-        decision = proxy(ref, rules, f"{source}: not found ({probe.detail})")
-        warning = f"{ref.text}: not found on its registry ({probe.detail}); treated as private"
-        return Decision(decision.action, decision.reason, decision.new_text, warning)
-    # No warning here: the command line says it once per registry (rewriter/report.py
-    # `failed_probes`), in the words of this reason, however many images it hit.
+        return proxy(ref, rules, f"{source}: not found ({probe.detail})")
+    # No warnings here, for an image not found or not probed: the command line says them
+    # once per registry (rewriter/report.py `probe_warnings`), however many images each
+    # hit, in the words of `missing_reason` and `unknown_reason`.
     return _unknown(ref, rules, _failed(probe.detail))
 
 
@@ -158,6 +156,12 @@ def unknown_reason(detail: str, policy: str) -> str:
     """Why an image without a probe answer got its decision: `probe failed: timeout
     after 5.0s; --on-probe-error=proxy`, the same words in warnings and errors."""
     return f"{_failed(detail)}; --on-probe-error={policy}"
+
+
+def missing_reason(detail: str) -> str:
+    """What happens to an image its registry says does not exist (KOTS proxies it: the
+    proxy may know it under the vendor's credentials)."""
+    return f"not found on its registry ({detail}); treated as private"
 
 
 def _failed(detail: str) -> str:

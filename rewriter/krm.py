@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,11 +24,11 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from rewriter import edit
 from rewriter.config import ConfigFile, at_repository_level, parse_config
-from rewriter.decide import Action
 from rewriter.document import get, scalar
-from rewriter.errors import RewriterError
+from rewriter.errors import CannotRewrite, RewriterError
+from rewriter.location import Location, Notice
 from rewriter.options import BY_NAME, Flags
-from rewriter.render import Plan, Prober, plan, rewrite
+from rewriter.render import Found, Plan, Prober, located, plan, rewrite
 from rewriter.report import Reporter, tell_decisions
 from rewriter.secrets import MANAGED_BY, MANAGED_BY_LABEL
 from rewriter.settings import Settings, resolve
@@ -121,9 +120,9 @@ def run(
         output = _with_secrets(_decode(rendered.documents), rendered.secrets, settings)
         output = _with_results(output, results.entries(the_plan))
     except RewriterError as exc:
-        message = _KRM_WHERE.sub(_krm_where, str(exc))
+        message = exc.told(results.place)
         entries = results.entries(the_plan)
-        entries.extend(results.errors(str(exc), message, the_plan))
+        entries.extend(results.errors(exc))
         out.write(_failed(data, entries).encode("utf-8"))
         out.flush()
         raise RewriterError(message) from None
@@ -306,9 +305,10 @@ def _check_items(root: MappingNode, refs: list[ItemRef], secret_name: str) -> No
         nested = get(item, "items")
         if (ref.kind or "").endswith("List") and isinstance(nested, SequenceNode) and nested.value:
             # render reads one level of Lists: the items of the ResourceList.
-            raise RewriterError(
-                f"items[{index}]: {ref.label()} is a List inside the ResourceList; its "
-                "resources would not be rewritten: send them as items of their own"
+            raise _ItemError(
+                index,
+                f"{ref.label()} is a List inside the ResourceList; its "
+                "resources would not be rewritten: send them as items of their own",
             )
         meta = get(item, "metadata")
         previous = (scalar(get(get(meta, "annotations"), PREVIOUS_NAMES)) or "").split(",")
@@ -323,9 +323,7 @@ def _check_items(root: MappingNode, refs: list[ItemRef], secret_name: str) -> No
                 else "a Secret the base renamed; kustomize would point the imagePullSecrets "
                 "rewriter adds at it (choose another --secret-name)"
             )
-            raise RewriterError(
-                f"items[{index}]: {ref.label()} was named {secret_name!r}: it is {why}"
-            )
+            raise _ItemError(index, f"{ref.label()} was named {secret_name!r}: it is {why}")
 
 
 def _with_secrets(text: str, secrets: list[str], settings: Settings) -> str:
@@ -355,10 +353,11 @@ def _with_secrets(text: str, secrets: list[str], settings: Settings) -> str:
             assert isinstance(sequence, SequenceNode)
             splices.append(_remove_item(text, sequence, index))
         elif namespace in wanted:
-            raise RewriterError(
-                f"items[{index}]: a Secret named {options.secret_name!r} already exists in "
+            raise _ItemError(
+                index,
+                f"a Secret named {options.secret_name!r} already exists in "
                 f"namespace {namespace or '(default)'} and is not managed by rewriter; "
-                "rename it or choose another name with --secret-name"
+                "rename it or choose another name with --secret-name",
             )
         else:
             kept += 1
@@ -485,9 +484,10 @@ def _remove_item(text: str, sequence: SequenceNode, index: int) -> edit.Splice:
     else:
         end = sequence.end_mark.index
     if sequence.flow_style or text[start : item.start_mark.index].strip() not in ("-", ""):
-        raise RewriterError(
-            f"items[{index}]: cannot replace rewriter's old pull Secret in this list layout; "
-            "remove it from the input"
+        raise _ItemError(
+            index,
+            "cannot replace rewriter's old pull Secret in this list layout; "
+            "remove it from the input",
         )
     return edit.Splice(start, end, "")
 
@@ -504,28 +504,22 @@ def _verify(text: str, kept: int, added: list[Any]) -> None:
 
 # --- results --------------------------------------------------------------------------
 
-# `document 1 (Deployment ns/web, line 12): items[3].spec.template...image: problem`
-_ITEM_FIELD = re.compile(r"items\[(\d+)\]\.([^\s:]+):\s+")
 
+class _ItemError(RewriterError):
+    """An error about one item of the ResourceList, said in the list's own terms
+    (`items[3]: ...`) and located at that item in `results`."""
 
-# `items[3]: ...` or `document 1 (...) items[3].spec...image: ...` in an error message
-_ITEM_NAMED = re.compile(r"items\[(\d+)\](?:\.([^\s:]+))?:")
-
-
-# `document 1 (Deployment ns/web, line 40) items[3].spec...` in an error message
-_KRM_WHERE = re.compile(r"document \d+ \(([^()]*?), line \d+\):? items\[\d+\]\.")
-
-
-def _krm_where(match: re.Match[str]) -> str:
-    return f"{match.group(1)} "
+    def __init__(self, item: int, message: str) -> None:
+        self.item = item
+        super().__init__(f"items[{item}]: {message}")
 
 
 class _Results(Reporter):
     """A reporter that keeps each warning as a KRM result and tells it in KRM terms.
 
-    Messages from the engine locate a problem in the stream: `document 1 (..., line
-    40): items[3].spec...`, lines and indexes of the ResourceList that the user never
-    sees. Here they name the resource and field instead, on stderr and in `results`.
+    The engine locates a problem in the stream (document 1, line 40, `items[3].spec...`):
+    lines and indexes of the ResourceList that the user never sees. Here the same
+    locations name the resource and field instead, on stderr and in `results`.
     """
 
     def __init__(self, outer: Reporter) -> None:
@@ -533,62 +527,62 @@ class _Results(Reporter):
         self.quiet, self.verbose = outer.quiet, outer.verbose
         self.outer = outer
         self.items: list[ItemRef] = []
-        self.kept: list[tuple[str, int, str]] = []  # message, item index or -1, field
+        self.kept: list[Notice] = []
 
-    def warn(self, message: str) -> None:
-        index, field = -1, ""
-        match = _ITEM_FIELD.search(message)
-        if match and int(match.group(1)) < len(self.items):
-            index, field = int(match.group(1)), match.group(2)
-            message = message[match.end() :]
-        self.kept.append((message, index, field))
+    def warn(self, warning: str | Notice) -> None:
+        notice = warning if isinstance(warning, Notice) else Notice(warning)
+        self.kept.append(notice)
+        message = notice.told(self.place)
         self.warnings.append(message)
-        where = f"{self.items[index].label()} {field}: " if index >= 0 else ""
-        self.outer.warn(where + message)
+        self.outer.warn(message)
+
+    def place(self, where: Location) -> str:
+        """`Deployment shop/web spec...image` for an item of the list, else as the
+        command line says it."""
+        item = self._item(where)
+        if item is None:
+            return where.text()
+        return f"{item.label()} {where.field}" if where.field else item.label()
 
     def entries(self, the_plan: Plan | None) -> list[dict[str, Any]]:
-        # A decision's warning (e.g. a 404) names the image, not where it is: point at
-        # the image's first site.
-        decided: dict[str, tuple[int, str]] = {}
+        # A warning about one image (e.g. a 404) has no location of its own: it points
+        # at the image's first site.
+        first: dict[str, Found] = {}
         for found in the_plan.found if the_plan is not None else []:
-            item = re.fullmatch(r"items\[(\d+)\]", found.site.resource.path)
-            if found.decision is not None and found.decision.warning and item:
-                field = found.site.path[len(found.site.resource.path) + 1 :]
-                decided.setdefault(found.decision.warning, (int(item.group(1)), field))
+            first.setdefault(found.ref.text, found)
         entries: list[dict[str, Any]] = []
-        for message, index, field in self.kept:
-            if index < 0 and message in decided:
-                index, field = decided[message]
-            entry: dict[str, Any] = {"message": message, "severity": "warning"}
-            if 0 <= index < len(self.items):
-                entry = self.items[index].located(entry, field)
-            entries.append(entry)
+        for notice in self.kept:
+            where = notice.where
+            if where is None and notice.image in first:
+                where = located(first[notice.image])
+            entries.append(self._entry(notice.message, notice.told(self.place), where, "warning"))
         return entries
 
-    def errors(self, raw: str, message: str, the_plan: Plan | None) -> list[dict[str, Any]]:
+    def errors(self, exc: RewriterError) -> list[dict[str, Any]]:
         """The error as results: one per image that cannot be rewritten, each located;
-        another error located when it names an item."""
-        failures = [
-            found
-            for found in (the_plan.found if the_plan is not None else [])
-            if found.decision is not None and found.decision.action is Action.FAIL
-        ]
-        entries: list[dict[str, Any]] = []
-        for found in failures:
-            assert found.decision is not None
-            item = re.fullmatch(r"items\[(\d+)\]", found.site.resource.path)
-            entry: dict[str, Any] = {
-                "message": f"{found.ref.text}: {found.decision.reason}",
-                "severity": "error",
-            }
-            if item and int(item.group(1)) < len(self.items):
-                field = found.site.path[len(found.site.resource.path) + 1 :]
-                entry = self.items[int(item.group(1))].located(entry, field)
-            entries.append(entry)
-        if entries and raw.startswith(f"{len(failures)} image(s) cannot be rewritten"):
-            return entries
-        entry = {"message": message, "severity": "error"}
-        named = _ITEM_NAMED.search(raw)
-        if named and int(named.group(1)) < len(self.items):
-            entry = self.items[int(named.group(1))].located(entry, named.group(2))
-        return [entry]
+        another error located when it has a place."""
+        if isinstance(exc, CannotRewrite):
+            return [
+                self._entry(f"{image}: {reason}", f"{image}: {reason}", where, "error")
+                for image, reason, where in exc.failures
+            ]
+        message = exc.told(self.place)
+        entry: dict[str, Any] = {"message": message, "severity": "error"}
+        if isinstance(exc, _ItemError) and exc.item < len(self.items):
+            return [self.items[exc.item].located(entry, None)]
+        return [self._entry(message, message, exc.where, "error")]
+
+    def _entry(
+        self, message: str, told: str, where: Location | None, severity: str
+    ) -> dict[str, Any]:
+        """A result: `message` located at its item when it has one, else `told`."""
+        item = self._item(where)
+        if item is None:
+            return {"message": told, "severity": severity}
+        assert where is not None
+        return item.located({"message": message, "severity": severity}, where.field)
+
+    def _item(self, where: Location | None) -> ItemRef | None:
+        if where is None or where.item is None or where.item >= len(self.items):
+            return None
+        return self.items[where.item]

@@ -34,7 +34,7 @@ import yaml
 from rewriter.errors import RewriterError
 from rewriter.reference import ImageRef, InvalidReference
 from rewriter.render import Prober, plan, rewrite
-from rewriter.report import Reporter
+from rewriter.report import Reporter, tell_decisions
 from rewriter.settings import Settings
 from rewriter.stream import BOM, split
 
@@ -435,6 +435,8 @@ def midstream(
     """
     options = settings.options
     the_plan = plan(built, options, prober, reporter)
+    if reporter.verbose:  # -v as for render: each image's decision
+        tell_decisions(reporter, ((f.ref.text, f.decision) for f in the_plan.found))
     rendered = rewrite(the_plan, options, reporter)
     if the_plan.managed_secrets:
         raise RewriterError(

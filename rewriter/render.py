@@ -34,7 +34,7 @@ from rewriter.document import (
     route,
     scalar,
 )
-from rewriter.errors import RewriterError
+from rewriter.errors import CannotRewrite, RewriterError
 from rewriter.fields import (
     DATA_KINDS,
     NEVER_SCANNED,
@@ -45,6 +45,7 @@ from rewriter.fields import (
     find_images,
 )
 from rewriter.fields import Path as FieldPath
+from rewriter.location import Location, Notice
 from rewriter.options import ORIGINAL_IMAGES
 from rewriter.reference import ImageRef, InvalidReference
 from rewriter.render_options import Options
@@ -155,7 +156,7 @@ def plan(
     result = Plan(bom, [], [], set(), set(), {}, options.fields)
     with _collector_paused():
         _parse_and_find(result, chunks, options, want_namespaces, triggers, report, parse_all)
-    _decide(result.found, options.rules, prober, report)
+    _decide(result.found, options.rules, prober)
     return result
 
 
@@ -310,18 +311,20 @@ def rewrite(the_plan: Plan, options: Options, report: Reporter) -> Rendered:
     """Edit the documents and build the Secrets; raises on any failure."""
     failures = [f for f in the_plan.found if f.decision and f.decision.action is Action.FAIL]
     if failures:
-        raise RewriterError(_failure_message(failures))
+        raise CannotRewrite(
+            [(f.ref.text, f.decision.reason, located(f)) for f in failures if f.decision]
+        )
     consumers = _consumers(the_plan, options, report)
     namespaces = _secret_namespaces(the_plan, options, consumers)
     for namespace in namespaces:
         if namespace in the_plan.user_secrets:
             doc, resource = the_plan.user_secrets[namespace]
-            where = f"{doc.where()} {resource.path}" if resource.path else doc.where()
             whose = "inside a List" if resource.path else "and is not managed by rewriter"
             raise RewriterError(
-                f"{where}: a Secret named {options.secret_name!r} already exists in "
+                f"a Secret named {options.secret_name!r} already exists in "
                 f"namespace {namespace or '(default)'} {whose}; "
-                "rename it or choose another name with --secret-name"
+                "rename it or choose another name with --secret-name",
+                location(doc, item=_item(resource)),
             )
     if namespaces and not options.credentials:
         raise RewriterError(options.missing_credentials)
@@ -386,9 +389,12 @@ def _consumers(the_plan: Plan, options: Options, report: Reporter) -> dict[str |
         consumers[namespace].note(annotations_of(site.resource))
         if site.holder is None and site.pull_secrets is PullSecrets.WARN:
             report.warn(
-                f"{describe(found)}: {site.resource.kind} has no pull secret field; "
-                f"the cluster needs credentials for {decision.new_text or found.ref.text}"
-                " by other means (e.g. the service account)"
+                Notice(
+                    f"{site.resource.kind} has no pull secret field; the cluster needs "
+                    f"credentials for {decision.new_text or found.ref.text} by other means "
+                    "(e.g. the service account)",
+                    located(found),
+                )
             )
     return consumers
 
@@ -494,10 +500,10 @@ def _image_ref(doc: Document, site: ImageSite, strict: bool, report: Reporter) -
             problem = f"invalid image reference {node.value!r} ({exc})"
     if problem is None:
         return ref
-    message = f"{doc.where(site.resource, node)}: {site.path}: {problem}"
+    where = location(doc, site.resource, site.path, node.start_mark.line, of_value=True)
     if strict or refuse:
-        raise RewriterError(message)
-    report.warn(f"{message}; left unchanged")
+        raise RewriterError(problem, where)
+    report.warn(Notice(f"{problem}; left unchanged", where))
     return None
 
 
@@ -509,7 +515,7 @@ def _parses(text: str) -> bool:
     return True
 
 
-def _decide(found: list[Found], rules: Rules, prober: Prober, report: Reporter) -> None:
+def _decide(found: list[Found], rules: Rules, prober: Prober) -> None:
     """Decide each distinct reference once; probe only those no rule settles."""
     unique: dict[str, ImageRef] = {}
     for f in found:
@@ -519,8 +525,6 @@ def _decide(found: list[Found], rules: Rules, prober: Prober, report: Reporter) 
     decided: dict[ImageRef, Decision] = {}
     for ref in unique.values():
         decided[ref] = decide(ref, rules, answers.get(ref.probe_key))
-        if decided[ref].warning:
-            report.warn(str(decided[ref].warning))
     decided.update(collisions(decided))
     for f in found:
         f.decision, f.probe = decided[f.ref], answers.get(f.ref.probe_key)
@@ -679,12 +683,44 @@ def _secrets(
 
 def describe(found: Found) -> str:
     """`document 3 (Deployment ns/web, line 40) spec...image` for messages."""
-    return f"{found.doc.where(found.site.resource, line=found.site.line)} {found.site.path}"
+    return located(found).text()
 
 
-def _failure_message(failures: list[Found]) -> str:
-    lines = [f"{len(failures)} image(s) cannot be rewritten:"]
-    for f in failures:
-        assert f.decision is not None
-        lines.append(f"  {f.ref.text}: {f.decision.reason} [{describe(f)}]")
-    return "\n".join(lines)
+def located(found: Found) -> Location:
+    """Where an image is: its document, resource, field and line."""
+    return location(found.doc, found.site.resource, found.site.path, found.site.line)
+
+
+def location(
+    doc: Document,
+    resource: Resource | None = None,
+    path: str | None = None,
+    line: int | None = None,
+    *,
+    item: int | None = None,
+    of_value: bool = False,
+) -> Location:
+    """A place in `doc` as warnings and errors carry it: `path` from the document's root
+    and `line` (0-based) in the document, as the finder has them."""
+    chunk = doc.chunk
+    field = path
+    if resource is not None:
+        item = _item(resource)
+        if item is not None and path is not None:
+            field = path.removeprefix(f"{resource.path}.")
+    return Location(
+        document=chunk.number,
+        file=chunk.origin.name if chunk.origin is not None else None,
+        kind=resource.kind if resource is not None else None,
+        namespace=resource.namespace if resource is not None else None,
+        name=resource.name if resource is not None else None,
+        item=item,
+        field=field,
+        line=chunk.line(line) if line is not None else None,
+        of_value=of_value,
+    )
+
+
+def _item(resource: Resource) -> int | None:
+    """The index of a List's item (`items[3]`), None for a document's root."""
+    return int(resource.path[len("items[") : -1]) if resource.path else None

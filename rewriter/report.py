@@ -2,8 +2,8 @@
 
 Also what a person watching a render sees of its probes: a progress line while they
 last (on a terminal only), one summary line once they are done, and one warning per
-registry whose probes failed. The probe itself knows nothing of terminals; it calls
-`ProbeProgress.update` from the thread that waits for it.
+registry whose images were not found or not probed. The probe itself knows nothing of
+terminals; it calls `ProbeProgress.update` from the thread that waits for it.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from rewriter.errors import RewriterError
 from rewriter.files import open_log
+from rewriter.location import Notice
 from rewriter.verdict import ProbeKey, ProbeResult, Verdict
 
 if TYPE_CHECKING:
@@ -43,7 +44,9 @@ class Reporter:
         self.quiet = False
         self.verbose = False
 
-    def warn(self, message: str) -> None:
+    def warn(self, warning: str | Notice) -> None:
+        """`warning: ...`; a Notice's location told as the command line tells it."""
+        message = warning.told() if isinstance(warning, Notice) else warning
         self.warnings.append(message)
         self._write(f"warning: {message}", shown=not self.quiet)
 
@@ -156,32 +159,39 @@ def probe_summary(answers: Mapping[ProbeKey, ProbeResult], seconds: float) -> st
     )
 
 
-def failed_probes(
+def probe_warnings(
     refs: Iterable[ImageRef], answers: Mapping[ProbeKey, ProbeResult], policy: str
-) -> list[str]:
-    """One warning per registry and cause for images without an answer, in the words of
-    the decision (`probe failed: X; --on-probe-error=P`): the image when there is one,
-    else the count and the first few names."""
-    from rewriter.decide import unknown_reason  # the words of the decision, shared
+) -> list[Notice]:
+    """One warning per registry and cause for images not found on their registry or
+    without an answer, in the words of the decision (`not found on its registry (404);
+    treated as private`, `probe failed: X; --on-probe-error=P`): the image when there is
+    one, else the count and the first few names (--verbose names each)."""
+    # The words of the decision, shared.
+    from rewriter.decide import missing_reason, unknown_reason
 
     groups: dict[tuple[str, str], list[str]] = {}
     seen: set[ProbeKey] = set()
     for ref in refs:
         result = answers.get(ref.probe_key)
-        if result is None or result.verdict is not Verdict.UNKNOWN or ref.probe_key in seen:
+        if result is None or ref.probe_key in seen:
+            continue
+        if result.verdict is Verdict.MISSING:
+            reason = missing_reason(result.detail)
+        elif result.verdict is Verdict.UNKNOWN:
+            reason = unknown_reason(result.detail, policy)
+        else:
             continue
         seen.add(ref.probe_key)
-        groups.setdefault((ref.registry, result.detail), []).append(ref.text)
-    messages = []
-    for (registry, detail), images in groups.items():
-        reason = unknown_reason(detail, policy)
+        groups.setdefault((ref.registry, reason), []).append(ref.text)
+    notices = []
+    for (registry, reason), images in groups.items():
         if len(images) == 1:
-            messages.append(f"{images[0]}: {reason}")
+            notices.append(Notice(f"{images[0]}: {reason}", image=images[0]))
             continue
         shown = ", ".join(images[:SHOWN_IMAGES])
         more = f" and {len(images) - SHOWN_IMAGES} more" if len(images) > SHOWN_IMAGES else ""
-        messages.append(f"{len(images)} images on {registry}: {reason} ({shown}{more})")
-    return messages
+        notices.append(Notice(f"{len(images)} images on {registry}: {reason} ({shown}{more})"))
+    return notices
 
 
 def tell_decisions(reporter: Reporter, decided: Iterable[tuple[str, Decision | None]]) -> None:

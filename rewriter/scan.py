@@ -15,7 +15,6 @@ from rewriter.document import Document
 from rewriter.errors import RewriterError
 from rewriter.reference import ImageRef, InvalidReference
 from rewriter.render import Found, Plan, Prober
-from rewriter.report import Reporter
 from rewriter.unclaimed import Unclaimed, find_unclaimed
 
 SCHEMA_VERSION = 1
@@ -169,10 +168,9 @@ def image_rows(the_plan: Plan, additional: Sequence[Decided] = ()) -> list[dict[
 Decided = tuple[ImageRef, Decision]
 
 
-def decide_additional(
-    images: Sequence[str], rules: Rules, prober: Prober, report: Reporter
-) -> list[Decided]:
-    """A KOTS Application's additionalImages, decided like the manifests' images."""
+def decide_additional(images: Sequence[str], rules: Rules, prober: Prober) -> list[Decided]:
+    """A KOTS Application's additionalImages, decided like the manifests' images (the
+    prober warns of those not found or not probed)."""
     refs: dict[str, ImageRef] = {}
     for text in images:
         try:
@@ -185,10 +183,7 @@ def decide_additional(
     answers = prober(to_probe) if to_probe else {}
     result = []
     for ref in refs.values():
-        decision = decide(ref, rules, answers.get(ref.probe_key))
-        if decision.warning:
-            report.warn(decision.warning)
-        result.append((ref, decision))
+        result.append((ref, decide(ref, rules, answers.get(ref.probe_key))))
     return result
 
 

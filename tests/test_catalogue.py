@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import collections
 import io
 import json
@@ -248,3 +249,22 @@ def test_troubleshoot_images_are_listed_by_images() -> None:
     )
     rows = json.loads(run([*args, "--format", "json", str(PREFLIGHT)]).stdout)
     assert [row["action"] for row in rows] == ["proxy"]
+
+
+def test_troubleshoot_collectors_get_no_inline_pull_secret() -> None:
+    """KOTS also writes the license into a collector's inline `imagePullSecret` (data
+    `.dockerconfigjson`, which troubleshoot turns into a temporary Secret). rewriter does
+    not: the license ID stays in the pull Secret alone (docs/security.md), so a
+    SupportBundle shows no credential where Secrets are masked and CRs are not."""
+    license_id = "2bXexampleLicenseID77"
+    args = ["--private", "*", "--app-slug", "acme", "--license-id", license_id, "--offline"]
+    result = run([*args, "--cache", "none", str(SUPPORT_BUNDLE)])
+    assert result.returncode == 0, result.stderr
+    bundle, secret = [d for d in yaml.safe_load_all(result.stdout) if d]
+    assert all("imagePullSecret" not in next(iter(c.values())) for c in bundle["spec"]["collectors"])
+    auths = json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))["auths"]
+    assert license_id in base64.b64decode(auths["proxy.replicated.com"]["auth"]).decode()
+    dumped = yaml.safe_dump(bundle)
+    assert license_id not in dumped and secret["data"][".dockerconfigjson"] not in dumped
+    warned = result.stderr.decode()
+    assert "copyFromHost.image: SupportBundle has no pull secret field; the cluster needs " in warned

@@ -452,6 +452,33 @@ def test_many_failing_images_are_one_warning_per_registry(registries):
     assert everything.stderr.decode().count("--on-probe-error=fail [document 1") == 200
 
 
+def test_images_not_found_are_one_warning_per_registry(registries):
+    """A registry's 404s read like its failed probes: one warning with the count and the
+    first names; -v still names each image with its decision."""
+    registry = registries.anonymous
+    gone = [registry.image(f"team/gone{i}", "1") for i in range(5)]
+    result = run(_probe_args(registries), stdin=_pod(*gone, registries.public_images()[0]))
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.decode().splitlines()
+    assert lines[0] == (
+        f"warning: 5 images on {registry.domain}: not found on its registry (HTTP 404); "
+        f"treated as private ({gone[0]}, {gone[1]}, {gone[2]} and 2 more)"
+    )
+    assert len(lines) == 2 and lines[1].startswith("probed 6 images on 1 registry in ")
+    assert result.stdout.decode().count("image: 'proxy.replicated.com/proxy/") == 5
+
+    single = run(_probe_args(registries), stdin=_pod(gone[0]))
+    assert single.stderr.decode().splitlines()[0] == (
+        f"warning: {gone[0]}: not found on its registry (HTTP 404); treated as private"
+    )
+
+    verbose = run(_probe_args(registries, "-v"), stdin=_pod(*gone))
+    told = verbose.stderr.decode().splitlines()
+    for image in gone:
+        decided = f"{image}: proxy (probe: not found (HTTP 404)) -> proxy.replicated.com/proxy/"
+        assert any(line.startswith(decided) for line in told), told
+
+
 def test_progress_on_a_terminal(tmp_path):
     """Probes lasting over a second show `probing N/M images ...` on a terminal (a pty
     here), erased at the end and followed by the summary."""

@@ -849,3 +849,42 @@ def test_annotate_records_the_same_paths_as_the_pipe(krm: Callable[..., Done]) -
     assert json.loads(web["metadata"]["annotations"]["rewriter/original-images"]) == {
         "spec.template.spec.containers[0].image": "quay.io/my-org/api:v1.0.1"
     }
+
+
+def test_a_warning_about_one_image_points_at_its_first_site(
+    krm: Callable[..., Done], registries
+) -> None:
+    """An image its registry does not know is warned of without a location of its own;
+    its result names the resource and field where the image first is. Several on one
+    registry are one warning (the count and names), located nowhere in particular."""
+    host = registries.anonymous.domain
+    gone = [registries.anonymous.image(f"team/gone{i}", "1") for i in range(3)]
+
+    def pods(*images: str) -> str:
+        return "".join(
+            f"- {{apiVersion: v1, kind: Pod, metadata: {{name: p{i}, namespace: shop}}, "
+            f"spec: {{containers: [{{name: c, image: '{image}'}}]}}}}\n"
+            for i, image in enumerate(images)
+        )
+
+    args = ("--insecure-registry", host, "--timeout", "3")
+    done = krm(HEAD + pods("nginx:1.25", gone[0]) + FUNCTION_CONFIG, *args)
+    assert done.returncode == 0, done.stderr
+    message = f"{gone[0]}: not found on its registry (HTTP 404); treated as private"
+    assert done.stderr.decode().splitlines()[0] == f"warning: {message}"
+    assert yaml.safe_load(done.stdout)["results"] == [
+        {
+            "message": message,
+            "severity": "warning",
+            "resourceRef": {"apiVersion": "v1", "kind": "Pod", "name": "p1", "namespace": "shop"},
+            "field": {"path": "spec.containers[0].image"},
+        }
+    ]
+
+    done = krm(HEAD + pods(*gone, gone[1]) + FUNCTION_CONFIG, *args)
+    assert done.returncode == 0, done.stderr
+    grouped = (
+        f"3 images on {host}: not found on its registry (HTTP 404); treated as private "
+        f"({gone[0]}, {gone[1]}, {gone[2]})"
+    )
+    assert yaml.safe_load(done.stdout)["results"] == [{"message": grouped, "severity": "warning"}]

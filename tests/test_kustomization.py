@@ -255,6 +255,39 @@ def test_nothing_private(cli: Callable[..., Done], kubectl: str, tmp_path: Path)
     assert not (out / "pull-secret.yaml").exists()  # ours, and stale
 
 
+def test_verbose_and_quiet(cli: Callable[..., Done], kubectl: str, tmp_path: Path) -> None:
+    """-v says each image's decision and -q only errors, as for render."""
+    base = tmp_path / "base"
+    shutil.copytree(FIXTURES / "app", base)
+    jobs = base / "jobs.yaml"
+    jobs.write_text(
+        jobs.read_text().replace("docker.io/library/busybox:1.36", "'{{ .Values.image }}'")
+    )
+    args = ("kustomization", "--resources", str(base), *RULES)
+    said = cli(*args, "--output-dir", str(tmp_path / "said"))
+    assert said.returncode == 0, said.stderr
+    warning = (
+        "warning: document 4 (CronJob shop/demo-report, line 87): "
+        "spec.jobTemplate.spec.template.spec.containers[1].image: invalid image reference '{{ .Values.image }}' (invalid reference format); left unchanged"
+    )
+    assert said.stderr == warning + "\n"
+
+    verbose = cli(*args, "--output-dir", str(tmp_path / "verbose"), "-v")
+    assert verbose.returncode == 0, verbose.stderr
+    told = verbose.stderr.splitlines()
+    assert told[0] == warning
+    assert "nginx:1.25: keep (rule --public 'docker.io/library/*')" in told
+    assert (
+        "quay.io/my-org/api:v1.0.1: proxy (rule --private 'quay.io/my-org/*') -> "
+        "proxy.replicated.com/proxy/acme/quay.io/my-org/api:v1.0.1"
+    ) in told
+
+    quiet = cli(*args, "--output-dir", str(tmp_path / "quiet"), "-q")
+    assert (quiet.returncode, quiet.stderr) == (0, "")
+    written = [(tmp_path / name / "kustomization.yaml").read_text() for name in ("said", "quiet")]
+    assert written[0] == written[1]
+
+
 def test_refuses_to_overwrite_a_users_kustomization(
     cli: Callable[..., Done], tmp_path: Path
 ) -> None:
