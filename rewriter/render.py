@@ -45,6 +45,7 @@ from rewriter.fields import (
     find_images,
 )
 from rewriter.fields import Path as FieldPath
+from rewriter.probe.verdict import ProbeKey, ProbeResult
 from rewriter.reference import ImageRef, InvalidReference
 from rewriter.report import Reporter
 from rewriter.secrets import (
@@ -55,7 +56,6 @@ from rewriter.secrets import (
     secret_document,
 )
 from rewriter.stream import Chunk, check_syntax, split
-from rewriter.verdict import ProbeKey, ProbeResult
 
 # Answers the probe for images no rule decides; {} when offline without a cache.
 Prober = Callable[[Sequence[ImageRef]], Mapping[ProbeKey, ProbeResult]]

@@ -17,20 +17,13 @@ import pytest
 from helpers import probe_cached
 from registries import Route, StubRegistry, free_port, stub_registry
 
-from rewriter.cache import open_backend, store_answers
-from rewriter.policy import ACCEPT, ProbeSettings
+from rewriter.probe.cache.format import ANSWER_VERSION, Entry, answer_key, parse_stored
+from rewriter.probe.cache.location import CacheSpec, parse_spec
+from rewriter.probe.cache.read import lookup, manifest_urls
+from rewriter.probe.cache.write import open_backend, store_answers
+from rewriter.probe.policy import ACCEPT, ProbeSettings
+from rewriter.probe.verdict import ProbeKey, ProbeResult, Verdict
 from rewriter.reference import ImageRef
-from rewriter.store import (
-    ANSWER_VERSION,
-    CacheSpec,
-    Entry,
-    answer_key,
-    lookup,
-    manifest_urls,
-    parse_spec,
-    parse_stored,
-)
-from rewriter.verdict import ProbeKey, ProbeResult, Verdict
 
 ROUTES = {
     "/v2/": Route(200),

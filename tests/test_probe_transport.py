@@ -11,8 +11,8 @@ import pytest
 import urllib3
 from registries import Route, StubRegistry, stub_registry
 
-from rewriter.tls import tls_context
-from rewriter.transport import Transport, UnsupportedProxy
+from rewriter.probe.tls import tls_context
+from rewriter.probe.transport import Transport, UnsupportedProxy
 
 
 @pytest.fixture

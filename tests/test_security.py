@@ -45,10 +45,11 @@ from faultserver import (
 from helpers import probe_cached
 from registries import Registries, pick_hosts
 
-from rewriter import policy as probe_policy
 from rewriter.errors import RewriterError
-from rewriter.policy import forbidden_address, host_allowed, redirect_refusal
-from rewriter.probe import ProbeResult, ProbeSettings, Verdict, probe_all
+from rewriter.probe import policy as probe_policy
+from rewriter.probe.policy import ProbeSettings, forbidden_address, host_allowed, redirect_refusal
+from rewriter.probe.registry import probe_all
+from rewriter.probe.verdict import ProbeResult, Verdict
 from rewriter.reference import ImageRef
 from rewriter.settings import Flags, resolve
 
@@ -938,7 +939,7 @@ def test_the_connected_address_is_checked_against_deny(
 
 
 def test_peer_refusal_policy() -> None:
-    from rewriter.policy import peer_refusal
+    from rewriter.probe.policy import peer_refusal
 
     none = ProbeSettings()
     assert peer_refusal("a.test", 80, "127.0.0.1", none) is None
@@ -1026,8 +1027,8 @@ def test_ambiguous_realm_and_location_reach_nothing(loopback: FaultServer) -> No
 
 
 def test_the_transport_refuses_a_url_its_parsers_disagree_on(loopback: FaultServer) -> None:
-    from rewriter.tls import tls_context
-    from rewriter.transport import ProbeDenied, Transport
+    from rewriter.probe.tls import tls_context
+    from rewriter.probe.transport import ProbeDenied, Transport
 
     url = f"http://127.0.0.1:{loopback.port}\\@allowed.example/v2/"
     with pytest.raises(ProbeDenied, match="ambiguous URL"):
