@@ -1,6 +1,6 @@
-"""Where a render's probe answers come from (rewriter/probe/__init__.py): the cache, then the
-registries, and back into the cache; offline without the network; a hung cache bounded by
-the deadline. Against a stub registry on loopback (tests/registries.py)."""
+"""Where a render's probe answers come from (`rewriter.probe.answers`): the cache, then
+the registries, and back into the cache; offline without the network; a hung cache
+bounded by the deadline. Against a stub registry on loopback (tests/registries.py)."""
 
 from __future__ import annotations
 

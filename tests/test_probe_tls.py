@@ -1,4 +1,5 @@
-"""The probe's TLS context (rewriter/tls.py): what it verifies and which roots it trusts."""
+"""The probe's TLS context (rewriter/probe/tls.py): what it verifies and which roots it
+trusts."""
 
 from __future__ import annotations
 

@@ -275,7 +275,7 @@ SQLITE_CASES = {
 }
 
 
-# Rendered by the CLI; the others go through the same answers.resolve in this
+# Rendered by the CLI; the others go through the same rewriter.probe.answers in this
 # process (what the CLI's _prober does), which costs no interpreter start-up.
 THROUGH_THE_CLI = {
     "corrupt file",

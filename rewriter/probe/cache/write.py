@@ -77,7 +77,7 @@ class Writer:
         self._cache = cache
         self._ttl = ttl_seconds
         self._warn = warn
-        self._warnings: list[str] = []  # the thread's, said by `store` in the caller's
+        self._warnings: list[str] = []  # the thread's, said by `store()` in the caller's
         self._entries: list[Entry] | None = None
         self._given = threading.Event()
         self._thread = threading.Thread(target=self._run, name="probe-cache", daemon=True)
