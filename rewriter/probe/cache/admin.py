@@ -12,14 +12,7 @@ import time
 from typing import TYPE_CHECKING
 
 from rewriter.errors import RewriterError
-from rewriter.probe.cache.backends import (
-    Unusable,
-    connect,
-    file_lock,
-    redis_connection,
-    remove_sqlite,
-    sqlite_refusal,
-)
+from rewriter.probe.cache import backends
 from rewriter.probe.cache.format import (
     REDIS_NAMESPACE,
     count_responses,
@@ -63,8 +56,8 @@ def cache_clear(spec: str) -> int:
 
 def _redis_for_admin(url: str) -> Redis:
     try:
-        return redis_connection(url)
-    except Unusable as exc:
+        return backends.redis_connection(url)
+    except backends.Unusable as exc:
         raise RewriterError(f"cannot reach the probe cache at {redact_url(url)}: {exc}") from None
 
 
@@ -89,7 +82,7 @@ def _sqlite_info(path: str) -> str:
     lines = ["backend: sqlite", f"location: {path}"]
     if not os.path.lexists(path):
         return "\n".join([*lines, "answers: 0 (no cache file yet)"])
-    refused = sqlite_refusal(path)
+    refused = backends.sqlite_refusal(path)
     if refused:
         return "\n".join([*lines, f"answers: not read: {refused}"])
     size = sum(
@@ -109,7 +102,7 @@ def _sqlite_info(path: str) -> str:
 
 def _sqlite_counts(path: str) -> tuple[int, int]:
     """(fresh, total) stored answers; (0, 0) for a file requests-cache never initialised."""
-    connection = connect(path, readonly=True)
+    connection = backends.connect(path, readonly=True)
     try:
         return count_responses(connection, round(time.time()))
     finally:
@@ -120,8 +113,8 @@ def _sqlite_clear(path: str) -> int:
     if not os.path.exists(path):
         return 0
     try:
-        with file_lock(path + ".lock"):
-            connection = connect(path)
+        with backends.file_lock(path + ".lock"):
+            connection = backends.connect(path)
             try:
                 return delete_responses(connection)
             finally:
@@ -130,7 +123,7 @@ def _sqlite_clear(path: str) -> int:
         raise RewriterError(f"cannot clear the probe cache {path}: {exc}") from None
     except sqlite3.DatabaseError:
         # Corrupt: nothing readable to forget; removing the file is what "clear" means.
-        remove_sqlite(path)
+        backends.remove_sqlite(path)
         return 0
     except OSError as exc:
         raise RewriterError(f"cannot clear the probe cache {path}: {exc.strerror}") from None
