@@ -32,11 +32,11 @@ from rewriter import STARTED, __version__
 from rewriter.decide import OFFLINE
 from rewriter.errors import RewriterError
 from rewriter.options import OPTIONS, OUTPUT, PROBE, Check, Flags, Kind, Option, one_of
+from rewriter.probe.verdict import ProbeKey, ProbeResult
 from rewriter.reference import ImageRef
 from rewriter.render import Plan, Prober, plan, rewrite
 from rewriter.report import ProbeProgress, Reporter, probe_summary, probe_warnings, tell_decisions
 from rewriter.settings import Settings, resolve
-from rewriter.verdict import ProbeKey, ProbeResult
 
 COMMANDS = ("render", "scan", "images", "cache", "krm", "kustomization", "version")
 # An error message listing more lines than this shows the first ones (-v: all).
@@ -367,10 +367,11 @@ def cache_info(
     cache: Annotated[str | None, _opt("cache", "The cache to inspect.", PROBE)] = None,
 ) -> None:
     """Where the probe cache is and how many answers it holds."""
-    from rewriter import cache as probe_cache
+    from rewriter.probe.cache import admin
+    from rewriter.probe.cache.location import default_cache_path
 
     out = _Stdout()
-    out.write(probe_cache.cache_info(cache or probe_cache.default_cache_path()) + "\n")
+    out.write(admin.cache_info(cache or default_cache_path()) + "\n")
     out.flush()
 
 
@@ -379,9 +380,10 @@ def cache_clear(
     cache: Annotated[str | None, _opt("cache", "The cache to empty.", PROBE)] = None,
 ) -> None:
     """Forget every cached probe answer."""
-    from rewriter import cache as probe_cache
+    from rewriter.probe.cache import admin
+    from rewriter.probe.cache.location import default_cache_path
 
-    removed = probe_cache.cache_clear(cache or probe_cache.default_cache_path())
+    removed = admin.cache_clear(cache or default_cache_path())
     sys.stderr.write(f"removed {removed} cached answer(s)\n")
 
 
@@ -501,12 +503,13 @@ def _join_streams(parts: list[bytes]) -> tuple[bytes, list[int]]:
 
 
 def _prober(settings: Settings, reporter: Reporter) -> Prober:
-    """The probe, built only when an image needs one (see rewriter/answers.py: the cache
-    first, without the network stack; the registries for the rest)."""
+    """The probe, built only when an image needs one (see rewriter/probe/__init__.py: the
+    cache first, without the network stack; the registries for the rest)."""
 
     def probe(refs: Sequence[ImageRef]) -> dict[ProbeKey, ProbeResult]:
-        from rewriter import answers, store
-        from rewriter.policy import ProbeSettings
+        from rewriter.probe import answers
+        from rewriter.probe.cache.location import default_cache_path, parse_spec
+        from rewriter.probe.policy import ProbeSettings
 
         probe_settings = ProbeSettings(
             concurrency=settings.concurrency,
@@ -518,10 +521,10 @@ def _prober(settings: Settings, reporter: Reporter) -> Prober:
             deny=settings.probe_deny,
             started_at=_render_started,
         )
-        spec = store.parse_spec(settings.cache or store.default_cache_path())
+        spec = parse_spec(settings.cache or default_cache_path())
         progress = ProbeProgress(reporter, len({ref.registry for ref in refs}))
         try:
-            found = answers.resolve(
+            found = answers(
                 refs,
                 probe_settings,
                 spec,

@@ -11,8 +11,8 @@ import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from rewriter.probe.verdict import ProbeResult, Verdict
 from rewriter.reference import ImageRef, InvalidReference
-from rewriter.verdict import ProbeResult, Verdict
 
 DEFAULT_PROXY_HOST = "proxy.replicated.com"
 DEFAULT_REGISTRY_HOST = "registry.replicated.com"

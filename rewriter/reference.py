@@ -49,7 +49,7 @@ import re
 from dataclasses import dataclass
 
 from rewriter.errors import RewriterError
-from rewriter.verdict import ProbeKey
+from rewriter.probe.verdict import ProbeKey
 
 __all__ = [
     "DEFAULT_REGISTRY",

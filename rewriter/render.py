@@ -47,6 +47,7 @@ from rewriter.fields import (
 from rewriter.fields import Path as FieldPath
 from rewriter.location import Location, Notice
 from rewriter.options import ORIGINAL_IMAGES
+from rewriter.probe.verdict import ProbeKey, ProbeResult
 from rewriter.reference import ImageRef, InvalidReference
 from rewriter.render_options import Options
 from rewriter.report import Reporter
@@ -58,7 +59,6 @@ from rewriter.secrets import (
     secret_document,
 )
 from rewriter.stream import Chunk, check_syntax, split
-from rewriter.verdict import ProbeKey, ProbeResult
 
 # Answers the probe for images no rule decides; {} when offline without a cache.
 Prober = Callable[[Sequence[ImageRef]], Mapping[ProbeKey, ProbeResult]]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, TextIO
 from rewriter.errors import RewriterError
 from rewriter.files import open_log
 from rewriter.location import Notice
-from rewriter.verdict import ProbeKey, ProbeResult, Verdict
+from rewriter.probe.verdict import ProbeKey, ProbeResult, Verdict
 
 if TYPE_CHECKING:
     from rewriter.decide import Decision

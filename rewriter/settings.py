@@ -46,7 +46,7 @@ class Settings:
     insecure_registries: frozenset[str]
     ca_bundle: str | None
     log_file: Path | None
-    probe_allow: tuple[str, ...] = ()  # host globs, see rewriter.policy.host_allowed
+    probe_allow: tuple[str, ...] = ()  # host globs, see rewriter.probe.policy.host_allowed
     probe_deny: tuple[str, ...] = ()
     # A KOTS Application's additionalImages: pulled by the app, named by no manifest.
     additional_images: tuple[str, ...] = ()

@@ -18,6 +18,17 @@ if TYPE_CHECKING:
     from registries import RedisServer, Registries
 
 
+@pytest.fixture
+def isolated_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """HOME and XDG_CACHE_HOME under the test's tmp_path, no ambient proxy: no cache test
+    reads or writes the real cache, or sends its loopback probes through a proxy."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
 @pytest.fixture(scope="session")
 def registries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registries]:
     """docker-registry x3 (anonymous/HTTP, htpasswd/HTTPS, token/HTTPS) on loopback."""

@@ -10,15 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from registries import Route, stub_registry
 
 from rewriter.decide import Rules
-from rewriter.policy import ProbeSettings
+from rewriter.probe.policy import ProbeSettings
+from rewriter.probe.verdict import ProbeKey, ProbeResult, Verdict
 from rewriter.reference import ImageRef
 from rewriter.render import plan, rewrite
 from rewriter.render_options import Options
 from rewriter.report import Reporter
 from rewriter.secrets import license_credentials
-from rewriter.verdict import ProbeKey, ProbeResult
 
 # shared/ lies beside the checkout, here and in CI.
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
@@ -110,7 +111,18 @@ def probe_cached(
 ) -> dict[ProbeKey, ProbeResult]:
     """What a render does for its images: the cache at `cache` (a --cache value) first,
     then the registries, their answers stored back."""
-    from rewriter.answers import resolve
-    from rewriter.store import parse_spec
+    from rewriter.probe import answers
+    from rewriter.probe.cache.location import parse_spec
 
-    return resolve(list(refs), settings, parse_spec(cache), ttl, warn, offline)
+    return answers(list(refs), settings, parse_spec(cache), ttl, warn, offline)
+
+
+def warm_cache(cache: str, count: int = 3, warn: Callable[[str], None] = print) -> list[str]:
+    """Probe `count` public images of a loopback stub into `cache` (a --cache value);
+    their names."""
+    with stub_registry({"/v2/": Route(200)}, default=Route(200)) as stub:
+        images = [f"{stub.domain}/team/app{i}:1.0" for i in range(count)]
+        settings = ProbeSettings(insecure_registries=frozenset({stub.domain}), timeout=2)
+        results = probe_cached([ImageRef.parse(i) for i in images], settings, cache, 3600, warn)
+    assert {r.verdict for r in results.values()} == {Verdict.PUBLIC}
+    return images

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from rewriter.decide import Action, OnProbeError, Rules, decide, decide_by_rule
+from rewriter.probe.verdict import ProbeResult, Verdict
 from rewriter.reference import ImageRef
-from rewriter.verdict import ProbeResult, Verdict
 
 RULES = Rules(app_slug="acme", public=("docker.io/library/*",), private=("quay.io/my-org/*",))
 

@@ -11,7 +11,7 @@
   connected address with a name that resolves where it should not.
 - The license ID never reaches stderr, the log file, `scan` output or the cache.
 
-The cache file's mode is tested in-process by tests/test_cache.py::test_file_is_private;
+The cache file's mode is tested in-process by tests/test_cache_write.py::test_file_is_private;
 here it is checked again after a real CLI render under umask 000.
 """
 
@@ -45,11 +45,12 @@ from faultserver import (
 from helpers import probe_cached
 from registries import Registries, pick_hosts
 
-from rewriter import policy as probe_policy
 from rewriter.errors import RewriterError
 from rewriter.options import Flags
-from rewriter.policy import forbidden_address, host_allowed, redirect_refusal
-from rewriter.probe import ProbeResult, ProbeSettings, Verdict, probe_all
+from rewriter.probe import policy as probe_policy
+from rewriter.probe.policy import ProbeSettings, forbidden_address, host_allowed, redirect_refusal
+from rewriter.probe.registry import probe_all
+from rewriter.probe.verdict import ProbeResult, Verdict
 from rewriter.reference import ImageRef
 from rewriter.settings import resolve
 
@@ -939,7 +940,7 @@ def test_the_connected_address_is_checked_against_deny(
 
 
 def test_peer_refusal_policy() -> None:
-    from rewriter.policy import peer_refusal
+    from rewriter.probe.policy import peer_refusal
 
     none = ProbeSettings()
     assert peer_refusal("a.test", 80, "127.0.0.1", none) is None
@@ -1027,8 +1028,8 @@ def test_ambiguous_realm_and_location_reach_nothing(loopback: FaultServer) -> No
 
 
 def test_the_transport_refuses_a_url_its_parsers_disagree_on(loopback: FaultServer) -> None:
-    from rewriter.tls import tls_context
-    from rewriter.transport import ProbeDenied, Transport
+    from rewriter.probe.tls import tls_context
+    from rewriter.probe.transport import ProbeDenied, Transport
 
     url = f"http://127.0.0.1:{loopback.port}\\@allowed.example/v2/"
     with pytest.raises(ProbeDenied, match="ambiguous URL"):

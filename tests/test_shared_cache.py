@@ -34,7 +34,8 @@ from faultserver import Behaviour, Connection, FaultServer, Request, status
 from helpers import probe_cached, shop_deployment
 from registries import RedisServer, pick_hosts, start_redis
 
-from rewriter.probe import ProbeResult, ProbeSettings, Verdict
+from rewriter.probe.policy import ProbeSettings
+from rewriter.probe.verdict import ProbeResult, Verdict
 from rewriter.reference import ImageRef
 
 CONCURRENT = 8
@@ -274,7 +275,7 @@ SQLITE_CASES = {
 }
 
 
-# Rendered by the CLI; the others go through the same answers.resolve in this
+# Rendered by the CLI; the others go through the same rewriter.probe.answers in this
 # process (what the CLI's _prober does), which costs no interpreter start-up.
 THROUGH_THE_CLI = {
     "corrupt file",

@@ -1,6 +1,6 @@
-"""Where a render's probe answers come from (rewriter/answers.py): the cache, then the
-registries, and back into the cache; offline without the network; a hung cache bounded by
-the deadline. Against a stub registry on loopback (tests/registries.py)."""
+"""Where a render's probe answers come from (`rewriter.probe.answers`): the cache, then
+the registries, and back into the cache; offline without the network; a hung cache
+bounded by the deadline. Against a stub registry on loopback (tests/registries.py)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 from registries import Route, StubRegistry, stub_registry
 
-from rewriter import cache as probe_cache
-from rewriter.answers import OFFLINE, resolve
-from rewriter.policy import ProbeSettings
+from rewriter import probe
+from rewriter.decide import OFFLINE
+from rewriter.probe.cache import write as probe_cache
+from rewriter.probe.cache.location import CacheSpec, parse_spec
+from rewriter.probe.policy import ProbeSettings
+from rewriter.probe.verdict import ProbeResult, Verdict
 from rewriter.reference import ImageRef
-from rewriter.store import CacheSpec, parse_spec
-from rewriter.verdict import ProbeResult, Verdict
 
 ROUTES = {
     "/v2/": Route(200),
@@ -51,9 +52,9 @@ def test_the_registries_answer_then_the_cache(stub: StubRegistry, tmp_path: Path
     spec = parse_spec(str(tmp_path / "probes.sqlite"))
     warnings: list[str] = []
 
-    first = resolve(images(stub), settings(stub), spec, 3600, warnings.append)
+    first = probe.answers(images(stub), settings(stub), spec, 3600, warnings.append)
     asked = len(stub.requests())
-    second = resolve(images(stub), settings(stub), spec, 3600, warnings.append)
+    second = probe.answers(images(stub), settings(stub), spec, 3600, warnings.append)
 
     assert by_repository(first) == {
         "team/public": ProbeResult(Verdict.PUBLIC, "HTTP 200"),
@@ -74,9 +75,9 @@ def test_a_cache_path_without_suffix_is_read_where_it_was_written(
     # requests-cache writes `probes.sqlite` for `probes`: the reader must look there too.
     spec = parse_spec(str(tmp_path / "probes"))
     assert spec.location == str(tmp_path / "probes.sqlite")
-    resolve(images(stub), settings(stub), spec, 3600, print)
+    probe.answers(images(stub), settings(stub), spec, 3600, print)
     asked = len(stub.requests())
-    second = resolve(images(stub), settings(stub), parse_spec(str(tmp_path / "probes")), 3600, print)
+    second = probe.answers(images(stub), settings(stub), parse_spec(str(tmp_path / "probes")), 3600, print)
     assert len(stub.requests()) == asked  # answered from the cache
     assert all(answer.cached for answer in second.values())
     assert (tmp_path / "probes.sqlite").is_file() and not (tmp_path / "probes").exists()
@@ -87,7 +88,7 @@ def test_offline_sends_nothing_and_creates_no_cache(stub: StubRegistry, tmp_path
     denied = settings(stub, deny=("other.example",))
     refused = ImageRef.parse("other.example/team/app:1.0")
 
-    answers = resolve([*images(stub), refused], denied, parse_spec(str(cache)), 3600, print, True)
+    answers = probe.answers([*images(stub), refused], denied, parse_spec(str(cache)), 3600, print, True)
 
     assert set(answers.values()) == {
         ProbeResult(Verdict.UNKNOWN, OFFLINE),
@@ -100,7 +101,7 @@ def test_offline_sends_nothing_and_creates_no_cache(stub: StubRegistry, tmp_path
 
 def test_no_ttl_stores_nothing(stub: StubRegistry, tmp_path: Path) -> None:
     cache = tmp_path / "probes.sqlite"
-    resolve(images(stub), settings(stub), parse_spec(str(cache)), 0, print)
+    probe.answers(images(stub), settings(stub), parse_spec(str(cache)), 0, print)
     assert not cache.exists()
 
 
@@ -115,7 +116,7 @@ def test_a_cache_that_hangs_costs_the_deadline_not_more(
     warnings: list[str] = []
     started = time.monotonic()
 
-    answers = resolve(
+    answers = probe.answers(
         images(stub),
         settings(stub, deadline=1.5, started_at=started),
         parse_spec(str(tmp_path / "probes.sqlite")),
@@ -136,7 +137,7 @@ def test_an_unusable_cache_is_said_and_the_answers_stand(
     where = blocker / "probes.sqlite"
     warnings: list[str] = []
 
-    answers = resolve(
+    answers = probe.answers(
         images(stub), settings(stub), CacheSpec("sqlite", str(where)), 3600, warnings.append
     )
 
@@ -150,7 +151,7 @@ def test_only_answers_are_stored(stub: StubRegistry, tmp_path: Path) -> None:
     cache = tmp_path / "probes.sqlite"
     unreachable = ImageRef.parse("127.0.0.1:9/team/app:1.0")
     spec = parse_spec(str(cache))
-    resolve([*images(stub), unreachable], settings(stub), spec, 3600, print)
+    probe.answers([*images(stub), unreachable], settings(stub), spec, 3600, print)
     with sqlite3.connect(cache) as db:
         assert db.execute("SELECT count(*) FROM responses").fetchone() == (2,)
 
@@ -159,16 +160,16 @@ def test_a_render_answered_from_the_cache_imports_no_network_stack(
     stub: StubRegistry, tmp_path: Path
 ) -> None:
     cache = str(tmp_path / "probes.sqlite")
-    resolve(images(stub), settings(stub), parse_spec(cache), 3600, print)
+    probe.answers(images(stub), settings(stub), parse_spec(cache), 3600, print)
     script = (
         "import sys\n"
-        "from rewriter.answers import resolve\n"
-        "from rewriter.policy import ProbeSettings\n"
+        "from rewriter import probe\n"
+        "from rewriter.probe.policy import ProbeSettings\n"
         "from rewriter.reference import ImageRef\n"
-        "from rewriter.store import parse_spec\n"
+        "from rewriter.probe.cache.location import parse_spec\n"
         "refs = [ImageRef.parse(text) for text in sys.argv[3:]]\n"
         "settings = ProbeSettings(insecure_registries=frozenset({sys.argv[1]}))\n"
-        "answers = resolve(refs, settings, parse_spec(sys.argv[2]), 3600, print)\n"
+        "answers = probe.answers(refs, settings, parse_spec(sys.argv[2]), 3600, print)\n"
         "assert all(answer.cached for answer in answers.values()), answers\n"
         "heavy = {'requests', 'urllib3', 'requests_cache', 'ssl', 'socket'} & set(sys.modules)\n"
         "print(sorted(heavy))\n"
@@ -196,7 +197,7 @@ def test_a_cache_that_fails_to_open_is_a_warning_not_a_traceback(
     warnings: list[str] = []
     cache = tmp_path / "probes.sqlite"
 
-    answers = resolve(images(stub), settings(stub), parse_spec(str(cache)), 3600, warnings.append)
+    answers = probe.answers(images(stub), settings(stub), parse_spec(str(cache)), 3600, warnings.append)
 
     assert {answer.verdict for answer in answers.values()} == {Verdict.PUBLIC, Verdict.PRIVATE}
     assert warnings == [

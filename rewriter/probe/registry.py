@@ -1,8 +1,8 @@
-"""Anonymous registry probe: is this image pullable without credentials?
+"""The registry client: is this image pullable without credentials?
 
 For each distinct (registry, repository, reference) the OCI distribution protocol is
 followed the way a container runtime does it, minus every credential (the cache has been
-read before, see rewriter/answers.py):
+read before, see rewriter/probe/__init__.py):
 
 1. `GET /v2/` once per registry per render, shared by all threads, to read the
    `WWW-Authenticate` challenge;
@@ -13,11 +13,12 @@ read before, see rewriter/answers.py):
    anonymous token if there is one; a Basic challenge needs no token step: the anonymous
    HEAD then answers 401 by itself (ECR, htpasswd).
 
-Images are probed `concurrency` at a time, in the order `policy.schedule` gives, over
-kept-alive connections that all verify TLS with one context per render
-(rewriter/tls.py).
+Images are probed `concurrency` at a time (rewriter/probe/pool.py: the threads and the
+deadline live there, so that this module reads as the protocol), in the order
+`policy.schedule` gives, over kept-alive connections that all verify TLS with one context
+per render (rewriter/probe/tls.py).
 
-Only the final, classification-relevant answer is kept for the cache, as a `store.Entry`
+Only the final, classification-relevant answer is kept for the cache, as a `format.Entry`
 handed to `keep` (its status and the challenge's gist, nothing else): never a ping, never
 a token response, never the unauthenticated 401 that precedes a token.
 
@@ -35,31 +36,34 @@ host matching `--probe-deny`, and with `--probe-allow` only hosts matching it; a
 or realm may not take an HTTPS conversation to plain HTTP. Redirects are followed here,
 hop by hop, so that each hop is checked and no body is ever read. The name check cannot
 see where DNS sends a name, so the transport checks the address it actually connected to
-as well, before a byte is sent (rewriter/transport.py).
+as well, before a byte is sent (rewriter/probe/transport.py).
 
-The policy (rewriter/policy.py, and `describe_error` here) is pure; `probe_all` does
-the I/O.
+The policy (rewriter/probe/policy.py, and `failures.describe_error`) is pure;
+`probe_all` does the I/O.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import queue
-import socket
-import ssl
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from http.client import BadStatusLine, HTTPException, RemoteDisconnected
-from typing import TYPE_CHECKING, Generic, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import urllib3.exceptions
 
-from rewriter.challenge import Challenge, parse_challenges
-from rewriter.policy import (
+from rewriter.probe.cache.format import Entry
+from rewriter.probe.challenge import Challenge, parse_challenges
+from rewriter.probe.failures import (
+    TRANSPORT_ERRORS,
+    BadURL,
+    TokenTooLarge,
+    TooManyRedirects,
+    describe_error,
+)
+from rewriter.probe.policy import (
     ACCEPT,
     TOKEN_REALM_HEADER,
     TOKEN_REALM_VALUE,
@@ -75,115 +79,21 @@ from rewriter.policy import (
     schedule,
     token_scope,
 )
-from rewriter.store import Entry
-from rewriter.tls import tls_context
-from rewriter.transport import ProbeDenied, Response, Transport, UnsupportedProxy
-from rewriter.verdict import ProbeKey, ProbeResult, Verdict
+from rewriter.probe.pool import Deadline, Once, run_until
+from rewriter.probe.tls import tls_context
+from rewriter.probe.transport import Response, Transport
+from rewriter.probe.verdict import ProbeKey, ProbeResult, Verdict
 
 if TYPE_CHECKING:
     from rewriter.reference import ImageRef
-
-__all__ = [
-    "BadURL",
-    "ProbeKey",
-    "ProbeResult",
-    "ProbeSettings",
-    "TokenTooLarge",
-    "TooManyRedirects",
-    "Verdict",
-    "describe_error",
-    "probe_all",
-]
 
 USER_AGENT = "rewriter-probe/0.1"
 MAX_TOKEN_BYTES = 1 << 20  # an anonymous token is a few KiB; refuse to buffer more
 SMALL_BODY = 4096  # bytes: read to keep the connection, rather than closing it
 MAX_REDIRECTS = 5  # registries redirect a manifest at most once or twice (to a CDN)
 
-
-class TokenTooLarge(Exception):
-    """A token realm kept sending past MAX_TOKEN_BYTES."""
-
-
-class TooManyRedirects(Exception):
-    pass
-
-
-class BadURL(ValueError):
-    """A URL the probe cannot send a request to (a port that is not a number)."""
-
-
-# What a request can fail with, short of an HTTP answer.
-TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, TokenTooLarge, TooManyRedirects, BadURL)
-
-
-def describe_error(exc: BaseException, timeout: float) -> str:
-    """Short text for a request that got no HTTP answer."""
-    if isinstance(exc, TokenTooLarge):
-        return str(exc)
-    causes = list(_causes(exc))
-    for cause in causes:
-        if isinstance(cause, ProbeDenied):
-            return str(cause)
-    errors = urllib3.exceptions
-    # Before the timeouts: urllib3 2 makes a failed connection a kind of connect timeout.
-    if isinstance(exc, (errors.NewConnectionError, errors.ProtocolError)):
-        for kind, text in _CONNECTION_FAILURES:
-            if any(isinstance(cause, kind) for cause in causes):
-                return text
-        return "connection failed"
-    if isinstance(exc, errors.TimeoutError):
-        return f"timeout after {timeout:.1f}s"
-    if isinstance(exc, errors.SSLError):
-        for cause in causes:
-            if isinstance(cause, ssl.SSLCertVerificationError):
-                why = getattr(cause, "verify_message", None)
-                return "TLS error: certificate verify failed" + (f" ({why})" if why else "")
-        for cause in causes:
-            if isinstance(cause, ssl.SSLError) and cause.reason:
-                return f"TLS error: {cause.reason}"
-        return "TLS error"
-    if isinstance(exc, UnsupportedProxy):
-        return "proxy error (SOCKS proxies are not supported)"
-    if isinstance(exc, errors.ProxyError):
-        return "proxy error"
-    if isinstance(exc, TooManyRedirects):
-        return "too many redirects"
-    if isinstance(exc, (BadURL, errors.LocationValueError)):
-        return "invalid URL"
-    return f"request failed ({type(exc).__name__})"
-
-
-_CONNECTION_FAILURES: tuple[tuple[type[BaseException], str], ...] = (
-    (urllib3.exceptions.NameResolutionError, "DNS lookup failed"),
-    (socket.gaierror, "DNS lookup failed"),
-    (ConnectionRefusedError, "connection refused"),
-    # Before ConnectionResetError, of which it is a subclass: a clean close, not a reset.
-    (RemoteDisconnected, "connection closed by the registry"),
-    (ConnectionResetError, "connection reset"),
-    (BadStatusLine, "not an HTTP answer"),
-    (HTTPException, "malformed HTTP answer"),
-    (urllib3.exceptions.ProtocolError, "connection closed by the registry"),
-    (OSError, "connection failed"),
-)
-
-
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """The exception and everything it wraps (urllib3 -> socket, ssl, http.client)."""
-    seen: set[int] = set()
-    todo = [exc]
-    while todo:
-        current = todo.pop(0)
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        linked = [current.__cause__, current.__context__, getattr(current, "reason", None)]
-        linked += list(current.args)
-        todo += [item for item in linked if isinstance(item, BaseException)]
-
-
-# -- I/O -------------------------------------------------------------------------------
+# Told (done, total) by `probe_all`: the edge's progress line, never printed from here.
+Progress = Callable[[int, int], None]
 
 
 def probe_all(
@@ -196,7 +106,7 @@ def probe_all(
     """Ask the registries about each distinct key once, in parallel; never raises for
     network trouble. `keep` receives, from the worker threads, the answers worth storing;
     `progress(done, total)`, from the calling thread, how far the probes are, as each
-    answer comes and every PROGRESS_TICK seconds while none does.
+    answer comes and every `pool.TICK` seconds while none does.
     Requests go through `transport`, by default one verifying TLS with
     `tls_context(settings.ca_bundle)`.
 
@@ -210,14 +120,22 @@ def probe_all(
         return {}
     if transport is None:
         transport = Transport(tls_context(settings.ca_bundle), settings=settings)
-    run = _Run(settings, transport, deadline_at(settings, time.monotonic()), keep)
-    run.progress = progress
-    return run.all(keys)
-
-
-# Told (done, total) by `probe_all`: the edge's progress line, never printed from here.
-Progress = Callable[[int, int], None]
-PROGRESS_TICK = 0.25  # seconds between progress calls while no answer comes
+    deadline = Deadline(deadline_at(settings, time.monotonic()))
+    answers: dict[ProbeKey, ProbeResult] = {}
+    ask: list[ProbeKey] = []
+    for key in keys:  # here, before any thread: refused keys need none
+        refused = registry_refusal(key[0], settings)
+        if refused is None:
+            ask.append(key)
+        else:
+            answers[key] = ProbeResult(Verdict.UNKNOWN, refused)
+    if ask:
+        client = RegistryClient(settings, transport, deadline, keep)
+        answered = len(answers)  # the refused ones count as done
+        told = None if progress is None else lambda done: progress(answered + done, len(keys))
+        answers.update(run_until(ask, client.probe, settings.concurrency, deadline, told))
+    late = ProbeResult(Verdict.UNKNOWN, "deadline exceeded")
+    return {key: answers.get(key, late) for key in keys}
 
 
 class _DeadlineExceeded(Exception):
@@ -243,114 +161,25 @@ class _Denied:
     status: int
 
 
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-@dataclass
-class _Slot(Generic[V]):
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    value: V | None = None
-    done: bool = False
-
-
-class _Once(Generic[K, V]):
-    """Compute a value once per key, however many threads ask at the same time."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._slots: dict[K, _Slot[V]] = {}
-
-    def get(self, key: K, compute: Callable[[], V]) -> V:
-        with self._lock:
-            slot = self._slots.setdefault(key, _Slot())
-        with slot.lock:
-            if not slot.done:
-                slot.value = compute()
-                slot.done = True
-            return slot.value  # type: ignore[return-value]  # set just above
-
-
-class _Run:
-    """One render's probes: the shared pings and tokens, what is kept, the clock."""
+class RegistryClient:
+    """One render's conversations with the registries: the pings and tokens shared by all
+    its images, what is kept for the cache, within the render's deadline. `probe` is
+    called from the pool's workers, several at a time."""
 
     def __init__(
         self,
         settings: ProbeSettings,
         transport: Transport,
-        deadline_at: float,
+        deadline: Deadline,
         keep: Callable[[Entry], None] | None,
     ) -> None:
         self.settings = settings
         self.transport = transport
-        self.deadline_at = deadline_at
+        self.deadline = deadline
         self.keep = keep
         self.insecure = frozenset(host.lower() for host in settings.insecure_registries)
-        self.pings: _Once[str, _Endpoint | ProbeResult] = _Once()
-        self.tokens: _Once[tuple[str, str, str], str | _Denied | ProbeResult] = _Once()
-        self.cancelled = False
-        self.progress: Progress | None = None
-
-    # -- scheduling --------------------------------------------------------------------
-
-    def all(self, keys: list[ProbeKey]) -> dict[ProbeKey, ProbeResult]:
-        answers: dict[ProbeKey, ProbeResult] = {}
-        ask: list[ProbeKey] = []
-        for key in keys:  # here, before any thread: refused keys need none
-            refused = registry_refusal(key[0], self.settings)
-            if refused is None:
-                ask.append(key)
-            else:
-                answers[key] = ProbeResult(Verdict.UNKNOWN, refused)
-        if ask:
-            self.ask(ask, answers)
-        late = ProbeResult(Verdict.UNKNOWN, "deadline exceeded")
-        return {key: answers.get(key, late) for key in keys}
-
-    def ask(self, keys: list[ProbeKey], answers: dict[ProbeKey, ProbeResult]) -> None:
-        """Ask the registries about `keys` in parallel, filling in `answers` until the
-        deadline."""
-        total = len(answers) + len(keys)  # the refused ones are answered already
-        todo: queue.SimpleQueue[ProbeKey] = queue.SimpleQueue()
-        for key in keys:
-            todo.put(key)
-        finished: queue.SimpleQueue[ProbeKey] = queue.SimpleQueue()
-
-        def worker() -> None:
-            while not self.cancelled:
-                try:
-                    key = todo.get_nowait()
-                except queue.Empty:
-                    return
-                try:
-                    answers[key] = self.probe(key)
-                finally:
-                    finished.put(key)
-
-        # Daemon threads rather than a ThreadPoolExecutor: the executor's workers are
-        # joined at interpreter exit, so one request stuck on a dripping server would hold
-        # the whole render past its deadline.
-        workers = [
-            threading.Thread(target=worker, name=f"probe-{number}", daemon=True)
-            for number in range(min(max(self.settings.concurrency, 1), len(keys)))
-        ]
-        for thread in workers:
-            thread.start()
-
-        pending = set(keys)
-        while pending:
-            left = self.deadline_at - time.monotonic()
-            if left <= 0:
-                break
-            wait = left if self.progress is None else min(left, PROGRESS_TICK)
-            try:
-                pending.discard(finished.get(timeout=wait))
-            except queue.Empty:
-                if wait >= left:
-                    break
-            if self.progress is not None:
-                self.progress(total - len(pending), total)
-        self.cancelled = True
+        self.pings: Once[str, _Endpoint | ProbeResult] = Once()
+        self.tokens: Once[tuple[str, str, str], str | _Denied | ProbeResult] = Once()
 
     # -- one key -----------------------------------------------------------------------
 
@@ -430,8 +259,8 @@ class _Run:
         raise TooManyRedirects(f"more than {MAX_REDIRECTS} redirects")
 
     def _send_once(self, method: str, url: str, headers: dict[str, str]) -> Response:
-        left = self.deadline_at - time.monotonic()
-        if left <= 0 or self.cancelled:
+        left = self.deadline.left()
+        if left <= 0 or self.deadline.cancelled:
             raise _DeadlineExceeded
         timeout = min(self.settings.timeout, left)
         try:
@@ -526,7 +355,7 @@ class _Run:
             size += len(chunk)
             if size > MAX_TOKEN_BYTES:
                 raise TokenTooLarge(f"token realm answered more than {MAX_TOKEN_BYTES >> 20} MiB")
-            if time.monotonic() > self.deadline_at:
+            if self.deadline.passed():
                 raise _DeadlineExceeded
             chunks.append(chunk)
         return b"".join(chunks)

@@ -4,7 +4,7 @@ Which hosts it may contact (`host_allowed`, `redirect_refusal`: never a cloud me
 endpoint or a link-local address, `--probe-deny` and `--probe-allow`), where a
 registry's API lives, the order to probe images in (`schedule`), and what a registry's
 answer says (`classify`, `describe`, `stored_answer`). Kept apart from the transport
-(rewriter/probe.py) so that deciding from stored answers needs no HTTP stack at all.
+(rewriter/probe/registry.py) so that deciding from stored answers needs no HTTP stack at all.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from rewriter.challenge import parse_challenges
 from rewriter.options import CONCURRENCY, DEADLINE, TIMEOUT
-from rewriter.verdict import ProbeKey, ProbeResult, Verdict
+from rewriter.probe.challenge import parse_challenges
+from rewriter.probe.verdict import ProbeKey, ProbeResult, Verdict
 
 # All four, in preference order: registry 2.8 answers 404 or 400 for an image that exists
 # when its media type is missing from Accept (SPEC section 10).

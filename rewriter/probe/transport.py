@@ -1,8 +1,8 @@
 """The probe's HTTP transport: urllib3's connection pools, and nothing ambient.
 
 urllib3 reads no ~/.netrc, keeps no cookies and consults no environment variable; the
-probe adds exactly what it means to (rewriter/probe.py): its own headers, the anonymous
-token, and the proxy variables, read once per render:
+probe adds exactly what it means to (rewriter/probe/registry.py): its own headers, the
+anonymous token, and the proxy variables, read once per render:
 
 - `HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY` and `NO_PROXY` (either case; lower case wins,
   as curl and requests have it). A proxy is a tunnel to the image's own registry, not a
@@ -15,7 +15,8 @@ token, and the proxy variables, read once per render:
   (`policy.peer_refusal`).
 - A URL urllib3 would read as another host than urllib.parse does (a backslash before
   an `@`) is refused: the policy checks the host the transport connects to.
-- Every TLS connection verifies with the render's one context (rewriter/tls.py).
+- Every TLS connection verifies with the render's one context
+  (rewriter/probe/tls.py).
 
 Requests are sent as given: no retries, no redirects followed (the probe checks each
 hop itself), bodies neither preloaded nor decoded.
@@ -37,7 +38,7 @@ import urllib3.connection
 from urllib3.util import make_headers, parse_url
 
 from rewriter.options import CONCURRENCY
-from rewriter.policy import ProbeSettings, forbidden_address, no_proxy_matches, peer_refusal
+from rewriter.probe.policy import ProbeSettings, forbidden_address, no_proxy_matches, peer_refusal
 
 POOL_SIZE = CONCURRENCY  # connections kept per host: at least the default probe concurrency
 

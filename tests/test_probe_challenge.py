@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from rewriter.challenge import Challenge, parse_challenges
+from rewriter.probe.challenge import Challenge, parse_challenges
 
 
 def c(scheme: str, token68: str | None = None, **params: str) -> Challenge:

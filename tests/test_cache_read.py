@@ -17,20 +17,13 @@ import pytest
 from helpers import probe_cached
 from registries import Route, StubRegistry, free_port, stub_registry
 
-from rewriter.cache import open_backend, store_answers
-from rewriter.policy import ACCEPT, ProbeSettings
+from rewriter.probe.cache.format import ANSWER_VERSION, Entry, answer_key, parse_stored
+from rewriter.probe.cache.location import CacheSpec, parse_spec
+from rewriter.probe.cache.read import lookup, manifest_urls
+from rewriter.probe.cache.write import open_backend, store_answers
+from rewriter.probe.policy import ACCEPT, ProbeSettings
+from rewriter.probe.verdict import ProbeKey, ProbeResult, Verdict
 from rewriter.reference import ImageRef
-from rewriter.store import (
-    ANSWER_VERSION,
-    CacheSpec,
-    Entry,
-    answer_key,
-    lookup,
-    manifest_urls,
-    parse_spec,
-    parse_stored,
-)
-from rewriter.verdict import ProbeKey, ProbeResult, Verdict
 
 ROUTES = {
     "/v2/": Route(200),
@@ -133,7 +126,7 @@ def test_no_cache_file_means_no_answers_and_creates_nothing(tmp_path: Path) -> N
 
 def test_a_corrupt_file_is_said_and_kept_for_writing(tmp_path: Path) -> None:
     """No answer, a warning, and the cache still to be written: opening it to store the
-    answers rebuilds it and says so (tests/test_cache.py)."""
+    answers rebuilds it and says so (tests/test_cache_write.py)."""
     cache = tmp_path / "probes.sqlite"
     cache.write_bytes(b"this is not a database" * 100)
     warnings: list[str] = []

@@ -18,21 +18,15 @@ import urllib3.exceptions
 from helpers import probe_cached, shop_deployment
 from registries import Registries, Registry, Route, StubRegistry, free_port, stub_registry
 
-from rewriter.cache import open_backend, store_answers
 from rewriter.errors import RewriterError
-from rewriter.probe import (
-    BadURL,
-    ProbeKey,
-    ProbeResult,
-    ProbeSettings,
-    TooManyRedirects,
-    Verdict,
-    describe_error,
-    probe_all,
-)
+from rewriter.probe.cache.format import Entry
+from rewriter.probe.cache.write import open_backend, store_answers
+from rewriter.probe.failures import BadURL, TooManyRedirects, describe_error
+from rewriter.probe.policy import ProbeSettings
+from rewriter.probe.registry import probe_all
+from rewriter.probe.transport import UnsupportedProxy
+from rewriter.probe.verdict import ProbeKey, ProbeResult, Verdict
 from rewriter.reference import ImageRef
-from rewriter.store import Entry
-from rewriter.transport import UnsupportedProxy
 
 PUBLIC, PRIVATE, MISSING, UNKNOWN = (
     Verdict.PUBLIC,

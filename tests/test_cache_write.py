@@ -1,8 +1,8 @@
-"""The probe cache: where it lives, how it is opened, what it refuses, info and clear."""
+"""Storing answers in the probe cache (rewriter/probe/cache/write.py): how it is opened,
+what it refuses, what it stores; and the cache as an input (what a render then reads)."""
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import stat
@@ -10,66 +10,26 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import probe_cached
-from registries import Route, free_port, stub_registry
+from helpers import probe_cached, warm_cache
+from registries import Route, stub_registry
 from requests_cache.backends.sqlite import SQLiteCache
 
-from rewriter.cache import (
-    Unusable,
-    cache_clear,
-    cache_info,
-    default_cache_path,
-    open_backend,
-    store_answers,
-)
 from rewriter.errors import RewriterError
-from rewriter.probe import ProbeSettings, Verdict
+from rewriter.probe.cache.admin import cache_clear, cache_info
+from rewriter.probe.cache.backends import Unusable
+from rewriter.probe.cache.format import Entry
+from rewriter.probe.cache.write import open_backend, store_answers
+from rewriter.probe.policy import ProbeSettings
 from rewriter.reference import ImageRef
-from rewriter.store import Entry
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
-
-
-def warm(cache: str, count: int = 3, warn: Callable[[str], None] = print) -> list[str]:
-    """Probe `count` images of a stub into `cache`; their names."""
-    with stub_registry({"/v2/": Route(200)}, default=Route(200)) as stub:
-        images = [f"{stub.domain}/team/app{i}:1.0" for i in range(count)]
-        settings = ProbeSettings(insecure_registries=frozenset({stub.domain}), timeout=2)
-        results = probe_cached([ImageRef.parse(i) for i in images], settings, cache, 3600, warn)
-    assert {r.verdict for r in results.values()} == {Verdict.PUBLIC}
-    return images
-
-
-# -- where ------------------------------------------------------------------------------
-
-
-def test_default_path_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "c"))
-    assert default_cache_path() == str(tmp_path / "c" / "rewriter" / "probes.sqlite")
-
-
-@pytest.mark.parametrize("value", [None, "", "relative/dir"])
-def test_default_path_falls_back_to_home(
-    value: str | None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    if value is None:
-        monkeypatch.delenv("XDG_CACHE_HOME")
-    else:
-        monkeypatch.setenv("XDG_CACHE_HOME", value)  # relative: ignored, as XDG says
-    assert default_cache_path() == str(tmp_path / "home" / ".cache" / "rewriter" / "probes.sqlite")
+pytestmark = pytest.mark.usefixtures("isolated_cache")
 
 
 # -- opening ----------------------------------------------------------------------------
@@ -125,7 +85,7 @@ def test_no_ttl_stores_nothing(tmp_path: Path) -> None:
 
 def test_file_is_private(tmp_path: Path) -> None:
     cache = tmp_path / "fresh" / "dir" / "probes.sqlite"
-    warm(str(cache))
+    warm_cache(str(cache))
     assert stat.S_IMODE(cache.stat().st_mode) == 0o600
     for suffix in ("-wal", "-shm"):
         sidecar = Path(str(cache) + suffix)
@@ -144,7 +104,7 @@ def test_loose_file_mode_is_tightened(tmp_path: Path) -> None:
 
 def test_wal_mode(tmp_path: Path) -> None:
     cache = tmp_path / "probes.sqlite"
-    warm(str(cache))
+    warm_cache(str(cache))
     with sqlite3.connect(cache) as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
@@ -160,7 +120,7 @@ def test_corrupt_file_is_reported_and_rebuilt(tmp_path: Path) -> None:
     assert len(warnings) == 1
     assert "corrupt" in warnings[0]
     assert str(cache) in warnings[0]
-    images = warm(str(cache))
+    images = warm_cache(str(cache))
     assert (
         cache_info(str(cache)).splitlines()[2]
         == f"answers: {len(images)} ({len(images)} fresh, 0 expired)"
@@ -179,7 +139,7 @@ def test_unusable_location_means_no_cache(tmp_path: Path) -> None:
     blocker.write_text("")
     warnings: list[str] = []
 
-    warm(str(blocker / "probes.sqlite"), warn=warnings.append)
+    warm_cache(str(blocker / "probes.sqlite"), warn=warnings.append)
 
     assert len(warnings) == 1
     assert "unusable" in warnings[0]
@@ -205,15 +165,15 @@ def test_renders_at_once_share_one_file(tmp_path: Path) -> None:
     script = textwrap.dedent(
         """
         import sys
-        from rewriter.answers import resolve
-        from rewriter.policy import ProbeSettings
+        from rewriter.probe import answers
+        from rewriter.probe.policy import ProbeSettings
         from rewriter.reference import ImageRef
-        from rewriter.store import parse_spec
+        from rewriter.probe.cache.location import parse_spec
         domain, cache, worker = sys.argv[1], sys.argv[2], int(sys.argv[3])
         warnings = []
         images = [ImageRef.parse(f"{domain}/w{worker}/app{i}:1.0") for i in range(25)]
         settings = ProbeSettings(insecure_registries=frozenset({domain}), timeout=5, deadline=30)
-        results = resolve(images, settings, parse_spec(cache), 3600, warnings.append)
+        results = answers(images, settings, parse_spec(cache), 3600, warnings.append)
         bad = [r for r in results.values() if r.verdict.value != "public"]
         print(len(results), len(bad), warnings)
         sys.exit(1 if bad or warnings else 0)
@@ -238,97 +198,6 @@ def test_renders_at_once_share_one_file(tmp_path: Path) -> None:
     with sqlite3.connect(cache) as db:
         assert db.execute("SELECT count(*) FROM responses").fetchone() == (75,)
 
-
-# -- info and clear ------------------------------------------------------------------------
-
-
-def test_info_of_a_missing_file_creates_nothing(tmp_path: Path) -> None:
-    cache = tmp_path / "nothing" / "probes.sqlite"
-    assert (
-        cache_info(str(cache))
-        == f"backend: sqlite\nlocation: {cache}\nanswers: 0 (no cache file yet)"
-    )
-    assert not cache.parent.exists()
-
-
-def test_info_and_clear(tmp_path: Path) -> None:
-    cache = str(tmp_path / "probes.sqlite")
-    warm(cache, count=4)
-
-    info = cache_info(cache).splitlines()
-    assert info[:3] == ["backend: sqlite", f"location: {cache}", "answers: 4 (4 fresh, 0 expired)"]
-    assert info[3].startswith("size: ")
-
-    assert cache_clear(cache) == 4
-    assert cache_info(cache).splitlines()[2] == "answers: 0 (0 fresh, 0 expired)"
-    assert cache_clear(cache) == 0
-
-
-def test_clear_of_a_missing_or_empty_file(tmp_path: Path) -> None:
-    assert cache_clear(str(tmp_path / "missing.sqlite")) == 0
-    empty = tmp_path / "empty.sqlite"
-    empty.touch()
-    assert cache_clear(str(empty)) == 0
-
-
-def test_info_and_clear_of_a_corrupt_file(tmp_path: Path) -> None:
-    cache = tmp_path / "probes.sqlite"
-    cache.write_bytes(b"garbage" * 500)
-    assert "corrupt" in cache_info(str(cache))
-    assert cache_clear(str(cache)) == 0
-    assert not cache.exists()
-
-
-def test_info_and_clear_of_none() -> None:
-    assert "disabled" in cache_info("none")
-    assert cache_clear("none") == 0
-
-
-def test_info_and_clear_refuse_relative_paths() -> None:
-    with pytest.raises(RewriterError):
-        cache_info("probes.sqlite")
-    with pytest.raises(RewriterError):
-        cache_clear("probes.sqlite")
-
-
-@pytest.mark.filterwarnings("ignore:Call to deprecated setex:DeprecationWarning")
-def test_redis_info_and_clear(redis_server: object) -> None:
-    import redis
-
-    url = redis_server.url  # type: ignore[attr-defined]
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    client.set("someone-else:key", "kept")  # clear touches only our namespace
-    warm(url, count=3)
-
-    info = cache_info(url).splitlines()
-    assert info[0] == "backend: redis"
-    assert info[2] == "answers: 3"
-    values = [client.get(k) for k in client.scan_iter("rewriter-probes:*")]
-    assert all(json.loads(v or b"")["status_code"] == 200 for v in values)
-
-    assert cache_clear(url) == 3
-    assert cache_info(url).splitlines()[2] == "answers: 0"
-    assert client.get("someone-else:key") == b"kept"
-
-
-def test_redis_password_is_not_shown() -> None:
-    from rewriter.store import redact_url
-
-    port = 6379
-    assert (
-        redact_url(f"redis://user:hunter2@127.0.0.1:{port}/0")
-        == f"redis://user:***@127.0.0.1:{port}/0"
-    )
-    assert redact_url(f"redis://:hunter2@127.0.0.1:{port}/0") == f"redis://:***@127.0.0.1:{port}/0"
-    assert redact_url("redis://127.0.0.1:1/0") == "redis://127.0.0.1:1/0"
-
-
-def test_redis_unreachable_for_info_is_an_error() -> None:
-    with pytest.raises(RewriterError, match="cannot reach"):
-        cache_info(f"redis://127.0.0.1:{free_port()}/0")
-
-
 # -- the cache as an input (issue 15 section 4) ------------------------------------------------
 
 
@@ -344,7 +213,7 @@ def offline_answers(cache: str, images: list[str], warnings: list[str]) -> list[
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
 def test_a_cache_file_of_another_user_is_not_read(tmp_path: Path) -> None:
     cache = tmp_path / "probes.sqlite"
-    images = warm(str(cache))
+    images = warm_cache(str(cache))
     os.chown(cache, 4242, -1)
     before = cache.read_bytes()
 
@@ -353,7 +222,7 @@ def test_a_cache_file_of_another_user_is_not_read(tmp_path: Path) -> None:
     assert len(warnings) == 1
     assert f"probe cache {cache} is not read (owned by uid 4242" in warnings[0]
     warnings.clear()
-    warm(str(cache), warn=warnings.append)  # neither written nor taken over
+    warm_cache(str(cache), warn=warnings.append)  # neither written nor taken over
     assert len(warnings) == 1 and "owned by uid 4242" in warnings[0]
     assert cache.stat().st_uid == 4242 and cache.read_bytes() == before
 
@@ -363,7 +232,7 @@ def test_a_cache_file_writable_by_others_is_not_read_and_started_anew(
     mode: int, tmp_path: Path
 ) -> None:
     cache = tmp_path / "probes.sqlite"
-    images = warm(str(cache))
+    images = warm_cache(str(cache))
     cache.chmod(mode)
 
     warnings: list[str] = []
@@ -373,7 +242,7 @@ def test_a_cache_file_writable_by_others_is_not_read_and_started_anew(
         " probing, and starting it anew"
     ]
     warnings.clear()
-    again = warm(str(cache), count=1, warn=warnings.append)
+    again = warm_cache(str(cache), count=1, warn=warnings.append)
     assert len(warnings) == 1
     assert stat.S_IMODE(cache.stat().st_mode) == 0o600
     # Started anew: what the loose file held is gone, what was stored since is there.
@@ -383,7 +252,7 @@ def test_a_cache_file_writable_by_others_is_not_read_and_started_anew(
 def test_a_symlinked_cache_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
     target = tmp_path / "elsewhere" / "real.sqlite"
     target.parent.mkdir()
-    images = warm(str(target))
+    images = warm_cache(str(target))
     target.chmod(0o640)
     link = tmp_path / "probes.sqlite"
     link.symlink_to(target)
@@ -395,7 +264,7 @@ def test_a_symlinked_cache_is_refused_and_its_target_untouched(tmp_path: Path) -
         " probing without a cache"
     ]
     warnings.clear()
-    warm(str(link), warn=warnings.append)
+    warm_cache(str(link), warn=warnings.append)
     assert len(warnings) == 1 and "symbolic link" in warnings[0]
     assert stat.S_IMODE(target.stat().st_mode) == 0o640  # not chmod'ed 0600 through the link
     assert "answers: not read: it is a symbolic link" in cache_info(str(link))
@@ -413,7 +282,7 @@ def test_a_dangling_symlink_is_not_created_through(tmp_path: Path) -> None:
     link.symlink_to(target)
 
     warnings: list[str] = []
-    warm(str(link), warn=warnings.append)
+    warm_cache(str(link), warn=warnings.append)
 
     assert len(warnings) == 1 and "symbolic link" in warnings[0], warnings
     assert not target.exists()
@@ -427,7 +296,7 @@ def test_a_symlinked_companion_file_is_refused(suffix: str, tmp_path: Path) -> N
     """SQLite opens the -wal, -shm and -journal files by name: a link planted there
     would have it write elsewhere."""
     cache = tmp_path / "probes.sqlite"
-    images = warm(str(cache))
+    images = warm_cache(str(cache))
     for companion in ("-wal", "-shm", "-journal"):
         Path(f"{cache}{companion}").unlink(missing_ok=True)
     planted = tmp_path / "planted"
@@ -448,7 +317,7 @@ def test_a_symlinked_companion_file_is_refused(suffix: str, tmp_path: Path) -> N
 def test_cache_paths_with_uri_characters_work(name: str, tmp_path: Path) -> None:
     cache = tmp_path / name / f"{name}.sqlite"
     warnings: list[str] = []
-    images = warm(str(cache), warn=warnings.append)
+    images = warm_cache(str(cache), warn=warnings.append)
     assert warnings == []
     assert cache.is_file()
     assert sorted(p.name for p in cache.parent.iterdir() if p.suffix == ".sqlite") == [cache.name]

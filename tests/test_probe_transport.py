@@ -1,5 +1,5 @@
-"""The probe's transport (rewriter/transport.py): what it sends, through which proxy, and
-what it refuses. Against a stub registry on loopback (tests/registries.py); the stub also
+"""The probe's transport (rewriter/probe/transport.py): what it sends, through which
+proxy, and what it refuses. Against a stub registry on loopback (tests/registries.py); the stub also
 stands in for an HTTP proxy, which receives absolute-form requests."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 import urllib3
 from registries import Route, StubRegistry, stub_registry
 
-from rewriter.tls import tls_context
-from rewriter.transport import Transport, UnsupportedProxy
+from rewriter.probe.tls import tls_context
+from rewriter.probe.transport import Transport, UnsupportedProxy
 
 
 @pytest.fixture

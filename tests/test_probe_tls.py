@@ -1,4 +1,5 @@
-"""The probe's TLS context (rewriter/tls.py): what it verifies and which roots it trusts."""
+"""The probe's TLS context (rewriter/probe/tls.py): what it verifies and which roots it
+trusts."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import certifi
 import pytest
 
 from rewriter.errors import RewriterError
-from rewriter.tls import tls_context
+from rewriter.probe.tls import tls_context
 
 
 def test_verifies_the_chain_and_the_name_on_tls_1_2_or_later() -> None:
@@ -50,7 +51,7 @@ def test_an_unreadable_bundle_is_a_user_error(tmp_path: Path, content: str | Non
 
 def test_imports_no_http_stack() -> None:
     done = subprocess.run(
-        [sys.executable, "-c", "import sys, rewriter.tls; print('requests' in sys.modules)"],
+        [sys.executable, "-c", "import sys, rewriter.probe.tls; print('requests' in sys.modules)"],
         capture_output=True,
         text=True,
         check=True,

@@ -5,7 +5,7 @@ certifi's roots as requests would use, plus `--ca-bundle` if given. requests wou
 *replace* the roots with the bundle, and a render that probes an internal registry also
 probes Docker Hub. Built once per render, because loading ~150 roots is the expensive
 part of a TLS connection (~40 ms of CPU); built without the HTTP stack, so that
-rewriter/answers.py can load it in a thread while the probe's modules are imported.
+`rewriter.probe.answers` can load it in a thread while the probe's modules are imported.
 """
 
 from __future__ import annotations

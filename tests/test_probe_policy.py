@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from rewriter.policy import (
+from rewriter.probe.policy import (
     TOKEN_REALM_HEADER,
     TOKEN_REALM_VALUE,
     api_host,
@@ -17,7 +17,7 @@ from rewriter.policy import (
     schedule,
     stored_answer,
 )
-from rewriter.verdict import ProbeKey, ProbeResult, Verdict
+from rewriter.probe.verdict import ProbeKey, ProbeResult, Verdict
 
 PUBLIC, PRIVATE, MISSING, UNKNOWN = (
     Verdict.PUBLIC,
