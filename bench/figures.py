@@ -35,11 +35,11 @@ from measure import (
 )
 
 from rewriter import cli
+from rewriter.diagnostics import Reporter
+from rewriter.manifest.stream import split
 from rewriter.options import BY_NAME, Flags
 from rewriter.render import Plan, plan, rewrite
-from rewriter.report import Reporter
 from rewriter.settings import resolve
-from rewriter.stream import split
 
 BENCH = Path(__file__).resolve().parent
 PROXY_PREFIX = "proxy.replicated.com/proxy/acme/"

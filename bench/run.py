@@ -87,8 +87,8 @@ def profile(quick: bool) -> None:
 
     # Memory: everything a render holds just before the CLI writes the output.
     from rewriter import cli
+    from rewriter.diagnostics import Reporter
     from rewriter.render import plan, rewrite
-    from rewriter.report import Reporter
     from rewriter.settings import resolve
 
     tracemalloc.start()

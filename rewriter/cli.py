@@ -30,12 +30,18 @@ from typer._click import types as click_types
 
 from rewriter import STARTED, __version__
 from rewriter.decide import OFFLINE
+from rewriter.diagnostics import (
+    ProbeProgress,
+    Reporter,
+    probe_summary,
+    probe_warnings,
+    tell_decisions,
+)
 from rewriter.errors import RewriterError
 from rewriter.options import OPTIONS, OUTPUT, PROBE, Check, Flags, Kind, Option, one_of
 from rewriter.probe.verdict import ProbeKey, ProbeResult
 from rewriter.reference import ImageRef
 from rewriter.render import Plan, Prober, plan, rewrite
-from rewriter.report import ProbeProgress, Reporter, probe_summary, probe_warnings, tell_decisions
 from rewriter.settings import Settings, resolve
 
 COMMANDS = ("render", "scan", "images", "cache", "krm", "kustomization", "version")
@@ -243,7 +249,7 @@ def scan(
     flags: Flags,
 ) -> None:
     """List every image: where it is, the decision and why, and its new name. No rewrite."""
-    from rewriter import scan as reports
+    from rewriter import reports
 
     reporter: Reporter = ctx.obj
     out = _Stdout()
@@ -287,7 +293,7 @@ def images(
     flags: Flags,
 ) -> None:
     """The distinct source images and the name each becomes: what an air-gap bundle must copy."""
-    from rewriter import scan as reports
+    from rewriter import reports
 
     reporter: Reporter = ctx.obj
     out = _Stdout()
@@ -320,7 +326,7 @@ def krm(ctx: typer.Context, *, flags: Flags) -> None:
     Configured by its functionConfig (kind RewriterConfig, or a ConfigMap), the
     environment and these options; see docs/kustomize.md.
     """
-    from rewriter import krm as function
+    from rewriter.hosts import krm as function
 
     out = _Stdout()
     data = sys.stdin.buffer.read()
@@ -355,7 +361,7 @@ def kustomization(
 ) -> None:
     """Write the KOTS midstream form: a kustomization over BASE with images: entries, the
     pull Secret and imagePullSecrets patches; `kustomize build DIR` equals the render."""
-    from rewriter import kustomization as midstream
+    from rewriter.hosts import kustomization as midstream
 
     reporter: Reporter = ctx.obj
     settings = _settings(flags, reporter)
@@ -681,7 +687,7 @@ def _usage_message(exc: click_errors.UsageError, command: str) -> str:
 def _krm_usage_answer(message: str) -> None:
     """Even a usage error is answered with a ResourceList (its items unchanged, the error
     in `results`): a KRM function's host reads stdout whatever the exit code."""
-    from rewriter import krm as function
+    from rewriter.hosts import krm as function
 
     data = b"" if sys.stdin.isatty() else sys.stdin.buffer.read()
     out = _Stdout()

@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 import yaml
 
 from rewriter.errors import RewriterError
-from rewriter.fields import ImageField, PodSpecField, PullSecrets, parse_path
-from rewriter.fields import Path as FieldPath
 from rewriter.files import read_file
+from rewriter.manifest.fields import ImageField, PodSpecField, PullSecrets, parse_path
+from rewriter.manifest.fields import Path as FieldPath
 from rewriter.options import BY_NAME, PROXY_HOST, REGISTRY_HOST, Option, Trust, Value
 
 

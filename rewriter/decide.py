@@ -88,7 +88,7 @@ def decide(ref: ImageRef, rules: Rules, probe: ProbeResult | None) -> Decision:
     if probe.verdict is Verdict.MISSING:
         return proxy(ref, rules, f"{source}: not found ({probe.detail})")
     # No warnings here, for an image not found or not probed: the command line says them
-    # once per registry (rewriter/report.py `probe_warnings`), however many images each
+    # once per registry (rewriter/diagnostics.py `probe_warnings`), however many images each
     # hit, in the words of `missing_reason` and `unknown_reason`.
     return _unknown(ref, rules, _failed(probe.detail))
 

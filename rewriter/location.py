@@ -33,7 +33,7 @@ class Location:
         return self.kind is not None or self.name is not None
 
     def label(self) -> str:
-        """`Kind ns/name` as in kubectl's output (rewriter.document.Resource.label)."""
+        """`Kind ns/name` as in kubectl's output (rewriter.manifest.document.Resource.label)."""
         name = f"{self.namespace}/{self.name}" if self.namespace else self.name
         return f"{self.kind or '?'} {name or '?'}"
 

@@ -20,9 +20,12 @@ from typing import Any, BinaryIO
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from rewriter import edit, prefilter, readback
 from rewriter.decide import Action, Decision, Rules, collisions, decide, decide_by_rule
-from rewriter.document import (
+from rewriter.diagnostics import Reporter
+from rewriter.errors import CannotRewrite, RewriterError
+from rewriter.location import Location, Notice
+from rewriter.manifest import edit, prefilter, readback
+from rewriter.manifest.document import (
     Document,
     Resource,
     Route,
@@ -34,8 +37,7 @@ from rewriter.document import (
     route,
     scalar,
 )
-from rewriter.errors import CannotRewrite, RewriterError
-from rewriter.fields import (
+from rewriter.manifest.fields import (
     DATA_KINDS,
     NEVER_SCANNED,
     POD_SPEC_PULL_SECRETS,
@@ -44,13 +46,12 @@ from rewriter.fields import (
     PullSecrets,
     find_images,
 )
-from rewriter.fields import Path as FieldPath
-from rewriter.location import Location, Notice
+from rewriter.manifest.fields import Path as FieldPath
+from rewriter.manifest.stream import Chunk, check_syntax, split
 from rewriter.options import ORIGINAL_IMAGES
 from rewriter.probe.verdict import ProbeKey, ProbeResult
 from rewriter.reference import ImageRef, InvalidReference
 from rewriter.render_options import Options
-from rewriter.report import Reporter
 from rewriter.secrets import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
@@ -58,7 +59,6 @@ from rewriter.secrets import (
     dockerconfigjson,
     secret_document,
 )
-from rewriter.stream import Chunk, check_syntax, split
 
 # Answers the probe for images no rule decides; {} when offline without a cache.
 Prober = Callable[[Sequence[ImageRef]], Mapping[ProbeKey, ProbeResult]]
@@ -67,7 +67,7 @@ ALL_NAMESPACES = "*"
 _CORE_TAG = "tag:yaml.org,2002:"
 _STR_TAG = _CORE_TAG + "str"
 _BINARY_TAG = _CORE_TAG + "binary"
-# Kinds worth proving from the bytes (rewriter/prefilter.py): a cheap gate before libyaml.
+# Kinds worth proving from the bytes (rewriter/manifest/prefilter.py): a cheap gate before libyaml.
 _KIND_HINT = re.compile(
     rb"^kind:[ \t]*[\"']?(?:CustomResourceDefinition|ConfigMap|Secret)\b", re.MULTILINE
 )
@@ -465,7 +465,7 @@ def _note_resource(result: Plan, doc: Document, resource: Resource, options: Opt
         resource.kind == "Secret"
         and resource.name == options.secret_name
         # A KRM ResourceList's items are the function's resources, not a List in the
-        # stream: rewriter/krm.py replaces our Secrets among them and refuses others.
+        # stream: rewriter/hosts/krm.py replaces our Secrets among them and refuses others.
         and not (resource.path and scalar(get(doc.root, "kind")) == "ResourceList")
     ):
         labels = get_path(resource.node, "metadata", "labels")
@@ -574,7 +574,7 @@ def _edited(doc: Document, splices: list[edit.Splice], found: list[Found], origi
 
 
 # Edited documents from this many characters on are checked from libyaml's events
-# (rewriter/readback.py) instead of being composed again: the tree of a 10 MiB Pod held
+# (rewriter/manifest/readback.py) instead of being composed again: the tree of a 10 MiB Pod held
 # ~350 MiB on top of the plan's own. Smaller ones compose faster than Python can follow
 # events, and their trees are small.
 READBACK_SIZE = 1 << 18

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rewriter.decide import Rules
-from rewriter.fields import FieldTable
+from rewriter.manifest.fields import FieldTable
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from rewriter import catalogue
 from rewriter.config import (
     Application,
     ConfigFile,
@@ -29,6 +28,7 @@ from rewriter.config import (
 from rewriter.decide import OnProbeError, Rules
 from rewriter.errors import RewriterError
 from rewriter.files import UnfitFile, read_file
+from rewriter.manifest import catalogue
 from rewriter.options import BY_NAME, OPTIONS, Flags, Value
 from rewriter.render_options import Options
 from rewriter.secrets import license_credentials

@@ -33,11 +33,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(1, str(ROOT / "tests"))  # the kubectl oracle, for --oracle
 
 from rewriter.decide import Rules  # noqa: E402
+from rewriter.diagnostics import Reporter  # noqa: E402
 from rewriter.errors import RewriterError  # noqa: E402
+from rewriter.manifest.stream import split  # noqa: E402
 from rewriter.render import Options, plan, rewrite  # noqa: E402
-from rewriter.report import Reporter  # noqa: E402
 from rewriter.secrets import license_credentials  # noqa: E402
-from rewriter.stream import split  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpus"
 TOKENS = [

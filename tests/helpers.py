@@ -13,12 +13,12 @@ import yaml
 from registries import Route, stub_registry
 
 from rewriter.decide import Rules
+from rewriter.diagnostics import Reporter
 from rewriter.probe.policy import ProbeSettings
 from rewriter.probe.verdict import ProbeKey, ProbeResult, Verdict
 from rewriter.reference import ImageRef
 from rewriter.render import plan, rewrite
 from rewriter.render_options import Options
-from rewriter.report import Reporter
 from rewriter.secrets import license_credentials
 
 # shared/ lies beside the checkout, here and in CI.

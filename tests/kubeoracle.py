@@ -23,7 +23,7 @@ kind) and kubectl runs once more, so any stream decodes; kinds stay served for t
 
 `expect(objects, rules)` is the expected transform, written from the SPEC and independent
 of rewriter's finder: the pod-spec shapes of SPEC section 3 plus the built-in catalogue
-(rewriter/catalogue.yaml, read as data), the rule decisions of section 4 (rules only, no
+(rewriter/manifest/catalogue.yaml, read as data), the rule decisions of section 4 (rules only, no
 probe), the pull secrets and Secrets of section 5. `check_render` puts both together.
 """
 

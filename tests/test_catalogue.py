@@ -12,13 +12,13 @@ import pytest
 import yaml
 from helpers import CORPUS, run
 
-from rewriter import catalogue
 from rewriter.decide import Rules
-from rewriter.document import Document, parse
-from rewriter.fields import FieldTable, ImageField, PodSpecField, find_images, format_path
+from rewriter.diagnostics import Reporter
+from rewriter.manifest import catalogue
+from rewriter.manifest.document import Document, parse
+from rewriter.manifest.fields import FieldTable, ImageField, PodSpecField, find_images, format_path
 from rewriter.render import plan
 from rewriter.render_options import Options
-from rewriter.report import Reporter
 
 TABLE = catalogue.builtin()
 # Documents of projects the corpus lacks, copied unchanged from their repositories.
@@ -178,8 +178,8 @@ spec:
 
 
 def test_synthetic_documents_cover_the_entries_the_corpus_lacks():
-    from rewriter.document import parse
-    from rewriter.stream import split
+    from rewriter.manifest.document import parse
+    from rewriter.manifest.stream import split
 
     found: collections.Counter[str] = collections.Counter()
     for chunk in split(SYNTHETIC.encode())[1]:
@@ -195,8 +195,8 @@ def test_synthetic_documents_cover_the_entries_the_corpus_lacks():
 
 
 def test_kinds_of_other_projects_are_not_matched():
-    from rewriter.document import parse
-    from rewriter.stream import split
+    from rewriter.manifest.document import parse
+    from rewriter.manifest.stream import split
 
     text = "apiVersion: example.com/v1\nkind: Task\nspec: {steps: [{image: quay.io/x/y:1}]}\n"
     (chunk,) = split(text.encode())[1]

@@ -681,7 +681,7 @@ def test_a_render_of_documents_never_succeeds_with_empty_output(monkeypatch):
 
 
 def test_a_krm_answer_is_never_empty(monkeypatch):
-    from rewriter import krm
+    from rewriter.hosts import krm
 
     monkeypatch.setattr(krm, "run", lambda *args: None)
     code, out, err = _in_process(monkeypatch, ["krm", *LICENSE, *RULES], KRM_INPUT)
@@ -696,7 +696,7 @@ def test_an_empty_stream_still_renders_to_itself(stream):
 
 
 def test_every_error_is_one_error_line_then_indented_details():
-    from rewriter.report import Reporter
+    from rewriter.diagnostics import Reporter
 
     err = io.StringIO()
     Reporter(stream=err).error("3 problems:\n  one\ntwo\n\tthree")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from rewriter.document import annotations_of, get_path, parse, route, scalar
 from rewriter.errors import RewriterError
-from rewriter.stream import split
+from rewriter.manifest.document import annotations_of, get_path, parse, route, scalar
+from rewriter.manifest.stream import split
 
 
 def doc_of(text: str):  # type: ignore[no-untyped-def]

@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from rewriter import edit
-from rewriter.document import get, get_path, parse
-from rewriter.stream import split
+from rewriter.manifest import edit
+from rewriter.manifest.document import get, get_path, parse
+from rewriter.manifest.stream import split
 
 NEW = "proxy.example/proxy/acme/nginx:1"
 
@@ -155,7 +155,7 @@ def test_set_annotation_on_anchored_and_empty_metadata(text, expected):
 
 
 def changes_for(doc, paths_and_values):  # type: ignore[no-untyped-def]
-    from rewriter.document import route
+    from rewriter.manifest.document import route
 
     located = []
     for path, value in paths_and_values:

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from rewriter.document import parse
 from rewriter.errors import RewriterError
-from rewriter.fields import FieldTable, ImageField, PodSpecField, find_images, parse_path
-from rewriter.stream import split
+from rewriter.manifest.document import parse
+from rewriter.manifest.fields import FieldTable, ImageField, PodSpecField, find_images, parse_path
+from rewriter.manifest.stream import split
 
 
 def sites(text: str, table: FieldTable | None = None) -> list[tuple[str, str, str]]:

@@ -31,10 +31,10 @@ def test_sdist_and_wheel_install_and_run(tmp_path: Path) -> None:
     assert wheel.name == f"rewriter-{version}-py3-none-any.whl"
     with tarfile.open(sdist) as archive:
         names = {Path(name).relative_to(f"rewriter-{version}").as_posix() for name in archive.getnames()}
-    assert {"README.md", "CHANGELOG.md", "pyproject.toml", "rewriter/catalogue.yaml"} <= names
+    assert {"README.md", "CHANGELOG.md", "pyproject.toml", "rewriter/manifest/catalogue.yaml"} <= names
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
-    assert {"rewriter/catalogue.yaml", "rewriter/py.typed", "rewriter/cli.py"} <= names
+    assert {"rewriter/manifest/catalogue.yaml", "rewriter/py.typed", "rewriter/cli.py"} <= names
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)

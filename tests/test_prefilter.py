@@ -1,11 +1,11 @@
-"""rewriter/prefilter.py: a document skips composing only when its bytes prove it holds
+"""rewriter/manifest/prefilter.py: a document skips composing only when its bytes prove it holds
 nothing the render needs (issue 13, item 6)."""
 
 from __future__ import annotations
 
 import pytest
 
-from rewriter.prefilter import could_spell, root_kind
+from rewriter.manifest.prefilter import could_spell, root_kind
 
 CRD = b"apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nspec: {}\n"
 

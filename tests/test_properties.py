@@ -17,10 +17,10 @@ from helpers import options
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rewriter.diagnostics import Reporter
 from rewriter.errors import RewriterError
 from rewriter.reference import ImageRef, InvalidReference
 from rewriter.render import plan, rewrite
-from rewriter.report import Reporter
 
 EXAMPLES = int(os.environ.get("REWRITER_FUZZ", "200"))
 PROFILE = settings(

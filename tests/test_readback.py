@@ -1,5 +1,5 @@
 """The check of edited documents (render._verify) read from libyaml's events
-(rewriter/readback.py): it must read what the composed tree reads, find what the tree
+(rewriter/manifest/readback.py): it must read what the composed tree reads, find what the tree
 check finds, and render the same bytes."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from helpers import CORPUS, options, render
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from rewriter import render as render_module
+from rewriter.diagnostics import Reporter
 from rewriter.errors import RewriterError
-from rewriter.readback import read_fields
+from rewriter.manifest.readback import read_fields
+from rewriter.manifest.stream import split
 from rewriter.render import plan
-from rewriter.report import Reporter
-from rewriter.stream import split
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 

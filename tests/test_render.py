@@ -7,9 +7,9 @@ import yaml
 from helpers import options, render
 
 from rewriter.decide import Rules
+from rewriter.diagnostics import Reporter
 from rewriter.errors import RewriterError
 from rewriter.render import describe, plan, rewrite
-from rewriter.report import Reporter
 
 DEPLOY = """\
 apiVersion: apps/v1
@@ -240,7 +240,7 @@ def test_crlf_and_bom_survive():
 
 
 def test_custom_resource_fields_get_pull_secrets_where_the_kind_takes_them():
-    from rewriter.fields import FieldTable, ImageField, parse_path
+    from rewriter.manifest.fields import FieldTable, ImageField, parse_path
 
     fields = FieldTable().extended(
         [],
@@ -322,7 +322,7 @@ def test_local_registry_secret_holds_only_its_credentials_and_anonymous_needs_no
 def test_related_images_are_opt_in():
     import dataclasses
 
-    from rewriter import catalogue
+    from rewriter.manifest import catalogue
 
     text = (
         DEPLOY.format(ns="a")
@@ -384,7 +384,7 @@ data:
 
 
 def test_a_configmap_holds_no_image_unless_the_config_names_it() -> None:
-    from rewriter.fields import FieldTable, ImageField, parse_path
+    from rewriter.manifest.fields import FieldTable, ImageField, parse_path
 
     assert render(CONFIGMAP_WITH_A_POD) == CONFIGMAP_WITH_A_POD.encode()
     fields = FieldTable().extended([], [ImageField("ConfigMap", parse_path("data.image"))])

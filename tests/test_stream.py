@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from rewriter.errors import RewriterError
-from rewriter.stream import check_syntax, guess_label, split
+from rewriter.manifest.stream import check_syntax, guess_label, split
 
 
 @pytest.mark.parametrize(

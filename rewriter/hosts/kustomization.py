@@ -31,12 +31,12 @@ from typing import Any
 import jsonpatch
 import yaml
 
+from rewriter.diagnostics import Reporter, tell_decisions
 from rewriter.errors import RewriterError
+from rewriter.manifest.stream import BOM, split
 from rewriter.reference import ImageRef, InvalidReference
 from rewriter.render import Prober, plan, rewrite
-from rewriter.report import Reporter, tell_decisions
 from rewriter.settings import Settings
-from rewriter.stream import BOM, split
 
 KUSTOMIZATION = "kustomization.yaml"
 SECRET_FILE = "pull-secret.yaml"

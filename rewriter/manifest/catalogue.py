@@ -8,12 +8,13 @@ from importlib import resources
 import yaml
 
 from rewriter.config import parse_config
-from rewriter.fields import FieldTable
+from rewriter.manifest.fields import FieldTable
 
 
 @functools.cache
 def builtin() -> FieldTable:
     """The standard pod-spec shapes plus every catalogue entry."""
-    text = resources.files("rewriter").joinpath("catalogue.yaml").read_text(encoding="utf-8")
+    data = resources.files("rewriter.manifest").joinpath("catalogue.yaml")
+    text = data.read_text(encoding="utf-8")
     catalogue = parse_config(yaml.load(text, Loader=yaml.CSafeLoader), "built-in catalogue")
     return FieldTable().extended(catalogue.pod_specs, catalogue.images)

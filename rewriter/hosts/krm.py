@@ -22,17 +22,17 @@ from typing import IO, Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from rewriter import edit
 from rewriter.config import ConfigFile, at_repository_level, parse_config
-from rewriter.document import get, scalar
+from rewriter.diagnostics import Reporter, tell_decisions
 from rewriter.errors import CannotRewrite, RewriterError
 from rewriter.location import Location, Notice
+from rewriter.manifest import edit
+from rewriter.manifest.document import get, scalar
+from rewriter.manifest.stream import BOM
 from rewriter.options import BY_NAME, Flags
 from rewriter.render import Found, Plan, Prober, located, plan, rewrite
-from rewriter.report import Reporter, tell_decisions
 from rewriter.secrets import MANAGED_BY, MANAGED_BY_LABEL
 from rewriter.settings import Settings, resolve
-from rewriter.stream import BOM
 
 CONFIG_API_VERSION = "rewriter.dev/v1alpha1"
 CONFIG_KIND = "RewriterConfig"

@@ -18,7 +18,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
 from rewriter.errors import RewriterError
-from rewriter.stream import Chunk, check_depth, yaml_error
+from rewriter.manifest.stream import Chunk, check_depth, yaml_error
 
 MERGE_TAG = "tag:yaml.org,2002:merge"
 # One physical step: a collection and the index of an entry (a mapping's value) or item

@@ -11,11 +11,11 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from rewriter.decide import Action, Decision, Rules, collisions, decide, decide_by_rule
-from rewriter.document import Document
 from rewriter.errors import RewriterError
+from rewriter.manifest.document import Document
+from rewriter.manifest.unclaimed import Unclaimed, find_unclaimed
 from rewriter.reference import ImageRef, InvalidReference
 from rewriter.render import Found, Plan, Prober
-from rewriter.unclaimed import Unclaimed, find_unclaimed
 
 SCHEMA_VERSION = 1
 

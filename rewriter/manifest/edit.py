@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from rewriter.document import MERGE_TAG, Document, Route, entry, get
 from rewriter.errors import RewriterError
+from rewriter.manifest.document import MERGE_TAG, Document, Route, entry, get
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from rewriter.document import Document, Resource
-from rewriter.fields import NEVER_SCANNED, format_path
+from rewriter.manifest.document import Document, Resource
+from rewriter.manifest.fields import NEVER_SCANNED, format_path
 from rewriter.reference import ImageRef, InvalidReference
 
 _STR_TAG = "tag:yaml.org,2002:str"

@@ -16,8 +16,8 @@ from typing import TypeGuard
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from rewriter.document import Resource, get
 from rewriter.errors import RewriterError
+from rewriter.manifest.document import Resource, get
 
 Path = tuple[str, ...]  # segments; '[*]' after a segment means "every item of this list"
 
