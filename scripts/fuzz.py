@@ -7,7 +7,7 @@ mutations, renders each result in-process, and checks that every input either re
 clean `error:` path). Anything else is a crash, saved under --out for replay.
 
 With `--oracle N`, the first N inputs that render are also judged by kubectl
-(tests/kubeoracle.py): what kubectl reads after `rewriter render` (the CLI, same rules)
+(tests/support/kubeoracle.py): what kubectl reads after `rewriter render` (the CLI, same rules)
 must be the expected transform of what it read before. Inputs kubectl itself refuses are
 counted apart; a disagreement is saved under --out like a crash.
 
@@ -142,7 +142,7 @@ ORACLE_ARGS = ("--app-slug", "acme", "--license-id", "L", "--public", "docker.io
 
 def oracle_check(kubectl: object, data: bytes) -> str:
     """'agrees' or 'kubectl refuses'; raises AssertionError when kubectl disagrees."""
-    import kubeoracle
+    from support import kubeoracle
 
     assert isinstance(kubectl, kubeoracle.Kubectl)
     try:
@@ -168,7 +168,7 @@ def main() -> int:
     kubectl = None
     home = tempfile.TemporaryDirectory(prefix="fuzz-kubectl-")  # kubectl's HOME and caches
     if args.oracle:
-        import kubeoracle
+        from support import kubeoracle
 
         kubectl = kubeoracle.Kubectl(Path(home.name))
     slowest = 0.0

