@@ -374,7 +374,7 @@ def cache_info(
 ) -> None:
     """Where the probe cache is and how many answers it holds."""
     from rewriter.probe.cache import admin
-    from rewriter.probe.cache.location import default_cache_path
+    from rewriter.probe.cache.spec import default_cache_path
 
     out = _Stdout()
     out.write(admin.cache_info(cache or default_cache_path()) + "\n")
@@ -387,7 +387,7 @@ def cache_clear(
 ) -> None:
     """Forget every cached probe answer."""
     from rewriter.probe.cache import admin
-    from rewriter.probe.cache.location import default_cache_path
+    from rewriter.probe.cache.spec import default_cache_path
 
     removed = admin.cache_clear(cache or default_cache_path())
     sys.stderr.write(f"removed {removed} cached answer(s)\n")
@@ -514,7 +514,7 @@ def _prober(settings: Settings, reporter: Reporter) -> Prober:
 
     def probe(refs: Sequence[ImageRef]) -> dict[ProbeKey, ProbeResult]:
         from rewriter.probe import answers
-        from rewriter.probe.cache.location import default_cache_path, parse_spec
+        from rewriter.probe.cache.spec import default_cache_path, parse_spec
         from rewriter.probe.policy import ProbeSettings
 
         probe_settings = ProbeSettings(

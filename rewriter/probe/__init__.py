@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import ssl
 
-    from rewriter.probe.cache.location import CacheSpec
+    from rewriter.probe.cache.spec import CacheSpec
     from rewriter.probe.policy import ProbeSettings
     from rewriter.probe.verdict import ProbeKey, ProbeResult
     from rewriter.reference import ImageRef

@@ -3,7 +3,7 @@
 Which hosts it may contact (`host_allowed`, `redirect_refusal`: never a cloud metadata
 endpoint or a link-local address, `--probe-deny` and `--probe-allow`), where a
 registry's API lives, the order to probe images in (`schedule`), and what a registry's
-answer says (`classify`, `describe`, `stored_answer`). Kept apart from the transport
+answer says (`classify`, `describe_status`, `stored_answer`). Kept apart from the transport
 (rewriter/probe/registry.py) so that deciding from stored answers needs no HTTP stack at all.
 """
 
@@ -93,7 +93,9 @@ def classify(status: int) -> Verdict:
 
 
 @functools.lru_cache(maxsize=1024)  # pure; a render's answers share a few challenges
-def describe(status: int, www_authenticate: str | None = None, *, realm: bool = False) -> str:
+def describe_status(
+    status: int, www_authenticate: str | None = None, *, realm: bool = False
+) -> str:
     """Short text for a status: "HTTP 200", "401 Basic challenge", "403 from token realm"."""
     if realm:
         return f"{status} from token realm"
@@ -109,7 +111,7 @@ def describe(status: int, www_authenticate: str | None = None, *, realm: bool = 
 
 def challenge_summary(www_authenticate: str | None) -> str | None:
     """What an answer keeps of a challenge: the first challenge's scheme and `error`
-    (`Bearer error="insufficient_scope"`), all that `describe` says of it. The realm,
+    (`Bearer error="insufficient_scope"`), all that `describe_status` says of it. The realm,
     service and scope are not kept: the stored answer stays small, and quick to read."""
     challenges = parse_challenges(www_authenticate)
     if not challenges:
@@ -129,7 +131,7 @@ def stored_answer(status: int, headers: Mapping[str, str]) -> ProbeResult | None
     if verdict is Verdict.UNKNOWN:
         return None
     realm = headers.get(TOKEN_REALM_HEADER.lower()) == TOKEN_REALM_VALUE
-    detail = describe(status, headers.get("www-authenticate"), realm=realm)
+    detail = describe_status(status, headers.get("www-authenticate"), realm=realm)
     return ProbeResult(verdict, detail, cached=True)
 
 

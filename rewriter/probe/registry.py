@@ -72,7 +72,7 @@ from rewriter.probe.policy import (
     challenge_summary,
     classify,
     deadline_at,
-    describe,
+    describe_status,
     manifest_path,
     redirect_refusal,
     registry_refusal,
@@ -220,7 +220,7 @@ class RegistryClient:
                 response = self._head(url, got)
         verdict = classify(response.status)
         result = ProbeResult(
-            verdict, describe(response.status, response.headers.get("WWW-Authenticate"))
+            verdict, describe_status(response.status, response.headers.get("WWW-Authenticate"))
         )
         if verdict is not Verdict.UNKNOWN:  # unknown answers are never cached
             self._store(url, response)
@@ -294,7 +294,7 @@ class RegistryClient:
                 self._drain(response, "GET")
                 status = response.status
                 if status == 429 or status >= 500:
-                    return ProbeResult(Verdict.UNKNOWN, f"{describe(status)} on /v2/")
+                    return ProbeResult(Verdict.UNKNOWN, f"{describe_status(status)} on /v2/")
                 challenges = (
                     parse_challenges(response.headers.get("WWW-Authenticate"))
                     if status == 401
@@ -321,7 +321,7 @@ class RegistryClient:
         )
         if isinstance(got, _Denied):
             self._store_realm_answer(url, got.status)
-            return ProbeResult(Verdict.PRIVATE, describe(got.status, realm=True))
+            return ProbeResult(Verdict.PRIVATE, describe_status(got.status, realm=True))
         return got
 
     def _fetch_token(self, realm: str, service: str, scope: str) -> str | _Denied | ProbeResult:
@@ -335,7 +335,8 @@ class RegistryClient:
             if status in (401, 403):
                 return _Denied(status)
             if not 200 <= status < 300:
-                return ProbeResult(Verdict.UNKNOWN, f"token realm answered {describe(status)}")
+                answered = f"token realm answered {describe_status(status)}"
+                return ProbeResult(Verdict.UNKNOWN, answered)
             body = self._read_capped(response)
         try:
             data = json.loads(body)

@@ -18,8 +18,8 @@ from support.helpers import by_repository, probe_cached, stub_settings
 from support.registries import Route, StubRegistry, free_port, stub_registry
 
 from rewriter.probe.cache.format import ANSWER_VERSION, Entry, answer_key, parse_stored
-from rewriter.probe.cache.location import CacheSpec, parse_spec
 from rewriter.probe.cache.read import lookup, manifest_urls
+from rewriter.probe.cache.spec import CacheSpec, parse_spec
 from rewriter.probe.cache.write import open_backend, store_answers
 from rewriter.probe.policy import ACCEPT, ProbeSettings
 from rewriter.probe.verdict import ProbeResult, Verdict

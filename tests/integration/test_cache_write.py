@@ -166,7 +166,7 @@ def test_renders_at_once_share_one_file(tmp_path: Path) -> None:
         from rewriter.probe import answers
         from rewriter.probe.policy import ProbeSettings
         from rewriter.reference import ImageRef
-        from rewriter.probe.cache.location import parse_spec
+        from rewriter.probe.cache.spec import parse_spec
         domain, cache, worker = sys.argv[1], sys.argv[2], int(sys.argv[3])
         warnings = []
         images = [ImageRef.parse(f"{domain}/w{worker}/app{i}:1.0") for i in range(25)]

@@ -18,7 +18,7 @@ from support.registries import Route, StubRegistry, stub_registry
 from rewriter import probe
 from rewriter.decide import OFFLINE
 from rewriter.probe.cache import write as probe_cache
-from rewriter.probe.cache.location import CacheSpec, parse_spec
+from rewriter.probe.cache.spec import CacheSpec, parse_spec
 from rewriter.probe.verdict import ProbeResult, Verdict
 from rewriter.reference import ImageRef
 
@@ -157,7 +157,7 @@ def test_a_render_answered_from_the_cache_imports_no_network_stack(
         "from rewriter import probe\n"
         "from rewriter.probe.policy import ProbeSettings\n"
         "from rewriter.reference import ImageRef\n"
-        "from rewriter.probe.cache.location import parse_spec\n"
+        "from rewriter.probe.cache.spec import parse_spec\n"
         "refs = [ImageRef.parse(text) for text in sys.argv[3:]]\n"
         "settings = ProbeSettings(insecure_registries=frozenset({sys.argv[1]}))\n"
         "answers = probe.answers(refs, settings, parse_spec(sys.argv[2]), 3600, print)\n"

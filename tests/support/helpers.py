@@ -109,7 +109,7 @@ def probe_cached(
     """What a render does for its images: the cache at `cache` (a --cache value) first,
     then the registries, their answers stored back."""
     from rewriter.probe import answers
-    from rewriter.probe.cache.location import parse_spec
+    from rewriter.probe.cache.spec import parse_spec
 
     return answers(list(refs), settings, parse_spec(cache), ttl, warn, offline)
 

@@ -12,7 +12,7 @@ from rewriter.probe.policy import (
     api_host,
     challenge_summary,
     classify,
-    describe,
+    describe_status,
     no_proxy_matches,
     schedule,
     stored_answer,
@@ -65,7 +65,7 @@ def test_classify(status: int, verdict: Verdict) -> None:
     ],
 )
 def test_describe(args: tuple[object, ...], kwargs: dict[str, bool], text: str) -> None:
-    assert describe(*args, **kwargs) == text  # type: ignore[arg-type]
+    assert describe_status(*args, **kwargs) == text  # type: ignore[arg-type]
 
 
 def test_docker_hub_api_host() -> None:
@@ -141,7 +141,7 @@ def test_a_stored_challenge_says_what_the_challenge_said(
 ) -> None:
     """The answer keeps the challenge's gist only: its description is the same."""
     assert challenge_summary(header) == summary
-    assert describe(401, summary) == describe(401, header)
+    assert describe_status(401, summary) == describe_status(401, header)
 
 
 @pytest.mark.parametrize(

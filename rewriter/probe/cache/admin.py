@@ -20,7 +20,7 @@ from rewriter.probe.cache.format import (
     redis_backend,
     redis_key,
 )
-from rewriter.probe.cache.location import parse_spec, redact_url
+from rewriter.probe.cache.spec import parse_spec, redact_url
 
 if TYPE_CHECKING:
     from redis import Redis

@@ -40,7 +40,7 @@ from rewriter.probe.cache.format import (
     select_unexpired,
     still_fresh,
 )
-from rewriter.probe.cache.location import CacheSpec, redact_url
+from rewriter.probe.cache.spec import CacheSpec, redact_url
 from rewriter.probe.policy import ProbeSettings, api_host, registry_refusal, stored_answer
 from rewriter.probe.verdict import ProbeKey, ProbeResult
 

@@ -33,7 +33,7 @@ from rewriter.probe.cache.backends import (
     sqlite_refusal,
 )
 from rewriter.probe.cache.format import TABLES, Entry, redis_backend, sqlite_backend, store, tables
-from rewriter.probe.cache.location import CacheSpec, parse_spec, redact_url
+from rewriter.probe.cache.spec import CacheSpec, parse_spec, redact_url
 
 if TYPE_CHECKING:
     from requests_cache.backends.base import BaseCache

@@ -1,4 +1,4 @@
-"""Where the probe cache is (rewriter/probe/cache/location.py): the default path, and a
+"""Where the probe cache is (rewriter/probe/cache/spec.py): the default path, and a
 Redis URL shown without its password."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rewriter.probe.cache.location import default_cache_path, redact_url
+from rewriter.probe.cache.spec import default_cache_path, redact_url
 
 pytestmark = pytest.mark.usefixtures("isolated")
 
