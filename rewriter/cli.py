@@ -598,6 +598,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args[:1] in ([], ["-"]) or (args[0] not in COMMANDS and args[0] not in TOP_LEVEL):
         args.insert(0, "render")  # `rewriter [OPTIONS]` is `rewriter render [OPTIONS]`
+    if sys.stdout is None and any(arg in ("-h", "--help") for arg in args):
+        # Help goes through typer's rich console, which writes nowhere without a stdout.
+        reporter.error(str(_write_error(ValueError())))
+        return 1
     command = typer.main.get_command(app)
     _add_version_options(command)
     with _closing_log(reporter):
@@ -605,8 +609,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Not standalone: usage errors come here, to be said like any other error.
             # Help and --version end with an exit code (0), returned as the result.
             code = command.main(args, prog_name="rewriter", obj=reporter, standalone_mode=False)
-        except SystemExit as exc:  # shell completion
-            return exc.code if isinstance(exc.code, int) else 1
+        except SystemExit as exc:
+            if isinstance(exc.__context__, BrokenPipeError):
+                # Help written through rich, which answers a broken pipe with a silent
+                # SystemExit(1) (stdout already pointed at /dev/null): say it like ours.
+                reporter.error(str(_write_error(exc.__context__)))
+                return 1
+            return exc.code if isinstance(exc.code, int) else 1  # shell completion
         except click_errors.UsageError as exc:
             message = _usage_message(exc, f"rewriter {args[0]}")
             if args[0] == "krm":

@@ -580,6 +580,7 @@ OUTPUT_COMMANDS = {
     "images": (["images", *LICENSE, *RULES], EXAMPLE),
     "krm": (["krm", *LICENSE, *RULES], KRM_INPUT),
     "version": (["version"], b""),
+    "help": (["render", "--help"], b""),  # written by typer's rich console, not by us
 }
 
 
