@@ -19,18 +19,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support import FIXTURES, ROOT
+from support import ROOT
 from support import kustomizehost as kh
 from support.helpers import SHOP_SECRET, by_id, run
 
 from rewriter.cli import main
 
-KUSTOMIZE = FIXTURES / "kustomize"
-RULES = [
-    "--app-slug", "acme", "--license-id", "L", "--cache", "none",
-    "--private", "quay.io/my-org/*", "--private", "docker.io/my-org/*",
-    "--public", "docker.io/library/*",
-]  # fmt: skip
+KUSTOMIZE, RULES = kh.KUSTOMIZE, kh.RULES
 FUNCTION_CONFIG = """\
 functionConfig:
   apiVersion: rewriter.dev/v1alpha1

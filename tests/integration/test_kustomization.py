@@ -14,18 +14,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support import CORPUS, FIXTURES
+from support import CORPUS
 from support import kustomizehost as kh
 from support.helpers import SHOP_SECRET, by_id
 
 from rewriter.cli import main
 
-KUSTOMIZE = FIXTURES / "kustomize"
-RULES = [
-    "--app-slug", "acme", "--license-id", "L", "--cache", "none",
-    "--private", "quay.io/my-org/*", "--private", "docker.io/my-org/*",
-    "--public", "docker.io/library/*",
-]  # fmt: skip
+KUSTOMIZE, RULES = kh.KUSTOMIZE, kh.RULES
 CORPUS_RULES = [
     "--app-slug", "acme", "--license-id", "L", "--cache", "none",
     "--public", "docker.io/library/*", "--private", "*",

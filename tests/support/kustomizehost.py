@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from support import CORPUS
+from support import CORPUS, FIXTURES
 
 # The venv's rewriter, next to the interpreter running the suite (the project is
 # installed in it), whatever PATH the suite was started with.
@@ -37,7 +37,13 @@ REWRITER = Path(sys.executable).with_name("rewriter")
 
 Options = dict[str, str | bool | list[str]]
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "kustomize"
+KUSTOMIZE = FIXTURES / "kustomize"  # the kustomizations the KRM and midstream tests share
+# The rules of those tests, as flags.
+RULES = [
+    "--app-slug", "acme", "--license-id", "L", "--cache", "none",
+    "--private", "quay.io/my-org/*", "--private", "docker.io/my-org/*",
+    "--public", "docker.io/library/*",
+]  # fmt: skip
 
 # rewriter-krm.sh as docs/kustomize.md gives it: `rewriter` from PATH.
 WRAPPER = '#!/bin/sh\nexec rewriter krm "$@"\n'
@@ -226,7 +232,7 @@ def app_base(tmp_path: Path, templated: bool = False) -> Path:
     """The kustomize fixture app (namespace, name prefix, retag), optionally with the
     templated Job."""
     base = tmp_path / "app"
-    shutil.copytree(FIXTURES / "app", base)
+    shutil.copytree(KUSTOMIZE / "app", base)
     if templated:
         (base / "templated.yaml").write_text(TEMPLATED_JOB)
         kustomization = base / "kustomization.yaml"
