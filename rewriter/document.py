@@ -68,6 +68,10 @@ class Document:
     # rewrite then works from positions (render.Site) and decodes the chunk again.
     released: bool = field(default=False)
     list_items: int | None = None  # the number of `items` of a List, kept on release
+    # How many events libyaml's parser gives for the text (stream and document markers
+    # included): the check of a released document's edits (rewriter/splicecheck.py)
+    # counts them again. None with anchors or complex keys, which are checked otherwise.
+    events: int | None = None
 
     @property
     def index(self) -> int:
@@ -133,9 +137,9 @@ def parse(chunk: Chunk) -> Document:
     shared = _has_anchor(text)
     if shared:
         _refuse_cycles(chunk, root)
-    _refuse_duplicate_keys(chunk, root, shared)
+    events = _refuse_duplicate_keys(chunk, root, shared)
     line_break = "\r\n" if "\r\n" in text else "\n"
-    return Document(chunk, text, root, line_break, shared)
+    return Document(chunk, text, root, line_break, shared, events=events)
 
 
 # CSafeLoader's table (a class attribute): first character -> [(tag, pattern)]
@@ -209,7 +213,7 @@ def _has_anchor(text: str) -> bool:
     return False
 
 
-def _refuse_duplicate_keys(chunk: Chunk, root: Node | None, shared: bool = True) -> None:
+def _refuse_duplicate_keys(chunk: Chunk, root: Node | None, shared: bool = True) -> int | None:
     """YAML forbids them, and consumers disagree on which one wins: rewriting the first
     `image` while the cluster reads the second would leak a private image unproxied.
 
@@ -220,12 +224,21 @@ def _refuse_duplicate_keys(chunk: Chunk, root: Node | None, shared: bool = True)
 
     `shared`: the text has anchors, so the walk may meet a node twice (only then is the
     bookkeeping of nodes seen needed). Only collections are stacked: scalars hold no keys.
+
+    Returns the number of parser events the tree stands for (see Document.events), which
+    the walk counts for free: None when `shared` or a key is a collection (an alias is
+    one event for a whole subtree; a complex key is never walked).
     """
     stack = [root]
     seen: set[int] = set()
+    # Stream start and end, document start and end; then each scalar, and each
+    # collection's start and end.
+    events: int | None = 4
+    scalars = 0
     while stack:
         node = stack.pop()
         if node is None:
+            events = None  # an empty document: never edited
             continue
         if shared:
             if id(node) in seen:
@@ -242,10 +255,25 @@ def _refuse_duplicate_keys(chunk: Chunk, root: Node | None, shared: bool = True)
                             f"{chunk.where(key.start_mark.line)}: duplicate key {key.value!r}"
                         )
                     keys[key.value] = key
-                if not isinstance(value, ScalarNode):
+                    scalars += 1
+                else:
+                    events = None
+                if isinstance(value, ScalarNode):
+                    scalars += 1
+                else:
                     stack.append(value)
         elif isinstance(node, SequenceNode):
-            stack.extend(item for item in node.value if not isinstance(item, ScalarNode))
+            for item in node.value:
+                if isinstance(item, ScalarNode):
+                    scalars += 1
+                else:
+                    stack.append(item)
+        else:
+            scalars += 1  # a scalar document
+            continue
+        if events is not None:
+            events += 2
+    return None if shared or events is None else events + scalars
 
 
 def _check_merge(chunk: Chunk, key: ScalarNode, value: Node, before: dict[str, Node]) -> None:

@@ -8,12 +8,15 @@ document's text; they are applied together from the end so offsets stay valid.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import yaml
+from yaml._yaml import CParser
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from rewriter.document import MERGE_TAG, Document, Route, entry, get
@@ -25,6 +28,10 @@ class Splice:
     start: int
     end: int
     text: str
+    # How many parser events the splice adds to the document (an inserted pull secret
+    # entry: 4 or 7; a replaced scalar: 0): the check of edited documents
+    # (rewriter/splicecheck.py) expects the edited text to have exactly that many more.
+    events: int = 0
 
 
 def replace_scalar(
@@ -136,17 +143,44 @@ def annotation_change(resource: MappingNode, key: str, value: str) -> tuple[Rout
 
 
 def splice(doc: Document, change: Change) -> Splice:
-    """The change made in place, keeping everything around it."""
+    """The change made in place, keeping everything around it, with the number of parser
+    events it adds (Splice.events): a collection's block form is written to give the
+    events of its flow form `change.text`."""
     node = change.node
     if change.action == "scalar":
         assert isinstance(node, ScalarNode)
         return replace_scalar(doc, node, change.text, change.quoted)
     if change.action == "prepend":
         assert isinstance(node, SequenceNode)
-        return _prepend_item(doc, node, change.text, change.quoted or "")
+        made = _prepend_item(doc, node, change.text, change.quoted or "")
+        return dataclasses.replace(made, events=flow_events(change.text))
     if change.action == "entry":
         assert isinstance(node, MappingNode) and change.block is not None
-        return _prepend_entry(doc, node, change.key, change.block, change.text)
+        made = _prepend_entry(doc, node, change.key, change.block, change.text)
+        return dataclasses.replace(made, events=1 + flow_events(change.text))  # 1: the key
+    # With anchors the node may hold aliases (an alias bomb must not be expanded here);
+    # such documents are checked by composing them again, not by counting events.
+    events = 0 if doc.shared else flow_events(change.text) - node_events(node)
+    return dataclasses.replace(_fill(doc, node, change), events=events)
+
+
+@functools.lru_cache(maxsize=256)  # the same pull secret entry in every workload
+def flow_events(text: str) -> int:
+    """The parser events of a flow node written on its own (without the stream's and
+    the document's start and end)."""
+    return int(CParser(text).raw_parse()) - 4
+
+
+def node_events(node: Node) -> int:
+    """The parser events a node without aliases stands for."""
+    if isinstance(node, MappingNode):
+        return 2 + sum(node_events(k) + node_events(v) for k, v in node.value)
+    if isinstance(node, SequenceNode):
+        return 2 + sum(node_events(item) for item in node.value)
+    return 1
+
+
+def _fill(doc: Document, node: Node, change: Change) -> Splice:
     # "fill": the value, empty or not, is replaced from right after its key's `:` (a
     # value on the lines below may stand at the key's own column, as a block list may,
     # where a scalar may not); a blank keeps the `:` ending the key. Trailing line

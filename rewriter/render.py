@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from rewriter import edit, prefilter, readback
+from rewriter import edit, prefilter, readback, splicecheck
 from rewriter.decide import Action, Decision, Rules, collisions, decide, decide_by_rule
 from rewriter.document import (
     Document,
@@ -359,15 +359,17 @@ def rewrite(the_plan: Plan, options: Options, report: Reporter) -> Rendered:
                 continue
             if item.released:
                 text = item.chunk.data.decode("utf-8")
-                made = _released_splices(text, found[mine:at], options)
-            else:
-                text = item.text
-                changes = _changes(item, found[mine:at], options)
-                made = edit.splices(item, changes) if changes else []
-            if made:
-                out.append(_edited(item, made, found[mine:at], text))
-                if item.released:
+                replaced, inserted = _released_splices(text, found[mine:at], options)
+                if replaced or inserted:
+                    out.append(_checked(item, text, replaced, inserted, found[mine:at]))
                     item.forget_input()
+                else:
+                    out.append(item.chunk.data)
+                continue
+            changes = _changes(item, found[mine:at], options)
+            made = edit.splices(item, changes) if changes else []
+            if made:
+                out.append(_edited(item, made, found[mine:at], item.text))
             else:
                 out.append(item.chunk.data)
     if at != len(found):
@@ -409,19 +411,24 @@ def _consumers(the_plan: Plan, options: Options, report: Reporter) -> dict[str |
     return consumers
 
 
-def _released_splices(text: str, found: list[Found], options: Options) -> list[edit.Splice]:
+def _released_splices(
+    text: str, found: list[Found], options: Options
+) -> tuple[list[splicecheck.Replacement], list[edit.Splice]]:
     """The splices of a document whose tree is gone, from the positions its sites kept:
-    each once (several images share one pull secret list)."""
-    made: dict[edit.Splice, None] = {}
+    the replaced images (with what splicecheck needs to check them) and the inserted
+    pull secret entries, each once (several images share one pull secret list)."""
+    replaced: list[splicecheck.Replacement] = []
+    inserted: dict[edit.Splice, None] = {}
     for f in found:
         decision, site = f.decision, f.site
         assert decision is not None
         if decision.new_text is not None:
-            new = decision.new_text
-            made[edit.replace_span(text, site.start, site.end, site.style, f.ref.text, new)] = None
+            new, old = decision.new_text, f.ref.text
+            made = edit.replace_span(text, site.start, site.end, site.style, old, new)
+            replaced.append((site.start, site.end, old, new, made))
         if decision.needs_secret and options.pull_secrets and site.secret is not None:
-            made[site.secret] = None
-    return list(made)
+            inserted[site.secret] = None
+    return replaced, list(inserted)
 
 
 def _changes(
@@ -582,6 +589,21 @@ def _secret_namespaces(
 def _edited(doc: Document, splices: list[edit.Splice], found: list[Found], original: str) -> bytes:
     text = edit.apply(original, splices)
     _verify(doc, text, found)
+    return text.encode("utf-8")
+
+
+def _checked(
+    doc: Document,
+    original: str,
+    replaced: list[splicecheck.Replacement],
+    inserted: list[edit.Splice],
+    found: list[Found],
+) -> bytes:
+    """A released document edited, checked from its splices (rewriter/splicecheck.py);
+    by composing it again (_verify) where that check cannot read a scalar on its own."""
+    text = edit.apply(original, [r[4] for r in replaced] + inserted)
+    if not splicecheck.check(doc, original, text, replaced, inserted):
+        _verify(doc, text, found)
     return text.encode("utf-8")
 
 
