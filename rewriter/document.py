@@ -81,18 +81,19 @@ class Document:
         """The root object, or each item of a `List`/`*List` document."""
         if not isinstance(self.root, MappingNode):
             return
-        kind = scalar(get(self.root, "kind")) or ""
-        items = get(self.root, "items")
-        if kind.endswith("List") and isinstance(items, SequenceNode):
+        kind_node = get(self.root, "kind")
+        items = get(self.root, "items") if (scalar(kind_node) or "").endswith("List") else None
+        if isinstance(items, SequenceNode):
             for i, item in enumerate(items.value):
                 if isinstance(item, MappingNode):
                     yield _resource(item, f"items[{i}]")
         else:
-            yield _resource(self.root, "")
+            yield _resource(self.root, "", kind_node)
 
     def release(self) -> None:
         """Let go of the tree and the text (the chunk keeps the bytes)."""
-        items = get(self.root, "items")
+        kind = scalar(get(self.root, "kind")) or ""
+        items = get(self.root, "items") if kind.endswith("List") else None
         if isinstance(items, SequenceNode):
             self.list_items = len(items.value)
         self.root, self.text, self.released = None, "", True
@@ -120,8 +121,12 @@ class Document:
         return f"{self.chunk.name()}{detail}"
 
 
-def parse(chunk: Chunk) -> Document:
-    """Compose one chunk; errors name the document and line."""
+def parse(chunk: Chunk, lazy_tags: bool = False) -> Document:
+    """Compose one chunk; errors name the document and line.
+
+    `lazy_tags`: plain scalars are tagged PLAIN rather than resolved (see _LazyComposer),
+    for a tree read only through scalar() and tag_of(); documents with anchors are
+    resolved in full all the same (edit.py's writer reads their tags)."""
     try:
         text = chunk.data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -131,10 +136,10 @@ def parse(chunk: Chunk) -> Document:
     try:
         # compose, not load: no value is constructed, so nothing can change type, and an
         # alias is one shared node instead of an expanded copy (no billion laughs).
-        root = compose(text)
+        shared = _has_anchor(text)
+        root = compose(text, lazy=lazy_tags and not shared)
     except yaml.YAMLError as exc:
         raise yaml_error(chunk, exc) from None
-    shared = _has_anchor(text)
     if shared:
         _refuse_cycles(chunk, root)
     events = _refuse_duplicate_keys(chunk, root, shared)
@@ -189,10 +194,47 @@ class _ShapeComposer(_Composer):
         return _SEQ if kind is SequenceNode else _MAP
 
 
-def compose(text: str, shape_only: bool = False) -> Node | None:
+# The tag _LazyComposer gives a plain scalar without a tag: resolved only when read.
+PLAIN = "tag:rewriter,2026:plain"
+_NULL = "tag:yaml.org,2002:null"
+
+
+class _LazyComposer(_Composer):
+    """A composer that leaves plain scalars unresolved (tagged PLAIN) but for merge keys.
+
+    A workload's tree is read at a handful of scalars (kind, names, images), and
+    matching each of its scalars against the resolver's patterns was a fifth of the
+    composing. scalar() and tag_of() resolve the few that are read; quoted and
+    explicitly tagged scalars get their tags as before."""
+
+    def resolve(self, kind: type[Node], value: str, implicit: tuple[bool, bool]) -> str:
+        if kind is ScalarNode:
+            if implicit[0]:
+                return MERGE_TAG if value == "<<" else PLAIN
+            return _STR
+        return _SEQ if kind is SequenceNode else _MAP
+
+
+def tag_of(node: Node) -> str:
+    """A node's tag as CSafeLoader resolves it, whichever composer made the node."""
+    if node.tag != PLAIN:
+        return str(node.tag)
+    value = str(node.value)
+    for tag, regexp in _IMPLICIT.get(value[:1], ()):
+        if regexp.match(value):
+            return tag
+    for tag, regexp in _ANY_FIRST:
+        if regexp.match(value):
+            return tag
+    return _STR
+
+
+def compose(text: str, shape_only: bool = False, lazy: bool = False) -> Node | None:
     """The node tree of one YAML document, as `yaml.compose(text, Loader=CSafeLoader)`;
-    with `shape_only`, scalars tagged str but for merge keys (see _ShapeComposer)."""
-    composer = (_ShapeComposer if shape_only else _Composer)(text)
+    with `shape_only`, scalars tagged str but for merge keys (see _ShapeComposer); with
+    `lazy`, plain ones tagged PLAIN (see _LazyComposer)."""
+    kind = _ShapeComposer if shape_only else _LazyComposer if lazy else _Composer
+    composer = kind(text)
     try:
         return composer.get_single_node()
     finally:
@@ -421,9 +463,15 @@ _PATH_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 def scalar(node: Node | None) -> str | None:
     """A scalar node's text; None for anything else (maps, lists, absent, null)."""
-    if isinstance(node, ScalarNode) and node.tag != "tag:yaml.org,2002:null":
+    if isinstance(node, ScalarNode) and node.tag != _NULL:
+        if node.tag == PLAIN and node.value in _NULLS:
+            return None
         return str(node.value)
     return None
+
+
+# The plain scalars CSafeLoader resolves to null (its pattern, spelled out).
+_NULLS = frozenset(("", "~", "null", "Null", "NULL"))
 
 
 def get_path(node: Node | None, *keys: str) -> Node | None:
@@ -453,13 +501,12 @@ def reading(node: Node | None) -> Reading:
     return (str(node.value),) if isinstance(node, ScalarNode) else (None,)
 
 
-def _resource(node: MappingNode, path: str) -> Resource:
+def _resource(node: MappingNode, path: str, kind: Node | None = None) -> Resource:
+    """The object at `node`; `kind`: its `kind` node when the caller has read it."""
     meta = get(node, "metadata")
-    api_version, kind, namespace = (
-        get(node, "apiVersion"),
-        get(node, "kind"),
-        get(meta, "namespace"),
-    )
+    api_version, namespace = get(node, "apiVersion"), get(meta, "namespace")
+    if kind is None:
+        kind = get(node, "kind")
     return Resource(
         node=node,
         api_version=scalar(api_version) or "",

@@ -8,7 +8,6 @@ document's text; they are applied together from the end so offsets stay valid.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import re
@@ -153,15 +152,16 @@ def splice(doc: Document, change: Change) -> Splice:
     if change.action == "prepend":
         assert isinstance(node, SequenceNode)
         made = _prepend_item(doc, node, change.text, change.quoted or "")
-        return dataclasses.replace(made, events=flow_events(change.text))
+        return Splice(made.start, made.end, made.text, flow_events(change.text))
     if change.action == "entry":
         assert isinstance(node, MappingNode) and change.block is not None
         made = _prepend_entry(doc, node, change.key, change.block, change.text)
-        return dataclasses.replace(made, events=1 + flow_events(change.text))  # 1: the key
+        return Splice(made.start, made.end, made.text, 1 + flow_events(change.text))  # 1: key
     # With anchors the node may hold aliases (an alias bomb must not be expanded here);
     # such documents are checked by composing them again, not by counting events.
     events = 0 if doc.shared else flow_events(change.text) - node_events(node)
-    return dataclasses.replace(_fill(doc, node, change), events=events)
+    made = _fill(doc, node, change)
+    return Splice(made.start, made.end, made.text, events)
 
 
 @functools.lru_cache(maxsize=256)  # the same pull secret entry in every workload

@@ -33,6 +33,7 @@ from rewriter.document import (
     parse,
     route,
     scalar,
+    tag_of,
 )
 from rewriter.errors import RewriterError
 from rewriter.fields import (
@@ -208,7 +209,7 @@ def _parse_and_find(
             check_syntax(chunk)
             result.items.append(chunk)
             continue
-        doc = parse(chunk)
+        doc = parse(chunk, lazy_tags=not keep_trees)
         result.items.append(doc)
         release = not (keep_trees or doc.shared)
         holders: dict[str, edit.Splice | None] = {}  # pull secret entries, by holder path
@@ -500,12 +501,13 @@ def _image_ref(doc: Document, site: ImageSite, strict: bool, report: Reporter) -
     problem: str | None = None
     ref: ImageRef | None = None
     # A custom tag (`!foo x`) is a string to kubectl; a core tag other than str is not.
-    text = node.tag == _STR_TAG or not node.tag.startswith(_CORE_TAG)
+    tag = tag_of(node)
+    text = tag == _STR_TAG or not tag.startswith(_CORE_TAG)
     refuse = False
-    if node.tag == _BINARY_TAG:
+    if tag == _BINARY_TAG:
         problem, refuse = "tagged !!binary; write the image as a plain string", True
     elif not text:
-        problem = f"not a string ({node.tag.rsplit(':', 1)[-1]}: {node.value!r})"
+        problem = f"not a string ({tag.rsplit(':', 1)[-1]}: {node.value!r})"
         # An explicit tag (`!!int quay.io/x`): whatever a reader makes of it, it must not
         # be an image passed by unproxied. Plain 42 or true are no image to anyone.
         raw = doc.text[node.start_mark.index : node.end_mark.index]
