@@ -100,7 +100,7 @@ def pull_secret_change(holder: MappingNode, key: str, secret: str) -> tuple[Rout
     the change and the steps from `holder` to the node it changes (a `<<` may supply the
     list). None when the list already names the secret (idempotence)."""
     found = entry(holder, key)
-    item = f'{{"name": {json.dumps(secret)}}}'
+    item = _secret_item(secret)
     if found is None:
         return (), Change(holder, "entry", f"[{item}]", key=key, block=_block_item(secret))
     steps, entries = found
@@ -113,6 +113,11 @@ def pull_secret_change(holder: MappingNode, key: str, secret: str) -> tuple[Rout
     # `imagePullSecrets: null`, `~` or empty (a mapping there is refused by the cluster
     # anyway; it is replaced as a whole, like a null)
     return steps, Change(entries, "fill", f"[{item}]")
+
+
+@functools.lru_cache(maxsize=16)  # one secret name per render
+def _secret_item(secret: str) -> str:
+    return f'{{"name": {json.dumps(secret)}}}'
 
 
 def annotation_change(resource: MappingNode, key: str, value: str) -> tuple[Route, Change] | None:

@@ -123,6 +123,8 @@ class FieldTable:
     pod_specs: tuple[PodSpecField, ...] = POD_SPECS
     images: tuple[ImageField, ...] = ()
     related_images: bool = False  # also containers' env RELATED_IMAGE_* values
+    # (kind, apiVersion) when for_resource made the table: every entry applies to them
+    made_for: tuple[str, str] | None = None
 
     def extended(
         self, pod_specs: Sequence[PodSpecField], images: Sequence[ImageField]
@@ -139,6 +141,7 @@ class FieldTable:
             self,
             pod_specs=tuple(e for e in self.pod_specs if e.applies_to(kind, api_version)),
             images=tuple(e for e in self.images if e.applies_to(kind, api_version)),
+            made_for=(kind, api_version),
         )
 
     def names_kind(self, kind: str) -> bool:
@@ -186,8 +189,10 @@ def find_images(resource: Resource, table: FieldTable) -> Iterator[ImageSite]:
     # at several places, and each is a field the cluster reads (and edit.py must know
     # every reader of a node before it changes it).
     seen: set[str] = set()
+    # A table made for this kind (for_resource) holds only entries that apply.
+    ask = table.made_for != (resource.kind, resource.api_version)
     for spec_field in table.pod_specs:
-        if not spec_field.applies(resource):
+        if ask and not spec_field.applies(resource):
             continue
         for spec_node, spec_path in follow(resource.node, spec_field.path, prefix):
             if not _is_pod_spec(spec_node) or spec_path in seen:
@@ -206,7 +211,7 @@ def find_images(resource: Resource, table: FieldTable) -> Iterator[ImageSite]:
                         # The operator's operands pull these, with their own pods.
                         yield ImageSite(resource, node, path, None, PullSecrets.ELSEWHERE)
     for image_field in table.images:
-        if not image_field.applies(resource):
+        if ask and not image_field.applies(resource):
             continue
         for node, path in follow(resource.node, image_field.path, prefix):
             if isinstance(node, ScalarNode) and path not in seen:
@@ -243,6 +248,14 @@ def follow(node: Node, path: Path, at: str) -> list[tuple[Node, str]]:
 
     The finder's hot path: one loop per segment over a list (nearly always of one
     node), the field path written as it goes; no generator per level."""
+    if "[*]" not in path:  # at most one node: no lists to build on the way
+        here: Node | None = node
+        for segment in path:
+            here = get(here, segment)
+            if here is None:
+                return []
+            at = f"{at}.{segment}" if at else segment
+        return [(here, at)] if here is not None else []
     found: list[tuple[Node, str]] = [(node, at)]
     for segment in path:
         step: list[tuple[Node, str]] = []
