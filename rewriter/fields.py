@@ -195,7 +195,7 @@ def find_images(resource: Resource, table: FieldTable) -> Iterator[ImageSite]:
         if ask and not spec_field.applies(resource):
             continue
         for spec_node, spec_path in follow(resource.node, spec_field.path, prefix):
-            if not _is_pod_spec(spec_node) or spec_path in seen:
+            if not is_pod_spec(spec_node) or spec_path in seen:
                 continue
             seen.add(spec_path)
             pod_spec = PodSpec(spec_node, spec_path)
@@ -219,7 +219,7 @@ def find_images(resource: Resource, table: FieldTable) -> Iterator[ImageSite]:
                 yield ImageSite(resource, node, path, None, image_field.pull_secrets)
 
 
-def _is_pod_spec(node: Node) -> TypeGuard[MappingNode]:
+def is_pod_spec(node: Node) -> TypeGuard[MappingNode]:
     """A mapping with any of the container lists (a pod of init containers only is one)."""
     return (
         isinstance(node, MappingNode)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import heapq
 import json
 import re
+from array import array
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -20,7 +22,7 @@ from typing import Any, BinaryIO
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from rewriter import edit, prefilter, readback, splicecheck
+from rewriter import edit, eventfind, prefilter, readback, splicecheck
 from rewriter.decide import Action, Decision, Rules, collisions, decide, decide_by_rule
 from rewriter.document import (
     Document,
@@ -39,11 +41,16 @@ from rewriter.errors import RewriterError
 from rewriter.fields import (
     DATA_KINDS,
     NEVER_SCANNED,
+    POD_SPEC_IMAGES,
     POD_SPEC_PULL_SECRETS,
     FieldTable,
     ImageSite,
+    PodSpec,
     PullSecrets,
     find_images,
+    follow,
+    format_path,
+    is_pod_spec,
 )
 from rewriter.fields import Path as FieldPath
 from rewriter.reference import ImageRef, InvalidReference
@@ -55,7 +62,7 @@ from rewriter.secrets import (
     dockerconfigjson,
     secret_document,
 )
-from rewriter.stream import Chunk, check_syntax, split
+from rewriter.stream import Chunk, check_depth, check_syntax, split
 from rewriter.verdict import ProbeKey, ProbeResult
 
 # Answers the probe for images no rule decides; {} when offline without a cache.
@@ -141,6 +148,52 @@ class Found(Site):
 
 
 @dataclass(slots=True)
+class Repeats:
+    """More sites of a Repeated: one image scalar each, as compact arrays (a Found per
+    scalar was ~300 bytes; a Pod of 200,000 containers needed 60 MiB of them)."""
+
+    spec_path: str  # the pod spec they are under
+    spec_order: int  # and its place among the document's pod specs, from 0
+    which: array[int] = field(default_factory=lambda: array("q"))  # in POD_SPEC_IMAGES
+    indexes: array[int] = field(default_factory=lambda: array("q"))  # in the list
+    starts: array[int] = field(default_factory=lambda: array("q"))
+    ends: array[int] = field(default_factory=lambda: array("q"))
+    lines: array[int] = field(default_factory=lambda: array("q"))
+
+    def path(self, at: int) -> str:
+        return _image_path(self.spec_path, self.which[at], self.indexes[at])
+
+    def place(self, at: int) -> tuple[int, int, int]:
+        """Where the finder meets the site: sites sort by this as find_images orders them."""
+        return self.spec_order, self.which[at], self.indexes[at]
+
+
+@dataclass(slots=True, kw_only=True)
+class Repeated(Found):
+    """An image site of a big document read from events (rewriter/eventfind.py) that
+    also stands for the other sites with the same image, style and pull secret list:
+    they share its decision and its Secret; only their positions differ."""
+
+    repeats: Repeats  # every site it stands for, its own first
+
+    def sites(self) -> Iterator[tuple[int, int, int, str]]:
+        """Every site it stands for: start, end, line and field path."""
+        more = self.repeats
+        for at in range(len(more.starts)):
+            yield more.starts[at], more.ends[at], more.lines[at], more.path(at)
+
+
+def _image_path(spec_path: str, which: int, index: int) -> str:
+    """`spec.containers[3].image`: a field path of POD_SPEC_IMAGES under a pod spec."""
+    return f"{spec_path}.{_IMAGE_TEMPLATES[which].format(index)}"
+
+
+_IMAGE_TEMPLATES = tuple(
+    format_path(path).replace("[*]", "[{}]") for path in POD_SPEC_IMAGES
+)
+
+
+@dataclass(slots=True)
 class Plan:
     bom: bytes
     items: list[Chunk | Document]  # documents in order: raw when never parsed
@@ -159,11 +212,15 @@ def plan(
     report: Reporter,
     parse_all: bool = False,
     files: Sequence[tuple[str, int]] = (),
+    lean: bool = False,
 ) -> Plan:
     """Parse what may hold an image, find every image, and decide each distinct one.
 
     `parse_all` parses every document but CRDs, for reports that look beyond the fields.
     `files` names the input files of a stream read from several (see stream.split).
+    `lean`: big documents are read from events, never composed whole, and their sites
+    with the same image and pull secret list are one Repeated (for callers that only
+    rewrite: reports want a Found per site).
     """
     bom, chunks = split(data, files)
     del data  # the chunks hold the bytes now; one copy of a large stream is enough
@@ -171,7 +228,9 @@ def plan(
     triggers = options.fields.trigger_words() | {b"Secret"}
     result = Plan(bom, [], [], set(), set(), {}, options.fields)
     with _collector_paused():
-        _parse_and_find(result, chunks, options, want_namespaces, triggers, report, parse_all)
+        _parse_and_find(
+            result, chunks, options, want_namespaces, triggers, report, parse_all, lean
+        )
     _decide(result.found, options.rules, prober, report)
     return result
 
@@ -198,8 +257,10 @@ def _parse_and_find(
     triggers: frozenset[bytes],
     report: Reporter,
     keep_trees: bool,
+    lean: bool = False,
 ) -> None:
     keep_trees = keep_trees or options.annotate  # annotation_change works on nodes
+    lean = lean and not keep_trees and not options.fields.related_images
     tables: dict[tuple[str, str], FieldTable] = {}  # the entries that apply, by kind
     # One copy of each equal value the sites keep (kinds, namespaces, field paths, the
     # identity readings, pull secret entries): a chart repeats them in every workload.
@@ -208,6 +269,8 @@ def _parse_and_find(
         if _passes_through(chunk.data, options, want_namespaces, triggers):
             check_syntax(chunk)
             result.items.append(chunk)
+            continue
+        if lean and len(chunk.data) >= LEAN_SIZE and _find_lean(result, chunk, options, report):
             continue
         doc = parse(chunk, lazy_tags=not keep_trees)
         result.items.append(doc)
@@ -242,18 +305,86 @@ def _parse_and_find(
             doc.release()
 
 
+# Documents from this many bytes on are read from events in a lean plan (see plan()).
+LEAN_SIZE = 1 << 18
+
+
+def _find_lean(result: Plan, chunk: Chunk, options: Options, report: Reporter) -> bool:
+    """Find the images of a big document from libyaml's events (rewriter/eventfind.py),
+    as find_images would on its tree; False when it must be composed instead."""
+    data = chunk.data
+    if not data.isascii():  # libyaml's marks count characters; here they are bytes too
+        return False
+    check_depth(chunk)
+    read = eventfind.read(data, options.fields)
+    if read is None:
+        return False
+    doc = Document(chunk, data.decode("ascii"), read.root, _line_break(data), events=read.events)
+    (resource,) = doc.resources()
+    table = options.fields.for_resource(resource.kind, resource.api_version)
+    if (
+        resource.kind.endswith("List")
+        or resource.kind in DATA_KINDS
+        or resource.kind in NEVER_SCANNED
+        or table.images  # custom resource image fields: the tree's finder reads them
+    ):
+        return False
+    _note_resource(result, doc, resource, options)
+    result.items.append(doc)
+    holders: dict[str, edit.Splice | None] = {}
+    groups: dict[tuple[str, str | None, str], Repeated] = {}
+    seen: set[str] = set()
+    for spec_field in table.pod_specs:
+        for spec_node, spec_path in follow(read.root, spec_field.path, ""):
+            if not is_pod_spec(spec_node) or spec_path in seen:
+                continue
+            seen.add(spec_path)
+            pod_spec = PodSpec(spec_node, spec_path)
+            for which, images in eventfind.pod_spec_images(read, spec_path):
+                for at in range(len(images.values)):
+                    path = _image_path(spec_path, which, images.indexes[at])
+                    site = ImageSite(resource, images.node(at), path, pod_spec, PullSecrets.WARN)
+                    ref = _image_ref(doc, site, options.strict, report)
+                    if ref is None:
+                        continue
+                    key = (ref.text, site.node.style, spec_path)
+                    group = groups.get(key)
+                    if group is None:
+                        repeats = Repeats(spec_path, len(seen) - 1)
+                        made = _found(doc, site, ref, options, holders, repeats)
+                        assert isinstance(made, Repeated)
+                        group = groups[key] = made
+                        result.found.append(group)
+                    more = group.repeats
+                    more.starts.append(images.starts[at])
+                    more.ends.append(images.ends[at])
+                    more.lines.append(images.lines[at])
+                    more.which.append(which)
+                    more.indexes.append(images.indexes[at])
+    if groups:
+        resource.annotations = annotations_of(resource) or None
+    resource.node = None
+    doc.release()
+    return True
+
+
+def _line_break(data: bytes) -> str:
+    return "\r\n" if b"\r\n" in data else "\n"
+
+
 def _found(
     doc: Document,
     image: ImageSite,
     ref: ImageRef,
     release: Options | None,
     holders: dict[str, edit.Splice | None],
+    repeats: Repeats | None = None,
 ) -> Found:
     """An image site by its positions; with `release` (the document's tree is about to
     go), also the entry that would name our Secret in its pull secrets."""
     node = image.node
     target = _pull_secret_target(image)
-    site = Found(
+    site = (Found if repeats is None else functools.partial(Repeated, repeats=repeats))(
         resource=image.resource,
         path=image.path,
         line=node.start_mark.line,
@@ -358,6 +489,10 @@ def rewrite(the_plan: Plan, options: Options, report: Reporter) -> Rendered:
                 at += 1
             if item.index in the_plan.managed_secrets:
                 continue
+            if item.released and any(isinstance(f, Repeated) for f in found[mine:at]):
+                out.append(_rewrite_lean(item, found[mine:at], options))
+                item.forget_input()
+                continue
             if item.released:
                 text = item.chunk.data.decode("utf-8")
                 replaced, inserted = _released_splices(text, found[mine:at], options)
@@ -430,6 +565,57 @@ def _released_splices(
         if decision.needs_secret and options.pull_secrets and site.secret is not None:
             inserted[site.secret] = None
     return replaced, list(inserted)
+
+
+def _rewrite_lean(doc: Document, found: list[Found], options: Options) -> bytes:
+    """A big document read from events, edited: its bytes with every replaced scalar
+    and inserted pull secret entry, built and checked (splicecheck.check_stream) as a
+    stream of edits in text order, with no object per site (see Repeated)."""
+    data = doc.chunk.data
+    inserted: dict[edit.Splice, None] = {}
+    for f in found:
+        assert f.decision is not None
+        if f.decision.needs_secret and options.pull_secrets and f.secret is not None:
+            inserted[f.secret] = None
+
+    def edits() -> Iterator[splicecheck.Edit]:
+        replaced = [
+            _spans(f) for f in found if f.decision is not None and f.decision.new_text is not None
+        ]
+        secrets = ((s.start, s.end, s) for s in sorted(inserted))
+        for start, end, what in heapq.merge(*replaced, secrets, key=lambda e: (e[0], e[1])):
+            if isinstance(what, edit.Splice):
+                yield start, end, what.text, None
+            else:
+                assert isinstance(what, Found)
+                assert what.decision is not None and what.decision.new_text is not None
+                raw = data[start:end].decode("ascii")
+                new = splicecheck.rewritten(raw, what.style, what.ref.text, what.decision.new_text)
+                yield start, end, new, (raw, what.ref.text, what.decision.new_text)
+
+    out = bytearray()
+    at = 0
+    for start, end, text, _ in edits():
+        out += data[at:start]
+        out += text.encode("utf-8")
+        at = end
+    out += data[at:]
+    edited = bytes(out)
+    del out
+    splicecheck.check_stream(doc, data, edited, edits(), sum(s.events for s in inserted))
+    return edited
+
+
+def _spans(f: Found) -> Iterator[tuple[int, int, Found]]:
+    for start, end, _, _ in _sites(f):
+        yield start, end, f
+
+
+def _sites(f: Found) -> Iterator[tuple[int, int, int, str]]:
+    if isinstance(f, Repeated):
+        yield from f.sites()
+    else:
+        yield f.start, f.end, f.line, f.path
 
 
 def _changes(
@@ -723,8 +909,18 @@ def describe(found: Found) -> str:
 
 
 def _failure_message(failures: list[Found]) -> str:
-    lines = [f"{len(failures)} image(s) cannot be rewritten:"]
+    # One line per site, in the finder's order: a Repeated's sites are put back in place.
+    lines: list[tuple[int, tuple[int, ...], str]] = []
     for f in failures:
         assert f.decision is not None
-        lines.append(f"  {f.ref.text}: {f.decision.reason} [{describe(f)}]")
-    return "\n".join(lines)
+        if isinstance(f, Repeated):
+            more = f.repeats
+            for at in range(len(more.starts)):
+                where = f"{f.doc.where(f.resource, line=more.lines[at])} {more.path(at)}"
+                text = f"  {f.ref.text}: {f.decision.reason} [{where}]"
+                lines.append((f.doc.index, more.place(at), text))
+        else:
+            text = f"  {f.ref.text}: {f.decision.reason} [{describe(f)}]"
+            lines.append((f.doc.index, (len(lines),), text))
+    lines.sort(key=lambda line: line[:2])
+    return "\n".join([f"{len(lines)} image(s) cannot be rewritten:", *(t for *_, t in lines)])

@@ -26,14 +26,15 @@ folded scalars), `check` answers False and the caller composes the edited text a
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import NoReturn
 
 import yaml
 from yaml._yaml import CParser
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from rewriter.document import Document, compose
-from rewriter.edit import Splice
+from rewriter.edit import Splice, replace_span
 from rewriter.errors import RewriterError
 
 _CORE_TAG = "tag:yaml.org,2002:"
@@ -67,15 +68,7 @@ def check(
         if was != before or now != after:
             _fail(doc, f"an image reads {now!r} after the edit, expected {after!r}")
     _same_outside(doc, original, edited, sorted([r[4] for r in replaced] + list(inserted)))
-    try:
-        events = CParser(edited).raw_parse()
-    except yaml.YAMLError as exc:
-        raise RewriterError(
-            f"{doc.where()}: internal error: edit broke the document: {exc}"
-        ) from None
-    expected = doc.events + sum(s.events for s in inserted)
-    if events != expected:
-        _fail(doc, f"the edited text has {events} parser events, expected {expected}")
+    _count(doc, edited, doc.events + sum(s.events for s in inserted))
     return True
 
 
@@ -95,6 +88,62 @@ def _same_outside(doc: Document, original: str, edited: str, splices: list[Splic
         at = made.end
     if len(edited) - out != len(original) - at or not edited.startswith(original[at:], out):
         _fail(doc, "the text after the last splice changed")
+
+
+# One edit of a big document (render._rewrite_lean), in text order: the span replaced,
+# its new text and, for a replaced image scalar, its text before and the image it read
+# as and must read as (None for an inserted pull secret entry).
+Edit = tuple[int, int, str, tuple[str, str, str] | None]
+
+
+@functools.lru_cache(maxsize=4096)
+def rewritten(raw: str, style: str | None, before: str, after: str) -> str:
+    """The scalar written as `raw` (reading `before`) rewritten to read `after`, as
+    edit.replace_span writes it: memoized, a big document repeats a few images."""
+    made = replace_span(raw, 0, len(raw), style, before, after)
+    return raw[: made.start] + made.text + raw[made.end :]
+
+
+def check_stream(
+    doc: Document, original: bytes, edited: bytes, edits: Iterable[Edit], inserted_events: int
+) -> None:
+    """`check` for a big document's edits, given as a stream in text order rather than
+    as splices (render._rewrite_lean): the same three proofs, without a list per site."""
+    if doc.events is None:
+        _fail(doc, "no count of the original's events")
+    was, now = memoryview(original), memoryview(edited)
+    at = out = 0  # in the original, in the edited text
+    for start, end, text, replaced in edits:
+        if start < at:
+            _fail(doc, f"edits overlap at {start}")
+        written = text.encode("utf-8")
+        between = start - at
+        if (
+            now[out : out + between] != was[at:start]
+            or now[out + between : out + between + len(written)] != written
+        ):
+            _fail(doc, f"the text around {start} changed beyond the edits")
+        out += between + len(written)
+        at = end
+        if replaced is not None:
+            raw, before, after = replaced
+            if _reads(raw) != before or _reads(text) != after:
+                _fail(doc, f"an image reads {_reads(text)!r} after the edit, expected {after!r}")
+    if now[out:] != was[at:]:
+        _fail(doc, "the text after the last edit changed")
+    _count(doc, edited, doc.events + inserted_events)
+
+
+def _count(doc: Document, edited: str | bytes, expected: int) -> None:
+    """libyaml reads the edited text as one document of `expected` events."""
+    try:
+        events = CParser(edited).raw_parse()
+    except yaml.YAMLError as exc:
+        raise RewriterError(
+            f"{doc.where()}: internal error: edit broke the document: {exc}"
+        ) from None
+    if events != expected:
+        _fail(doc, f"the edited text has {events} parser events, expected {expected}")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -122,5 +171,5 @@ def _reads(raw: str) -> str | None:
     return read.pop() if len(read) == 1 else None
 
 
-def _fail(doc: Document, problem: str) -> None:
+def _fail(doc: Document, problem: str) -> NoReturn:
     raise RewriterError(f"{doc.where()}: internal error: {problem}")
