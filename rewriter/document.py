@@ -85,6 +85,7 @@ class Document:
         kind_node = get(self.root, "kind")
         items = get(self.root, "items") if (scalar(kind_node) or "").endswith("List") else None
         if isinstance(items, SequenceNode):
+            self.list_items = len(items.value)  # kept by release()
             for i, item in enumerate(items.value):
                 if isinstance(item, MappingNode):
                     yield _resource(item, f"items[{i}]")
@@ -92,11 +93,8 @@ class Document:
             yield _resource(self.root, "", kind_node)
 
     def release(self) -> None:
-        """Let go of the tree and the text (the chunk keeps the bytes)."""
-        kind = scalar(get(self.root, "kind")) or ""
-        items = get(self.root, "items") if kind.endswith("List") else None
-        if isinstance(items, SequenceNode):
-            self.list_items = len(items.value)
+        """Let go of the tree and the text (the chunk keeps the bytes); `list_items`,
+        set by resources(), stays."""
         self.root, self.text, self.released = None, "", True
 
     def forget_input(self) -> None:
