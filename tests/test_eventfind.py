@@ -139,3 +139,18 @@ def test_the_event_count_is_libyamls() -> None:
     data = CASES["pull secrets block"].encode()
     read = eventfind.read(data, FieldTable())
     assert read is not None and read.events == CParser(data).raw_parse()
+
+
+def test_the_cli_reads_big_documents_from_events() -> None:
+    """`rewriter render` plans lean: a 300 KiB Pod renders as the composing path does."""
+    from helpers import render, run
+
+    containers = "".join(
+        f"    - name: c{i}\n      image: quay.io/acme/app{i % 7}:1\n" for i in range(7000)
+    )
+    text = _pod("  containers:\n" + containers)
+    assert len(text) > render_module.LEAN_SIZE
+    result = run(["--app-slug", "acme", "--license-id", "L", "--private", "*", "--offline"], text)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == render(text)
+    assert result.stdout.count(b"image: proxy.replicated.com/proxy/acme/quay.io/acme/app") == 7000
