@@ -489,23 +489,24 @@ def rewrite(the_plan: Plan, options: Options, report: Reporter) -> Rendered:
                 at += 1
             if item.index in the_plan.managed_secrets:
                 continue
-            if item.released and any(isinstance(f, Repeated) for f in found[mine:at]):
-                out.append(_rewrite_lean(item, found[mine:at], options))
+            own = found[mine:at]
+            if item.released and own and isinstance(own[0], Repeated):  # read from events
+                out.append(_rewrite_lean(item, own, options))
                 item.forget_input()
                 continue
             if item.released:
                 text = item.chunk.data.decode("utf-8")
-                replaced, inserted = _released_splices(text, found[mine:at], options)
+                replaced, inserted = _released_splices(text, own, options)
                 if replaced or inserted:
-                    out.append(_checked(item, text, replaced, inserted, found[mine:at]))
+                    out.append(_checked(item, text, replaced, inserted, own))
                     item.forget_input()
                 else:
                     out.append(item.chunk.data)
                 continue
-            changes = _changes(item, found[mine:at], options)
+            changes = _changes(item, own, options)
             made = edit.splices(item, changes) if changes else []
             if made:
-                out.append(_edited(item, made, found[mine:at], item.text))
+                out.append(_edited(item, made, own, item.text))
             else:
                 out.append(item.chunk.data)
     if at != len(found):
