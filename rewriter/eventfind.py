@@ -76,6 +76,7 @@ class Images:
     values: list[str] = field(default_factory=list)
     styles: list[str | None] = field(default_factory=list)
     plain: list[bool] = field(default_factory=list)  # plain and untagged: resolved lazily
+    pool: dict[str, str] = field(default_factory=dict)  # one copy of each image text
 
     def node(self, at: int) -> ScalarNode:
         """The scalar as a composer would have made it (marks without columns)."""
@@ -244,7 +245,7 @@ def _note_image(found: Images, event: ScalarEvent, item: int) -> None:
     found.ends.append(end.index)
     found.lines.append(start.line)
     found.indexes.append(item)
-    found.values.append(event.value)
+    found.values.append(found.pool.setdefault(event.value, event.value))
     found.styles.append(event.style)
     found.plain.append(bool(event.implicit[0]))
 

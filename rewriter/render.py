@@ -491,7 +491,7 @@ def rewrite(the_plan: Plan, options: Options, report: Reporter) -> Rendered:
                 continue
             own = found[mine:at]
             if item.released and own and isinstance(own[0], Repeated):  # read from events
-                out.append(_rewrite_lean(item, own, options))
+                out.extend(_rewrite_lean(item, own, options))
                 item.forget_input()
                 continue
             if item.released:
@@ -568,7 +568,7 @@ def _released_splices(
     return replaced, list(inserted)
 
 
-def _rewrite_lean(doc: Document, found: list[Found], options: Options) -> bytes:
+def _rewrite_lean(doc: Document, found: list[Found], options: Options) -> list[bytes]:
     """A big document read from events, edited: its bytes with every replaced scalar
     and inserted pull secret entry, built and checked (splicecheck.check_stream) as a
     stream of edits in text order, with no object per site (see Repeated)."""
@@ -594,17 +594,26 @@ def _rewrite_lean(doc: Document, found: list[Found], options: Options) -> bytes:
                 new = splicecheck.rewritten(raw, what.style, what.ref.text, what.decision.new_text)
                 yield start, end, new, (raw, what.ref.text, what.decision.new_text)
 
+    # The output in pieces of ~1 MiB: one bytes object of the whole would be a second
+    # copy of it next to the buffer it is built in (~17 MiB for the wide Pod).
+    pieces: list[bytes] = []
     out = bytearray()
     at = 0
     for start, end, text, _ in edits():
         out += data[at:start]
         out += text.encode("utf-8")
         at = end
+        if len(out) >= _PIECE:
+            pieces.append(bytes(out))
+            out.clear()
     out += data[at:]
-    edited = bytes(out)
+    pieces.append(bytes(out))
     del out
-    splicecheck.check_stream(doc, data, edited, edits(), sum(s.events for s in inserted))
-    return edited
+    splicecheck.check_stream(doc, data, pieces, edits(), sum(s.events for s in inserted))
+    return pieces
+
+
+_PIECE = 1 << 20
 
 
 def _spans(f: Found) -> Iterator[tuple[int, int, Found]]:

@@ -105,36 +105,59 @@ def rewritten(raw: str, style: str | None, before: str, after: str) -> str:
 
 
 def check_stream(
-    doc: Document, original: bytes, edited: bytes, edits: Iterable[Edit], inserted_events: int
+    doc: Document,
+    original: bytes,
+    edited: Sequence[bytes],
+    edits: Iterable[Edit],
+    inserted_events: int,
 ) -> None:
     """`check` for a big document's edits, given as a stream in text order rather than
-    as splices (render._rewrite_lean): the same three proofs, without a list per site."""
+    as splices, and its edited text in pieces (render._rewrite_lean): the same three
+    proofs, without a list per site or a second copy of the text."""
     if doc.events is None:
         _fail(doc, "no count of the original's events")
-    was, now = memoryview(original), memoryview(edited)
-    at = out = 0  # in the original, in the edited text
+    now = _Pieces(edited)
+    at = 0  # in the original
     for start, end, text, replaced in edits:
         if start < at:
             _fail(doc, f"edits overlap at {start}")
         written = text.encode("utf-8")
-        between = start - at
-        if (
-            now[out : out + between] != was[at:start]
-            or now[out + between : out + between + len(written)] != written
-        ):
+        if now.read(start - at) != original[at:start] or now.read(len(written)) != written:
             _fail(doc, f"the text around {start} changed beyond the edits")
-        out += between + len(written)
         at = end
         if replaced is not None:
             raw, before, after = replaced
             if _reads(raw) != before or _reads(text) != after:
                 _fail(doc, f"an image reads {_reads(text)!r} after the edit, expected {after!r}")
-    if now[out:] != was[at:]:
+    if now.read(len(original) - at) != original[at:] or now.read(1):
         _fail(doc, "the text after the last edit changed")
-    _count(doc, edited, doc.events + inserted_events)
+    _count(doc, _Pieces(edited), doc.events + inserted_events)
 
 
-def _count(doc: Document, edited: str | bytes, expected: int) -> None:
+class _Pieces:
+    """Pieces of bytes read as one stream (libyaml's parser reads it with `read`)."""
+
+    def __init__(self, pieces: Sequence[bytes]) -> None:
+        self.pieces = pieces
+        self.piece = 0
+        self.at = 0  # in the current piece
+
+    def read(self, size: int = -1) -> bytes:
+        """The next `size` bytes (fewer at the end; all that is left for -1)."""
+        parts: list[bytes] = []
+        while (size < 0 or size > 0) and self.piece < len(self.pieces):
+            current = self.pieces[self.piece]
+            taken = current[self.at :] if size < 0 else current[self.at : self.at + size]
+            parts.append(taken)
+            self.at += len(taken)
+            if size > 0:
+                size -= len(taken)
+            if self.at >= len(current):
+                self.piece, self.at = self.piece + 1, 0
+        return b"".join(parts)
+
+
+def _count(doc: Document, edited: str | bytes | _Pieces, expected: int) -> None:
     """libyaml reads the edited text as one document of `expected` events."""
     try:
         events = CParser(edited).raw_parse()

@@ -154,3 +154,33 @@ def test_the_cli_reads_big_documents_from_events() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout == render(text)
     assert result.stdout.count(b"image: proxy.replicated.com/proxy/acme/quay.io/acme/app") == 7000
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda pieces: [pieces[0].replace(b"kind: Pod", b"kind: Pox")],  # beyond the edits
+        lambda pieces: [pieces[0] + b"x: 1\n"],  # text added at the end
+        lambda pieces: [pieces[0][:-1]],  # text lost at the end
+        lambda pieces: [p.replace(b"- name: c\n", b"- name: c\n\n") for p in pieces],
+    ],
+)
+def test_a_big_document_edited_otherwise_is_an_internal_error(
+    monkeypatch: pytest.MonkeyPatch, tamper
+) -> None:  # type: ignore[no-untyped-def]
+    from rewriter import splicecheck
+
+    monkeypatch.setattr(render_module, "LEAN_SIZE", 0)
+    check = splicecheck.check_stream
+    monkeypatch.setattr(
+        splicecheck, "check_stream", lambda doc, data, pieces, *rest: check(doc, data, tamper(pieces), *rest)
+    )
+    out, _ = _render(CASES["block"].encode(), True)
+    assert isinstance(out, str) and "internal error" in out
+
+
+def test_a_big_document_is_written_in_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(render_module, "LEAN_SIZE", 0)
+    monkeypatch.setattr(render_module, "_PIECE", 64)
+    data = CASES["block"].encode()
+    assert _render(data, True) == _render(data, False)
