@@ -214,7 +214,7 @@ def render(ctx: typer.Context, files: Files = None, *, flags: Flags) -> None:
     del data
     held_documents = _holds_documents(given[0])
     prober = _prober(settings, reporter)
-    the_plan = plan(given.pop(), settings.options, prober, reporter, files=names)
+    the_plan = plan(given.pop(), settings.options, prober, reporter, files=names, lean=True)
     _tell_decisions(the_plan, reporter)
     for part in rewrite(the_plan, settings.options, reporter).parts():
         out.write(part)

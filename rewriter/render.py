@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import heapq
 import json
 import re
+from array import array
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 import yaml
@@ -24,7 +26,7 @@ from rewriter.decide import Action, Decision, Rules, collisions, decide, decide_
 from rewriter.diagnostics import Reporter
 from rewriter.errors import CannotRewrite, RewriterError
 from rewriter.location import Location, Notice
-from rewriter.manifest import edit, prefilter, readback
+from rewriter.manifest import edit, eventfind, prefilter, readback, splicecheck
 from rewriter.manifest.document import (
     Document,
     Resource,
@@ -36,18 +38,24 @@ from rewriter.manifest.document import (
     parse,
     route,
     scalar,
+    tag_of,
 )
 from rewriter.manifest.fields import (
     DATA_KINDS,
     NEVER_SCANNED,
+    POD_SPEC_IMAGES,
     POD_SPEC_PULL_SECRETS,
     FieldTable,
     ImageSite,
+    PodSpec,
     PullSecrets,
     find_images,
+    follow,
+    format_path,
+    is_pod_spec,
 )
 from rewriter.manifest.fields import Path as FieldPath
-from rewriter.manifest.stream import Chunk, check_syntax, split
+from rewriter.manifest.stream import Chunk, check_depth, check_syntax, split
 from rewriter.options import ORIGINAL_IMAGES
 from rewriter.probe.verdict import ProbeKey, ProbeResult
 from rewriter.reference import ImageRef, InvalidReference
@@ -125,6 +133,52 @@ class Found(Site):
 
 
 @dataclass(slots=True)
+class Repeats:
+    """More sites of a Repeated: one image scalar each, as compact arrays (a Found per
+    scalar was ~300 bytes; a Pod of 200,000 containers needed 60 MiB of them)."""
+
+    spec_path: str  # the pod spec they are under
+    spec_order: int  # and its place among the document's pod specs, from 0
+    which: array[int] = field(default_factory=lambda: array("q"))  # in POD_SPEC_IMAGES
+    indexes: array[int] = field(default_factory=lambda: array("q"))  # in the list
+    starts: array[int] = field(default_factory=lambda: array("q"))
+    ends: array[int] = field(default_factory=lambda: array("q"))
+    lines: array[int] = field(default_factory=lambda: array("q"))
+
+    def path(self, at: int) -> str:
+        return _image_path(self.spec_path, self.which[at], self.indexes[at])
+
+    def place(self, at: int) -> tuple[int, int, int]:
+        """Where the finder meets the site: sites sort by this as find_images orders them."""
+        return self.spec_order, self.which[at], self.indexes[at]
+
+
+@dataclass(slots=True, kw_only=True)
+class Repeated(Found):
+    """An image site of a big document read from events (rewriter/manifest/eventfind.py) that
+    also stands for the other sites with the same image, style and pull secret list:
+    they share its decision and its Secret; only their positions differ."""
+
+    repeats: Repeats  # every site it stands for, its own first
+
+    def sites(self) -> Iterator[tuple[int, int, int, str]]:
+        """Every site it stands for: start, end, line and field path."""
+        more = self.repeats
+        for at in range(len(more.starts)):
+            yield more.starts[at], more.ends[at], more.lines[at], more.path(at)
+
+
+def _image_path(spec_path: str, which: int, index: int) -> str:
+    """`spec.containers[3].image`: a field path of POD_SPEC_IMAGES under a pod spec."""
+    return f"{spec_path}.{_IMAGE_TEMPLATES[which].format(index)}"
+
+
+_IMAGE_TEMPLATES = tuple(
+    format_path(path).replace("[*]", "[{}]") for path in POD_SPEC_IMAGES
+)
+
+
+@dataclass(slots=True)
 class Plan:
     bom: bytes
     items: list[Chunk | Document]  # documents in order: raw when never parsed
@@ -143,11 +197,15 @@ def plan(
     report: Reporter,
     parse_all: bool = False,
     files: Sequence[tuple[str, int]] = (),
+    lean: bool = False,
 ) -> Plan:
     """Parse what may hold an image, find every image, and decide each distinct one.
 
     `parse_all` parses every document but CRDs, for reports that look beyond the fields.
     `files` names the input files of a stream read from several (see stream.split).
+    `lean`: big documents are read from events, never composed whole, and their sites
+    with the same image and pull secret list are one Repeated (for callers that only
+    rewrite: reports want a Found per site).
     """
     bom, chunks = split(data, files)
     del data  # the chunks hold the bytes now; one copy of a large stream is enough
@@ -155,7 +213,9 @@ def plan(
     triggers = options.fields.trigger_words() | {b"Secret"}
     result = Plan(bom, [], [], set(), set(), {}, options.fields)
     with _collector_paused():
-        _parse_and_find(result, chunks, options, want_namespaces, triggers, report, parse_all)
+        _parse_and_find(
+            result, chunks, options, want_namespaces, triggers, report, parse_all, lean
+        )
     _decide(result.found, options.rules, prober)
     return result
 
@@ -182,8 +242,10 @@ def _parse_and_find(
     triggers: frozenset[bytes],
     report: Reporter,
     keep_trees: bool,
+    lean: bool = False,
 ) -> None:
     keep_trees = keep_trees or options.annotate  # annotation_change works on nodes
+    lean = lean and not keep_trees and not options.fields.related_images
     tables: dict[tuple[str, str], FieldTable] = {}  # the entries that apply, by kind
     # One copy of each equal value the sites keep (kinds, namespaces, field paths, the
     # identity readings, pull secret entries): a chart repeats them in every workload.
@@ -193,7 +255,9 @@ def _parse_and_find(
             check_syntax(chunk)
             result.items.append(chunk)
             continue
-        doc = parse(chunk)
+        if lean and len(chunk.data) >= LEAN_SIZE and _find_lean(result, chunk, options, report):
+            continue
+        doc = parse(chunk, lazy_tags=not keep_trees)
         result.items.append(doc)
         release = not (keep_trees or doc.shared)
         holders: dict[str, edit.Splice | None] = {}  # pull secret entries, by holder path
@@ -226,18 +290,86 @@ def _parse_and_find(
             doc.release()
 
 
+# Documents from this many bytes on are read from events in a lean plan (see plan()).
+LEAN_SIZE = 1 << 18
+
+
+def _find_lean(result: Plan, chunk: Chunk, options: Options, report: Reporter) -> bool:
+    """Find the images of a big document from libyaml's events (rewriter/manifest/eventfind.py),
+    as find_images would on its tree; False when it must be composed instead."""
+    data = chunk.data
+    if not data.isascii():  # libyaml's marks count characters; here they are bytes too
+        return False
+    check_depth(chunk)
+    read = eventfind.read(data, options.fields)
+    if read is None:
+        return False
+    doc = Document(chunk, data.decode("ascii"), read.root, _line_break(data), events=read.events)
+    (resource,) = doc.resources()
+    table = options.fields.for_resource(resource.kind, resource.api_version)
+    if (
+        resource.kind.endswith("List")
+        or resource.kind in DATA_KINDS
+        or resource.kind in NEVER_SCANNED
+        or table.images  # custom resource image fields: the tree's finder reads them
+    ):
+        return False
+    _note_resource(result, doc, resource, options)
+    result.items.append(doc)
+    holders: dict[str, edit.Splice | None] = {}
+    groups: dict[tuple[str, str | None, str], Repeated] = {}
+    seen: set[str] = set()
+    for spec_field in table.pod_specs:
+        for spec_node, spec_path in follow(read.root, spec_field.path, ""):
+            if not is_pod_spec(spec_node) or spec_path in seen:
+                continue
+            seen.add(spec_path)
+            pod_spec = PodSpec(spec_node, spec_path)
+            for which, images in eventfind.pod_spec_images(read, spec_path):
+                for at in range(len(images.values)):
+                    path = _image_path(spec_path, which, images.indexes[at])
+                    site = ImageSite(resource, images.node(at), path, pod_spec, PullSecrets.WARN)
+                    ref = _image_ref(doc, site, options.strict, report)
+                    if ref is None:
+                        continue
+                    key = (ref.text, site.node.style, spec_path)
+                    group = groups.get(key)
+                    if group is None:
+                        repeats = Repeats(spec_path, len(seen) - 1)
+                        made = _found(doc, site, ref, options, holders, repeats)
+                        assert isinstance(made, Repeated)
+                        group = groups[key] = made
+                        result.found.append(group)
+                    more = group.repeats
+                    more.starts.append(images.starts[at])
+                    more.ends.append(images.ends[at])
+                    more.lines.append(images.lines[at])
+                    more.which.append(which)
+                    more.indexes.append(images.indexes[at])
+    if groups:
+        resource.annotations = annotations_of(resource) or None
+    resource.node = None
+    doc.release()
+    return True
+
+
+def _line_break(data: bytes) -> str:
+    return "\r\n" if b"\r\n" in data else "\n"
+
+
 def _found(
     doc: Document,
     image: ImageSite,
     ref: ImageRef,
     release: Options | None,
     holders: dict[str, edit.Splice | None],
+    repeats: Repeats | None = None,
 ) -> Found:
     """An image site by its positions; with `release` (the document's tree is about to
     go), also the entry that would name our Secret in its pull secrets."""
     node = image.node
     target = _pull_secret_target(image)
-    site = Found(
+    site = (Found if repeats is None else functools.partial(Repeated, repeats=repeats))(
         resource=image.resource,
         path=image.path,
         line=node.start_mark.line,
@@ -311,9 +443,7 @@ def rewrite(the_plan: Plan, options: Options, report: Reporter) -> Rendered:
     """Edit the documents and build the Secrets; raises on any failure."""
     failures = [f for f in the_plan.found if f.decision and f.decision.action is Action.FAIL]
     if failures:
-        raise CannotRewrite(
-            [(f.ref.text, f.decision.reason, located(f)) for f in failures if f.decision]
-        )
+        raise CannotRewrite(_failures(failures))
     consumers = _consumers(the_plan, options, report)
     namespaces = _secret_namespaces(the_plan, options, consumers)
     for namespace in namespaces:
@@ -344,17 +474,24 @@ def rewrite(the_plan: Plan, options: Options, report: Reporter) -> Rendered:
                 at += 1
             if item.index in the_plan.managed_secrets:
                 continue
+            own = found[mine:at]
+            if item.released and own and isinstance(own[0], Repeated):  # read from events
+                out.extend(_rewrite_lean(item, own, options))
+                item.forget_input()
+                continue
             if item.released:
                 text = item.chunk.data.decode("utf-8")
-                made = _released_splices(text, found[mine:at], options)
-            else:
-                text = item.text
-                changes = _changes(item, found[mine:at], options)
-                made = edit.splices(item, changes) if changes else []
-            if made:
-                out.append(_edited(item, made, found[mine:at], text))
-                if item.released:
+                replaced, inserted = _released_splices(text, own, options)
+                if replaced or inserted:
+                    out.append(_checked(item, text, replaced, inserted, own))
                     item.forget_input()
+                else:
+                    out.append(item.chunk.data)
+                continue
+            changes = _changes(item, own, options)
+            made = edit.splices(item, changes) if changes else []
+            if made:
+                out.append(_edited(item, made, own, item.text))
             else:
                 out.append(item.chunk.data)
     if at != len(found):
@@ -399,19 +536,84 @@ def _consumers(the_plan: Plan, options: Options, report: Reporter) -> dict[str |
     return consumers
 
 
-def _released_splices(text: str, found: list[Found], options: Options) -> list[edit.Splice]:
+def _released_splices(
+    text: str, found: list[Found], options: Options
+) -> tuple[list[splicecheck.Replacement], list[edit.Splice]]:
     """The splices of a document whose tree is gone, from the positions its sites kept:
-    each once (several images share one pull secret list)."""
-    made: dict[edit.Splice, None] = {}
+    the replaced images (with what splicecheck needs to check them) and the inserted
+    pull secret entries, each once (several images share one pull secret list)."""
+    replaced: list[splicecheck.Replacement] = []
+    inserted: dict[edit.Splice, None] = {}
     for f in found:
         decision, site = f.decision, f.site
         assert decision is not None
         if decision.new_text is not None:
-            new = decision.new_text
-            made[edit.replace_span(text, site.start, site.end, site.style, f.ref.text, new)] = None
+            new, old = decision.new_text, f.ref.text
+            made = edit.replace_span(text, site.start, site.end, site.style, old, new)
+            replaced.append((site.start, site.end, old, new, made))
         if decision.needs_secret and options.pull_secrets and site.secret is not None:
-            made[site.secret] = None
-    return list(made)
+            inserted[site.secret] = None
+    return replaced, list(inserted)
+
+
+def _rewrite_lean(doc: Document, found: list[Found], options: Options) -> list[bytes]:
+    """A big document read from events, edited: its bytes with every replaced scalar
+    and inserted pull secret entry, built and checked (splicecheck.check_stream) as a
+    stream of edits in text order, with no object per site (see Repeated)."""
+    data = doc.chunk.data
+    inserted: dict[edit.Splice, None] = {}
+    for f in found:
+        assert f.decision is not None
+        if f.decision.needs_secret and options.pull_secrets and f.secret is not None:
+            inserted[f.secret] = None
+
+    def edits() -> Iterator[splicecheck.Edit]:
+        replaced = [
+            _spans(f) for f in found if f.decision is not None and f.decision.new_text is not None
+        ]
+        secrets = ((s.start, s.end, s) for s in sorted(inserted))
+        for start, end, what in heapq.merge(*replaced, secrets, key=lambda e: (e[0], e[1])):
+            if isinstance(what, edit.Splice):
+                yield start, end, what.text, None
+            else:
+                assert isinstance(what, Found)
+                assert what.decision is not None and what.decision.new_text is not None
+                raw = data[start:end].decode("ascii")
+                new = splicecheck.rewritten(raw, what.style, what.ref.text, what.decision.new_text)
+                yield start, end, new, (raw, what.ref.text, what.decision.new_text)
+
+    # The output in pieces of ~1 MiB: one bytes object of the whole would be a second
+    # copy of it next to the buffer it is built in (~17 MiB for the wide Pod).
+    pieces: list[bytes] = []
+    out = bytearray()
+    at = 0
+    for start, end, text, _ in edits():
+        out += data[at:start]
+        out += text.encode("utf-8")
+        at = end
+        if len(out) >= _PIECE:
+            pieces.append(bytes(out))
+            out.clear()
+    out += data[at:]
+    pieces.append(bytes(out))
+    del out
+    splicecheck.check_stream(doc, data, pieces, edits(), sum(s.events for s in inserted))
+    return pieces
+
+
+_PIECE = 1 << 20
+
+
+def _spans(f: Found) -> Iterator[tuple[int, int, Found]]:
+    for start, end, _, _ in _sites(f):
+        yield start, end, f
+
+
+def _sites(f: Found) -> Iterator[tuple[int, int, int, str]]:
+    if isinstance(f, Repeated):
+        yield from f.sites()
+    else:
+        yield f.start, f.end, f.line, f.path
 
 
 def _changes(
@@ -483,12 +685,13 @@ def _image_ref(doc: Document, site: ImageSite, strict: bool, report: Reporter) -
     problem: str | None = None
     ref: ImageRef | None = None
     # A custom tag (`!foo x`) is a string to kubectl; a core tag other than str is not.
-    text = node.tag == _STR_TAG or not node.tag.startswith(_CORE_TAG)
+    tag = tag_of(node)
+    text = tag == _STR_TAG or not tag.startswith(_CORE_TAG)
     refuse = False
-    if node.tag == _BINARY_TAG:
+    if tag == _BINARY_TAG:
         problem, refuse = "tagged !!binary; write the image as a plain string", True
     elif not text:
-        problem = f"not a string ({node.tag.rsplit(':', 1)[-1]}: {node.value!r})"
+        problem = f"not a string ({tag.rsplit(':', 1)[-1]}: {node.value!r})"
         # An explicit tag (`!!int quay.io/x`): whatever a reader makes of it, it must not
         # be an image passed by unproxied. Plain 42 or true are no image to anyone.
         raw = doc.text[node.start_mark.index : node.end_mark.index]
@@ -570,6 +773,21 @@ def _secret_namespaces(
 def _edited(doc: Document, splices: list[edit.Splice], found: list[Found], original: str) -> bytes:
     text = edit.apply(original, splices)
     _verify(doc, text, found)
+    return text.encode("utf-8")
+
+
+def _checked(
+    doc: Document,
+    original: str,
+    replaced: list[splicecheck.Replacement],
+    inserted: list[edit.Splice],
+    found: list[Found],
+) -> bytes:
+    """A released document edited, checked from its splices (rewriter/manifest/splicecheck.py);
+    by composing it again (_verify) where that check cannot read a scalar on its own."""
+    text = edit.apply(original, [r[4] for r in replaced] + inserted)
+    if not splicecheck.check(doc, original, text, replaced, inserted):
+        _verify(doc, text, found)
     return text.encode("utf-8")
 
 
@@ -724,3 +942,20 @@ def location(
 def _item(resource: Resource) -> int | None:
     """The index of a List's item (`items[3]`), None for a document's root."""
     return int(resource.path[len("items[") : -1]) if resource.path else None
+
+
+def _failures(failures: list[Found]) -> list[tuple[str, str, Location]]:
+    """Each failing site with its image and reason, in the finder's order: a Repeated's
+    sites (one Found for many) are put back in place."""
+    sites: list[tuple[int, tuple[int, ...], tuple[str, str, Location]]] = []
+    for f in failures:
+        assert f.decision is not None
+        if isinstance(f, Repeated):
+            more = f.repeats
+            for at in range(len(more.starts)):
+                where = location(f.doc, f.resource, more.path(at), more.lines[at])
+                sites.append((f.doc.index, more.place(at), (f.ref.text, f.decision.reason, where)))
+        else:
+            sites.append((f.doc.index, (len(sites),), (f.ref.text, f.decision.reason, located(f))))
+    sites.sort(key=lambda site: site[:2])
+    return [failure for *_, failure in sites]

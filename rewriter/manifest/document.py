@@ -7,6 +7,7 @@ editor change one scalar without touching the bytes around it.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -68,6 +69,10 @@ class Document:
     # rewrite then works from positions (render.Site) and decodes the chunk again.
     released: bool = field(default=False)
     list_items: int | None = None  # the number of `items` of a List, kept on release
+    # How many events libyaml's parser gives for the text (stream and document markers
+    # included): the check of a released document's edits (rewriter/manifest/splicecheck.py)
+    # counts them again. None with anchors or complex keys, which are checked otherwise.
+    events: int | None = None
 
     @property
     def index(self) -> int:
@@ -77,20 +82,19 @@ class Document:
         """The root object, or each item of a `List`/`*List` document."""
         if not isinstance(self.root, MappingNode):
             return
-        kind = scalar(get(self.root, "kind")) or ""
-        items = get(self.root, "items")
-        if kind.endswith("List") and isinstance(items, SequenceNode):
+        kind_node = get(self.root, "kind")
+        items = get(self.root, "items") if (scalar(kind_node) or "").endswith("List") else None
+        if isinstance(items, SequenceNode):
+            self.list_items = len(items.value)  # kept by release()
             for i, item in enumerate(items.value):
                 if isinstance(item, MappingNode):
                     yield _resource(item, f"items[{i}]")
         else:
-            yield _resource(self.root, "")
+            yield _resource(self.root, "", kind_node)
 
     def release(self) -> None:
-        """Let go of the tree and the text (the chunk keeps the bytes)."""
-        items = get(self.root, "items")
-        if isinstance(items, SequenceNode):
-            self.list_items = len(items.value)
+        """Let go of the tree and the text (the chunk keeps the bytes); `list_items`,
+        set by resources(), stays."""
         self.root, self.text, self.released = None, "", True
 
     def forget_input(self) -> None:
@@ -116,8 +120,12 @@ class Document:
         return f"{self.chunk.name()}{detail}"
 
 
-def parse(chunk: Chunk) -> Document:
-    """Compose one chunk; errors name the document and line."""
+def parse(chunk: Chunk, lazy_tags: bool = False) -> Document:
+    """Compose one chunk; errors name the document and line.
+
+    `lazy_tags`: plain scalars are tagged PLAIN rather than resolved (see _LazyComposer),
+    for a tree read only through scalar() and tag_of(); documents with anchors are
+    resolved in full all the same (edit.py's writer reads their tags)."""
     try:
         text = chunk.data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -127,15 +135,15 @@ def parse(chunk: Chunk) -> Document:
     try:
         # compose, not load: no value is constructed, so nothing can change type, and an
         # alias is one shared node instead of an expanded copy (no billion laughs).
-        root = compose(text)
+        shared = _has_anchor(text)
+        root = compose(text, lazy=lazy_tags and not shared)
     except yaml.YAMLError as exc:
         raise yaml_error(chunk, exc) from None
-    shared = _has_anchor(text)
     if shared:
         _refuse_cycles(chunk, root)
-    _refuse_duplicate_keys(chunk, root, shared)
+    events = _refuse_duplicate_keys(chunk, root, shared)
     line_break = "\r\n" if "\r\n" in text else "\n"
-    return Document(chunk, text, root, line_break, shared)
+    return Document(chunk, text, root, line_break, shared, events=events)
 
 
 # CSafeLoader's table (a class attribute): first character -> [(tag, pattern)]
@@ -152,13 +160,14 @@ class _Composer(CParser):
     stream of small workloads that was ~5 times the cost of the composing itself.
     `resolve` below gives the same tags (the same table, in the same order); there are
     no path resolvers in a safe loader, so descending and ascending do nothing.
+
+    The composer calls both for every node: as builtins that ignore their arguments
+    (`operator.is_` takes the two, `tuple` none) each call costs no Python frame, where
+    a method doing `pass` cost ~5% of the composing.
     """
 
-    def descend_resolver(self, current_node: object, current_index: object) -> None:
-        pass
-
-    def ascend_resolver(self) -> None:
-        pass
+    descend_resolver = staticmethod(operator.is_)
+    ascend_resolver = staticmethod(tuple)
 
     def resolve(self, kind: type[Node], value: str, implicit: tuple[bool, bool]) -> str:
         if kind is ScalarNode:
@@ -185,10 +194,47 @@ class _ShapeComposer(_Composer):
         return _SEQ if kind is SequenceNode else _MAP
 
 
-def compose(text: str, shape_only: bool = False) -> Node | None:
+# The tag _LazyComposer gives a plain scalar without a tag: resolved only when read.
+PLAIN = "tag:rewriter,2026:plain"
+_NULL = "tag:yaml.org,2002:null"
+
+
+class _LazyComposer(_Composer):
+    """A composer that leaves plain scalars unresolved (tagged PLAIN) but for merge keys.
+
+    A workload's tree is read at a handful of scalars (kind, names, images), and
+    matching each of its scalars against the resolver's patterns was a fifth of the
+    composing. scalar() and tag_of() resolve the few that are read; quoted and
+    explicitly tagged scalars get their tags as before."""
+
+    def resolve(self, kind: type[Node], value: str, implicit: tuple[bool, bool]) -> str:
+        if kind is ScalarNode:
+            if implicit[0]:
+                return MERGE_TAG if value == "<<" else PLAIN
+            return _STR
+        return _SEQ if kind is SequenceNode else _MAP
+
+
+def tag_of(node: Node) -> str:
+    """A node's tag as CSafeLoader resolves it, whichever composer made the node."""
+    if node.tag != PLAIN:
+        return str(node.tag)
+    value = str(node.value)
+    for tag, regexp in _IMPLICIT.get(value[:1], ()):
+        if regexp.match(value):
+            return tag
+    for tag, regexp in _ANY_FIRST:
+        if regexp.match(value):
+            return tag
+    return _STR
+
+
+def compose(text: str, shape_only: bool = False, lazy: bool = False) -> Node | None:
     """The node tree of one YAML document, as `yaml.compose(text, Loader=CSafeLoader)`;
-    with `shape_only`, scalars tagged str but for merge keys (see _ShapeComposer)."""
-    composer = (_ShapeComposer if shape_only else _Composer)(text)
+    with `shape_only`, scalars tagged str but for merge keys (see _ShapeComposer); with
+    `lazy`, plain ones tagged PLAIN (see _LazyComposer)."""
+    kind = _ShapeComposer if shape_only else _LazyComposer if lazy else _Composer
+    composer = kind(text)
     try:
         return composer.get_single_node()
     finally:
@@ -209,7 +255,7 @@ def _has_anchor(text: str) -> bool:
     return False
 
 
-def _refuse_duplicate_keys(chunk: Chunk, root: Node | None, shared: bool = True) -> None:
+def _refuse_duplicate_keys(chunk: Chunk, root: Node | None, shared: bool = True) -> int | None:
     """YAML forbids them, and consumers disagree on which one wins: rewriting the first
     `image` while the cluster reads the second would leak a private image unproxied.
 
@@ -220,12 +266,21 @@ def _refuse_duplicate_keys(chunk: Chunk, root: Node | None, shared: bool = True)
 
     `shared`: the text has anchors, so the walk may meet a node twice (only then is the
     bookkeeping of nodes seen needed). Only collections are stacked: scalars hold no keys.
+
+    Returns the number of parser events the tree stands for (see Document.events), which
+    the walk counts for free: None when `shared` or a key is a collection (an alias is
+    one event for a whole subtree; a complex key is never walked).
     """
     stack = [root]
     seen: set[int] = set()
+    # Stream start and end, document start and end; then each scalar, and each
+    # collection's start and end.
+    events: int | None = 4
+    scalars = 0
     while stack:
         node = stack.pop()
         if node is None:
+            events = None  # an empty document: never edited
             continue
         if shared:
             if id(node) in seen:
@@ -242,10 +297,25 @@ def _refuse_duplicate_keys(chunk: Chunk, root: Node | None, shared: bool = True)
                             f"{chunk.where(key.start_mark.line)}: duplicate key {key.value!r}"
                         )
                     keys[key.value] = key
-                if not isinstance(value, ScalarNode):
+                    scalars += 1
+                else:
+                    events = None
+                if isinstance(value, ScalarNode):
+                    scalars += 1
+                else:
                     stack.append(value)
         elif isinstance(node, SequenceNode):
-            stack.extend(item for item in node.value if not isinstance(item, ScalarNode))
+            for item in node.value:
+                if isinstance(item, ScalarNode):
+                    scalars += 1
+                else:
+                    stack.append(item)
+        else:
+            scalars += 1  # a scalar document
+            continue
+        if events is not None:
+            events += 2
+    return None if shared or events is None else events + scalars
 
 
 def _check_merge(chunk: Chunk, key: ScalarNode, value: Node, before: dict[str, Node]) -> None:
@@ -313,10 +383,10 @@ def get(node: Node | None, key: str) -> Node | None:
     if isinstance(node, MappingNode):
         # The hot path of the finder: a plain scan, merges looked for only on a miss.
         # (A non-scalar key's value is a list, never equal; `key` is never "<<".)
-        entries = node.value
+        entries: list[tuple[Node, Node]] = node.value  # (no cast(): a call per lookup)
         for k, v in entries:
             if k.value == key:
-                return cast(Node, v)
+                return v
         for k, _ in entries:
             if k.tag == MERGE_TAG:
                 found = entry(node, key)
@@ -393,9 +463,15 @@ _PATH_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 def scalar(node: Node | None) -> str | None:
     """A scalar node's text; None for anything else (maps, lists, absent, null)."""
-    if isinstance(node, ScalarNode) and node.tag != "tag:yaml.org,2002:null":
+    if isinstance(node, ScalarNode) and node.tag != _NULL:
+        if node.tag == PLAIN and node.value in _NULLS:
+            return None
         return str(node.value)
     return None
+
+
+# The plain scalars CSafeLoader resolves to null (its pattern, spelled out).
+_NULLS = frozenset(("", "~", "null", "Null", "NULL"))
 
 
 def get_path(node: Node | None, *keys: str) -> Node | None:
@@ -425,13 +501,12 @@ def reading(node: Node | None) -> Reading:
     return (str(node.value),) if isinstance(node, ScalarNode) else (None,)
 
 
-def _resource(node: MappingNode, path: str) -> Resource:
+def _resource(node: MappingNode, path: str, kind: Node | None = None) -> Resource:
+    """The object at `node`; `kind`: its `kind` node when the caller has read it."""
     meta = get(node, "metadata")
-    api_version, kind, namespace = (
-        get(node, "apiVersion"),
-        get(node, "kind"),
-        get(meta, "namespace"),
-    )
+    api_version, namespace = get(node, "apiVersion"), get(meta, "namespace")
+    if kind is None:
+        kind = get(node, "kind")
     return Resource(
         node=node,
         api_version=scalar(api_version) or "",

@@ -8,12 +8,14 @@ document's text; they are applied together from the end so offsets stay valid.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import yaml
+from yaml._yaml import CParser
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from rewriter.errors import RewriterError
@@ -25,6 +27,10 @@ class Splice:
     start: int
     end: int
     text: str
+    # How many parser events the splice adds to the document (an inserted pull secret
+    # entry: 4 or 7; a replaced scalar: 0): the check of edited documents
+    # (rewriter/manifest/splicecheck.py) expects the edited text to have exactly that many more.
+    events: int = 0
 
 
 def replace_scalar(
@@ -94,7 +100,7 @@ def pull_secret_change(holder: MappingNode, key: str, secret: str) -> tuple[Rout
     the change and the steps from `holder` to the node it changes (a `<<` may supply the
     list). None when the list already names the secret (idempotence)."""
     found = entry(holder, key)
-    item = f'{{"name": {json.dumps(secret)}}}'
+    item = _secret_item(secret)
     if found is None:
         return (), Change(holder, "entry", f"[{item}]", key=key, block=_block_item(secret))
     steps, entries = found
@@ -107,6 +113,11 @@ def pull_secret_change(holder: MappingNode, key: str, secret: str) -> tuple[Rout
     # `imagePullSecrets: null`, `~` or empty (a mapping there is refused by the cluster
     # anyway; it is replaced as a whole, like a null)
     return steps, Change(entries, "fill", f"[{item}]")
+
+
+@functools.lru_cache(maxsize=16)  # one secret name per render
+def _secret_item(secret: str) -> str:
+    return f'{{"name": {json.dumps(secret)}}}'
 
 
 def annotation_change(resource: MappingNode, key: str, value: str) -> tuple[Route, Change] | None:
@@ -136,17 +147,45 @@ def annotation_change(resource: MappingNode, key: str, value: str) -> tuple[Rout
 
 
 def splice(doc: Document, change: Change) -> Splice:
-    """The change made in place, keeping everything around it."""
+    """The change made in place, keeping everything around it, with the number of parser
+    events it adds (Splice.events): a collection's block form is written to give the
+    events of its flow form `change.text`."""
     node = change.node
     if change.action == "scalar":
         assert isinstance(node, ScalarNode)
         return replace_scalar(doc, node, change.text, change.quoted)
     if change.action == "prepend":
         assert isinstance(node, SequenceNode)
-        return _prepend_item(doc, node, change.text, change.quoted or "")
+        made = _prepend_item(doc, node, change.text, change.quoted or "")
+        return Splice(made.start, made.end, made.text, flow_events(change.text))
     if change.action == "entry":
         assert isinstance(node, MappingNode) and change.block is not None
-        return _prepend_entry(doc, node, change.key, change.block, change.text)
+        made = _prepend_entry(doc, node, change.key, change.block, change.text)
+        return Splice(made.start, made.end, made.text, 1 + flow_events(change.text))  # 1: key
+    # With anchors the node may hold aliases (an alias bomb must not be expanded here);
+    # such documents are checked by composing them again, not by counting events.
+    events = 0 if doc.shared else flow_events(change.text) - node_events(node)
+    made = _fill(doc, node, change)
+    return Splice(made.start, made.end, made.text, events)
+
+
+@functools.lru_cache(maxsize=256)  # the same pull secret entry in every workload
+def flow_events(text: str) -> int:
+    """The parser events of a flow node written on its own (without the stream's and
+    the document's start and end)."""
+    return int(CParser(text).raw_parse()) - 4
+
+
+def node_events(node: Node) -> int:
+    """The parser events a node without aliases stands for."""
+    if isinstance(node, MappingNode):
+        return 2 + sum(node_events(k) + node_events(v) for k, v in node.value)
+    if isinstance(node, SequenceNode):
+        return 2 + sum(node_events(item) for item in node.value)
+    return 1
+
+
+def _fill(doc: Document, node: Node, change: Change) -> Splice:
     # "fill": the value, empty or not, is replaced from right after its key's `:` (a
     # value on the lines below may stand at the key's own column, as a block list may,
     # where a scalar may not); a blank keeps the `:` ending the key. Trailing line

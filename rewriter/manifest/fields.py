@@ -123,6 +123,8 @@ class FieldTable:
     pod_specs: tuple[PodSpecField, ...] = POD_SPECS
     images: tuple[ImageField, ...] = ()
     related_images: bool = False  # also containers' env RELATED_IMAGE_* values
+    # (kind, apiVersion) when for_resource made the table: every entry applies to them
+    made_for: tuple[str, str] | None = None
 
     def extended(
         self, pod_specs: Sequence[PodSpecField], images: Sequence[ImageField]
@@ -139,6 +141,7 @@ class FieldTable:
             self,
             pod_specs=tuple(e for e in self.pod_specs if e.applies_to(kind, api_version)),
             images=tuple(e for e in self.images if e.applies_to(kind, api_version)),
+            made_for=(kind, api_version),
         )
 
     def names_kind(self, kind: str) -> bool:
@@ -180,43 +183,43 @@ def find_images(resource: Resource, table: FieldTable) -> Iterator[ImageSite]:
     """Every image site of one resource, in document order of the tables."""
     if resource.kind in NEVER_SCANNED or resource.node is None:  # None: released
         return
-    prefix = (resource.path,) if resource.path else ()
+    prefix = resource.path
     # Tables may overlap (a catalogue entry for a kind the shapes already cover): each
     # place is reported once. Places, not nodes: an alias or a `<<` merge puts one node
     # at several places, and each is a field the cluster reads (and edit.py must know
     # every reader of a node before it changes it).
     seen: set[str] = set()
+    # A table made for this kind (for_resource) holds only entries that apply.
+    ask = table.made_for != (resource.kind, resource.api_version)
     for spec_field in table.pod_specs:
-        if not spec_field.applies(resource):
+        if ask and not spec_field.applies(resource):
             continue
-        for spec_node, spec_path in walk(resource.node, spec_field.path, prefix):
-            if not _is_pod_spec(spec_node):
+        for spec_node, spec_path in follow(resource.node, spec_field.path, prefix):
+            if not is_pod_spec(spec_node) or spec_path in seen:
                 continue
-            pod_spec = PodSpec(spec_node, format_path(spec_path))
-            if pod_spec.path in seen:
-                continue
-            seen.add(pod_spec.path)
+            seen.add(spec_path)
+            pod_spec = PodSpec(spec_node, spec_path)
             for image_path in POD_SPEC_IMAGES:
-                for node, path in walk(spec_node, image_path, spec_path):
-                    if isinstance(node, ScalarNode) and (text := format_path(path)) not in seen:
-                        seen.add(text)
-                        yield ImageSite(resource, node, text, pod_spec, PullSecrets.WARN)
+                for node, path in follow(spec_node, image_path, spec_path):
+                    if isinstance(node, ScalarNode) and path not in seen:
+                        seen.add(path)
+                        yield ImageSite(resource, node, path, pod_spec, PullSecrets.WARN)
             if table.related_images:
                 for node, path in _related_images(spec_node, spec_path):
-                    if (text := format_path(path)) not in seen:
-                        seen.add(text)
+                    if path not in seen:
+                        seen.add(path)
                         # The operator's operands pull these, with their own pods.
-                        yield ImageSite(resource, node, text, None, PullSecrets.ELSEWHERE)
+                        yield ImageSite(resource, node, path, None, PullSecrets.ELSEWHERE)
     for image_field in table.images:
-        if not image_field.applies(resource):
+        if ask and not image_field.applies(resource):
             continue
-        for node, path in walk(resource.node, image_field.path, prefix):
-            if isinstance(node, ScalarNode) and (text := format_path(path)) not in seen:
-                seen.add(text)
-                yield ImageSite(resource, node, text, None, image_field.pull_secrets)
+        for node, path in follow(resource.node, image_field.path, prefix):
+            if isinstance(node, ScalarNode) and path not in seen:
+                seen.add(path)
+                yield ImageSite(resource, node, path, None, image_field.pull_secrets)
 
 
-def _is_pod_spec(node: Node) -> TypeGuard[MappingNode]:
+def is_pod_spec(node: Node) -> TypeGuard[MappingNode]:
     """A mapping with any of the container lists (a pod of init containers only is one)."""
     return (
         isinstance(node, MappingNode)
@@ -227,31 +230,47 @@ def _is_pod_spec(node: Node) -> TypeGuard[MappingNode]:
     )
 
 
-def _related_images(
-    spec: MappingNode, spec_path: tuple[str, ...]
-) -> Iterator[tuple[ScalarNode, tuple[str, ...]]]:
+def _related_images(spec: MappingNode, spec_path: str) -> Iterator[tuple[ScalarNode, str]]:
     for key in ("containers", "initContainers"):
-        for env, path in walk(spec, (key, "[*]", "env", "[*]"), spec_path):
+        for env, path in follow(spec, (key, "[*]", "env", "[*]"), spec_path):
             name, value = get(env, "name"), get(env, "value")
             if (
                 isinstance(name, ScalarNode)
                 and str(name.value).startswith(RELATED_IMAGE_PREFIX)
                 and isinstance(value, ScalarNode)
             ):
-                yield value, (*path, "value")
+                yield value, f"{path}.value"
 
 
-def walk(node: Node, path: Path, at: tuple[str, ...]) -> Iterator[tuple[Node, tuple[str, ...]]]:
-    """Follow `path` from `node`, fanning out at `[*]`; yield each end node and its path."""
-    if not path:
-        yield node, at
-        return
-    head, rest = path[0], path[1:]
-    if head == "[*]":
-        if isinstance(node, SequenceNode):
-            for i, item in enumerate(node.value):
-                yield from walk(item, rest, (*at, f"[{i}]"))
-        return
-    child = get(node, head)
-    if child is not None:
-        yield from walk(child, rest, (*at, head))
+def follow(node: Node, path: Path, at: str) -> list[tuple[Node, str]]:
+    """Follow `path` from `node` (at field path `at`), fanning out at `[*]`: each end
+    node and its field path as format_path writes it.
+
+    The finder's hot path: one loop per segment over a list (nearly always of one
+    node), the field path written as it goes; no generator per level."""
+    if "[*]" not in path:  # at most one node: no lists to build on the way
+        here: Node | None = node
+        for segment in path:
+            here = get(here, segment)
+            if here is None:
+                return []
+            at = f"{at}.{segment}" if at else segment
+        return [(here, at)] if here is not None else []
+    found: list[tuple[Node, str]] = [(node, at)]
+    for segment in path:
+        step: list[tuple[Node, str]] = []
+        if segment == "[*]":
+            for parent, where in found:
+                if isinstance(parent, SequenceNode):
+                    step.extend(
+                        (item, f"{where}[{i}]") for i, item in enumerate(parent.value)
+                    )
+        else:
+            for parent, where in found:
+                child = get(parent, segment)
+                if child is not None:
+                    step.append((child, f"{where}.{segment}" if where else segment))
+        if not step:
+            return step
+        found = step
+    return found

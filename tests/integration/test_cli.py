@@ -11,8 +11,9 @@ import sys
 import pytest
 import yaml
 from support import ROOT
-from support.helpers import PYTHON, run
+from support.helpers import PYTHON, render, run
 
+from rewriter import render as render_module
 from rewriter.cli import main
 from rewriter.render import Rendered
 
@@ -782,3 +783,20 @@ def test_a_repository_config_sets_rules_only(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert b"proxy.replicated.com/proxy/my-kots-app/quay.io/my-org/api:v1.0.1" in result.stdout
+
+
+def test_a_big_document_renders_from_events_as_a_composed_one() -> None:
+    """`rewriter render` reads a document from LEAN_SIZE on from libyaml's events
+    (rewriter/manifest/eventfind.py): a 300 KiB Pod renders as the composing path does."""
+    containers = "".join(
+        f"    - name: c{i}\n      image: quay.io/acme/app{i % 7}:1\n" for i in range(7000)
+    )
+    text = (
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: wide\n  namespace: shop\nspec:\n"
+        "  containers:\n" + containers
+    )
+    assert len(text) > render_module.LEAN_SIZE
+    result = run(["--app-slug", "acme", "--license-id", "L", "--private", "*", "--offline"], text)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == render(text)
+    assert result.stdout.count(b"image: proxy.replicated.com/proxy/acme/quay.io/acme/app") == 7000

@@ -57,7 +57,7 @@ def test_importing_the_package_and_its_vocabulary_loads_none_of_them() -> None:
     code = (
         "import sys\n"
         "import rewriter.probe, rewriter.probe.verdict, rewriter.decide, rewriter.cli\n"
-        "from rewriter.probe.cache import location\n"
+        "from rewriter.probe.cache import spec\n"
         f"print(sorted(name for name in {sorted(HEAVY)!r} if name in sys.modules))\n"
     )
     done = subprocess.run(

@@ -90,3 +90,47 @@ def test_refused(text, message):
 )
 def test_shared_only_when_an_anchor_is_written(text, shared):
     assert doc_of(text).shared is shared
+
+
+def _scalars(node, seen=None):  # type: ignore[no-untyped-def]
+    from yaml.nodes import MappingNode, ScalarNode, SequenceNode
+
+    if isinstance(node, ScalarNode):
+        yield node
+    elif isinstance(node, MappingNode):
+        for key, value in node.value:
+            yield from _scalars(key)
+            yield from _scalars(value)
+    elif isinstance(node, SequenceNode):
+        for item in node.value:
+            yield from _scalars(item)
+
+
+LAZY = """\
+a: [42, "42", true, 'true', ~, null, "", 0755, 2021-01-01, 1.5, .inf, x, <<]
+b: {<<: {c: d}, e: !!str 42, f: !!int "7", g: !custom x, h: ! 3, i:, j: NULL}
+"""
+
+
+def test_lazy_tags_read_as_the_resolved_ones():
+    """parse(lazy_tags=True) leaves plain scalars to be resolved when read: tag_of() and
+    scalar() give what full resolution gives, merge keys are merges from the start."""
+    from support import CORPUS
+
+    from rewriter.manifest.document import MERGE_TAG, PLAIN, compose, tag_of
+
+    texts = [LAZY] + [
+        c.data.decode() for p in sorted(CORPUS.glob("*.yaml"))[::5] for c in split(p.read_bytes())[1]
+    ]
+    lazy_seen = 0
+    for text in texts:
+        try:
+            full = list(_scalars(compose(text)))
+        except Exception:  # not YAML: not this test's business
+            continue
+        lazy = list(_scalars(compose(text, lazy=True)))
+        assert [tag_of(n) for n in lazy] == [n.tag for n in full]
+        assert [scalar(n) for n in lazy] == [scalar(n) for n in full]
+        assert all((n.tag == MERGE_TAG) == (m.tag == MERGE_TAG) for n, m in zip(lazy, full, strict=True))
+        lazy_seen += sum(n.tag == PLAIN for n in lazy)
+    assert lazy_seen > 1000

@@ -1,0 +1,198 @@
+"""The check of a released document's edits: near-free, and still a safety net.
+
+Every edited document is checked before it is written, so that a bug in the text
+surgery becomes an error rather than a broken or silently different manifest. The check
+used to compose the edited text again and read every image and identity field back at
+its path: on a stream of small workloads that second compose was a quarter of the
+render. For documents without anchors (released after the finder's visit: render.Site)
+the splices themselves say what the edited text must be, and that is checked instead:
+
+- the edited text is the original with the splices applied, and nothing else changed:
+  the splices do not overlap and every byte between them is the original's;
+- each replaced span is the image scalar the finder read (its text, tags and quotes
+  included, reads as the image found, as a block value and as a flow item) and its new
+  text reads as the decided image, a string, in both contexts;
+- libyaml's C parser (`raw_parse`, no Python objects) reads the edited text as one
+  document with exactly as many events as the original plus those the inserted pull
+  secret entries add (Splice.events): a replaced scalar is one event before and after,
+  so a splice that spilled into its neighbours, re-parented a node or added a List item
+  or a document changes the count, or the syntax.
+
+Readings of a scalar are memoized by its text: a chart repeats a few images thousands of
+times. Where the original scalar cannot be read on its own (it spans lines: block and
+folded scalars), `check` answers False and the caller composes the edited text as before.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Sequence
+from typing import NoReturn
+
+import yaml
+from yaml._yaml import CParser
+from yaml.nodes import MappingNode, ScalarNode, SequenceNode
+
+from rewriter.errors import RewriterError
+from rewriter.manifest.document import Document, compose
+from rewriter.manifest.edit import Splice, replace_span
+
+_CORE_TAG = "tag:yaml.org,2002:"
+_STR_TAG = _CORE_TAG + "str"
+
+# A replaced image scalar: its span in the original text, the value it read as, the
+# value it must read as after the edit, and the splice that makes the change.
+Replacement = tuple[int, int, str, str, Splice]
+
+
+def check(
+    doc: Document,
+    original: str,
+    edited: str,
+    replaced: Sequence[Replacement],
+    inserted: Sequence[Splice],
+) -> bool:
+    """Raise RewriterError (an internal error) when `edited` is not what the splices
+    make of `original`; False when a replaced scalar cannot be read on its own (the
+    caller then checks by composing)."""
+    if doc.events is None:
+        return False
+    for start, end, before, after, made in replaced:
+        if not (start <= made.start <= made.end <= end):
+            _fail(doc, f"a splice at {made.start} leaves the image scalar at {start}")
+        raw = original[start:end]
+        was = _reads(raw) if "\n" not in raw and "\r" not in raw else None
+        if was is None:
+            return False  # a scalar over several lines, read only in its context
+        now = _reads(original[start : made.start] + made.text + original[made.end : end])
+        if was != before or now != after:
+            _fail(doc, f"an image reads {now!r} after the edit, expected {after!r}")
+    _same_outside(doc, original, edited, sorted([r[4] for r in replaced] + list(inserted)))
+    _count(doc, edited, doc.events + sum(s.events for s in inserted))
+    return True
+
+
+def _same_outside(doc: Document, original: str, edited: str, splices: list[Splice]) -> None:
+    """The edited text is the original with `splices` (sorted) applied, byte for byte."""
+    at = 0  # in the original
+    out = 0  # in the edited text
+    for made in splices:
+        if made.start < at:
+            _fail(doc, f"splices overlap at {made.start}")
+        between = original[at : made.start]
+        if not edited.startswith(between, out) or not edited.startswith(
+            made.text, out + len(between)
+        ):
+            _fail(doc, f"the text around {made.start} changed beyond the splices")
+        out += len(between) + len(made.text)
+        at = made.end
+    if len(edited) - out != len(original) - at or not edited.startswith(original[at:], out):
+        _fail(doc, "the text after the last splice changed")
+
+
+# One edit of a big document (render._rewrite_lean), in text order: the span replaced,
+# its new text and, for a replaced image scalar, its text before and the image it read
+# as and must read as (None for an inserted pull secret entry).
+Edit = tuple[int, int, str, tuple[str, str, str] | None]
+
+
+@functools.lru_cache(maxsize=4096)
+def rewritten(raw: str, style: str | None, before: str, after: str) -> str:
+    """The scalar written as `raw` (reading `before`) rewritten to read `after`, as
+    edit.replace_span writes it: memoized, a big document repeats a few images."""
+    made = replace_span(raw, 0, len(raw), style, before, after)
+    return raw[: made.start] + made.text + raw[made.end :]
+
+
+def check_stream(
+    doc: Document,
+    original: bytes,
+    edited: Sequence[bytes],
+    edits: Iterable[Edit],
+    inserted_events: int,
+) -> None:
+    """`check` for a big document's edits, given as a stream in text order rather than
+    as splices, and its edited text in pieces (render._rewrite_lean): the same three
+    proofs, without a list per site or a second copy of the text."""
+    if doc.events is None:
+        _fail(doc, "no count of the original's events")
+    now = _Pieces(edited)
+    at = 0  # in the original
+    for start, end, text, replaced in edits:
+        if start < at:
+            _fail(doc, f"edits overlap at {start}")
+        written = text.encode("utf-8")
+        if now.read(start - at) != original[at:start] or now.read(len(written)) != written:
+            _fail(doc, f"the text around {start} changed beyond the edits")
+        at = end
+        if replaced is not None:
+            raw, before, after = replaced
+            if _reads(raw) != before or _reads(text) != after:
+                _fail(doc, f"an image reads {_reads(text)!r} after the edit, expected {after!r}")
+    if now.read(len(original) - at) != original[at:] or now.read(1):
+        _fail(doc, "the text after the last edit changed")
+    _count(doc, _Pieces(edited), doc.events + inserted_events)
+
+
+class _Pieces:
+    """Pieces of bytes read as one stream (libyaml's parser reads it with `read`)."""
+
+    def __init__(self, pieces: Sequence[bytes]) -> None:
+        self.pieces = pieces
+        self.piece = 0
+        self.at = 0  # in the current piece
+
+    def read(self, size: int = -1) -> bytes:
+        """The next `size` bytes (fewer at the end; all that is left for -1)."""
+        parts: list[bytes] = []
+        while (size < 0 or size > 0) and self.piece < len(self.pieces):
+            current = self.pieces[self.piece]
+            taken = current[self.at :] if size < 0 else current[self.at : self.at + size]
+            parts.append(taken)
+            self.at += len(taken)
+            if size > 0:
+                size -= len(taken)
+            if self.at >= len(current):
+                self.piece, self.at = self.piece + 1, 0
+        return b"".join(parts)
+
+
+def _count(doc: Document, edited: str | bytes | _Pieces, expected: int) -> None:
+    """libyaml reads the edited text as one document of `expected` events."""
+    try:
+        events = CParser(edited).raw_parse()
+    except yaml.YAMLError as exc:
+        raise RewriterError(
+            f"{doc.where()}: internal error: edit broke the document: {exc}"
+        ) from None
+    if events != expected:
+        _fail(doc, f"the edited text has {events} parser events, expected {expected}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _reads(raw: str) -> str | None:
+    """The string a one-line scalar written as `raw` (with its tag or quotes) reads as,
+    the same as a block mapping's value and as a flow sequence's item; None when it is
+    no string (`42`, `!!binary`), not one scalar, or the two contexts disagree."""
+    read: set[str] = set()
+    for text in (f"k: {raw}\n", f"[{raw}]\n"):
+        try:
+            root = compose(text)
+        except yaml.YAMLError:
+            return None
+        node = None
+        if isinstance(root, MappingNode) and len(root.value) == 1:
+            node = root.value[0][1]
+        elif isinstance(root, SequenceNode) and len(root.value) == 1:
+            node = root.value[0]
+        if not isinstance(node, ScalarNode):
+            return None
+        # As render._image_ref takes it: a string, or a custom tag (a string to kubectl).
+        if node.tag != _STR_TAG and node.tag.startswith(_CORE_TAG):
+            return None
+        read.add(str(node.value))
+    return read.pop() if len(read) == 1 else None
+
+
+def _fail(doc: Document, problem: str) -> NoReturn:
+    raise RewriterError(f"{doc.where()}: internal error: {problem}")
