@@ -38,7 +38,7 @@ from rewriter import cli
 from rewriter.diagnostics import Reporter
 from rewriter.manifest.stream import split
 from rewriter.options import BY_NAME, Flags
-from rewriter.render import Plan, plan, rewrite
+from rewriter.render import Plan, find_and_decide, rewrite
 from rewriter.settings import resolve
 
 BENCH = Path(__file__).resolve().parent
@@ -201,7 +201,7 @@ def flags(options: Mapping[str, Any]) -> Flags:
 def plan_in_process(data: bytes, options: Mapping[str, Any]) -> Plan:
     reporter = Reporter(stream=io.StringIO())
     settings = resolve(flags(options), os.environ)
-    return plan(data, settings.options, cli._prober(settings, reporter), reporter)
+    return find_and_decide(data, settings.options, cli._prober(settings, reporter), reporter)
 
 
 def render_in_process(data: bytes, options: Mapping[str, Any]) -> int:
@@ -209,8 +209,8 @@ def render_in_process(data: bytes, options: Mapping[str, Any]) -> int:
     functions, called the same way. Returns the output's size."""
     reporter = Reporter(stream=io.StringIO())
     settings = resolve(flags(options), os.environ)
-    the_plan = plan(data, settings.options, cli._prober(settings, reporter), reporter)
-    return len(rewrite(the_plan, settings.options, reporter).stream())
+    plan = find_and_decide(data, settings.options, cli._prober(settings, reporter), reporter)
+    return len(rewrite(plan, settings.options, reporter).stream())
 
 
 # -- figure 1 (and 6): throughput, growth, memory ----------------------------------------

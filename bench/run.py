@@ -88,22 +88,23 @@ def profile(quick: bool) -> None:
     # Memory: everything a render holds just before the CLI writes the output.
     from rewriter import cli
     from rewriter.diagnostics import Reporter
-    from rewriter.render import plan, rewrite
+    from rewriter.render import find_and_decide, rewrite
     from rewriter.settings import resolve
 
     tracemalloc.start()
     reporter = Reporter(stream=io.StringIO())
     settings = resolve(figures.flags(options), os.environ)
-    the_plan = plan(data, settings.options, cli._prober(settings, reporter), reporter)
+    plan = find_and_decide(data, settings.options, cli._prober(settings, reporter), reporter)
     after_plan = tracemalloc.get_traced_memory()[0]
-    rendered = rewrite(the_plan, settings.options, reporter)
+    rendered = rewrite(plan, settings.options, reporter)
     after_rewrite = tracemalloc.get_traced_memory()[0]
     output = rendered.stream()
     held, peak = tracemalloc.get_traced_memory()
     snapshot = tracemalloc.take_snapshot()
     tracemalloc.stop()
     print(
-        f"\npython allocations beyond the {mib(len(data))} input: {mib(after_plan)} after plan(),"
+        f"\npython allocations beyond the {mib(len(data))} input:"
+        f" {mib(after_plan)} after find_and_decide(),"
         f" {mib(after_rewrite)} after rewrite(), {mib(held)} after .stream() (peak {mib(peak)});"
         f" output {mib(len(output))}. Largest, by line:"
     )

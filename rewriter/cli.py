@@ -41,7 +41,7 @@ from rewriter.errors import RewriterError
 from rewriter.options import OPTIONS, OUTPUT, PROBE, Check, Flags, Kind, Option, one_of
 from rewriter.probe.verdict import ProbeKey, ProbeResult
 from rewriter.reference import ImageRef
-from rewriter.render import Plan, Prober, plan, rewrite
+from rewriter.render import Plan, Prober, find_and_decide, rewrite
 from rewriter.settings import Settings, resolve
 
 COMMANDS = ("render", "scan", "images", "cache", "krm", "kustomization", "version")
@@ -208,15 +208,15 @@ def render(ctx: typer.Context, files: Files = None, *, flags: Flags) -> None:
     reporter: Reporter = ctx.obj
     out = _Stdout()
     settings = _settings(flags, reporter)
-    # No name for the input: plan() lets go of it once the stream is split.
+    # No name for the input: find_and_decide() lets go of it once the stream is split.
     data, names = _read_input(files)
     given = [data]
     del data
     held_documents = _holds_documents(given[0])
     prober = _prober(settings, reporter)
-    the_plan = plan(given.pop(), settings.options, prober, reporter, files=names, lean=True)
-    _tell_decisions(the_plan, reporter)
-    for part in rewrite(the_plan, settings.options, reporter).parts():
+    plan = find_and_decide(given.pop(), settings.options, prober, reporter, files=names, lean=True)
+    _tell_decisions(plan, reporter)
+    for part in rewrite(plan, settings.options, reporter).parts():
         out.write(part)
     out.flush()
     _never_empty(held_documents, out)
@@ -256,19 +256,19 @@ def scan(
     settings = _settings(flags, reporter)
     data, names = _read_input(files)
     prober = _prober(settings, reporter)
-    the_plan = plan(data, settings.options, prober, reporter, unclaimed, files=names)
-    _tell_decisions(the_plan, reporter)
+    plan = find_and_decide(data, settings.options, prober, reporter, unclaimed, files=names)
+    _tell_decisions(plan, reporter)
     if output_format == "json":
-        out.write(reports.as_json(the_plan, with_unclaimed=unclaimed))
+        out.write(reports.as_json(plan, with_unclaimed=unclaimed))
     elif output_format == "yaml":
         import yaml
 
-        report = json.loads(reports.as_json(the_plan, with_unclaimed=unclaimed))
+        report = json.loads(reports.as_json(plan, with_unclaimed=unclaimed))
         out.write(yaml.safe_dump(report, sort_keys=False, width=1 << 20))
     else:
-        out.write(reports.as_table(the_plan))
+        out.write(reports.as_table(plan))
         if unclaimed:
-            out.write(reports.unclaimed_table(the_plan))
+            out.write(reports.unclaimed_table(plan))
     out.flush()
 
 
@@ -300,12 +300,12 @@ def images(
     settings = _settings(flags, reporter)
     prober = _prober(settings, reporter)
     data, names = _read_input(files)
-    the_plan = plan(data, settings.options, prober, reporter, files=names)
-    _tell_decisions(the_plan, reporter)
+    plan = find_and_decide(data, settings.options, prober, reporter, files=names)
+    _tell_decisions(plan, reporter)
     additional = reports.decide_additional(
         settings.additional_images, settings.options.rules, prober
     )
-    rows = reports.image_rows(the_plan, additional)  # raises when any cannot be rewritten
+    rows = reports.image_rows(plan, additional)  # raises when any cannot be rewritten
     if output_format == "json":
         out.write(json.dumps(rows, indent=2) + "\n")
     else:
@@ -313,9 +313,9 @@ def images(
     out.flush()
 
 
-def _tell_decisions(the_plan: Plan, reporter: Reporter) -> None:
+def _tell_decisions(plan: Plan, reporter: Reporter) -> None:
     if reporter.verbose:
-        tell_decisions(reporter, ((f.ref.text, f.decision) for f in the_plan.found))
+        tell_decisions(reporter, ((f.ref.text, f.decision) for f in plan.found))
 
 
 @app.command(epilog=ENVIRONMENT)

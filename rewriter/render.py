@@ -1,7 +1,7 @@
 """The transform, in the kbld order: find every image, decide the distinct ones (probing
 those no rule settles, all at once), then rewrite, then add the Secrets.
 
-`plan()` does the finding and deciding and is shared by `render` and `scan`;
+`find_and_decide()` does the finding and deciding and is shared by `render` and `scan`;
 `rewrite()` turns a plan into the output bytes. Failures of any image are reported
 together, and nothing is written unless the whole stream succeeds.
 """
@@ -190,7 +190,7 @@ class Plan:
     fields: FieldTable
 
 
-def plan(
+def find_and_decide(
     data: bytes,
     options: Options,
     prober: Prober,
@@ -290,7 +290,7 @@ def _parse_and_find(
             doc.release()
 
 
-# Documents from this many bytes on are read from events in a lean plan (see plan()).
+# Documents from this many bytes on are read from events in a lean plan (see find_and_decide()).
 LEAN_SIZE = 1 << 18
 
 
@@ -439,16 +439,16 @@ class Rendered:
             out.write(part)
 
 
-def rewrite(the_plan: Plan, options: Options, report: Reporter) -> Rendered:
+def rewrite(plan: Plan, options: Options, report: Reporter) -> Rendered:
     """Edit the documents and build the Secrets; raises on any failure."""
-    failures = [f for f in the_plan.found if f.decision and f.decision.action is Action.FAIL]
+    failures = [f for f in plan.found if f.decision and f.decision.action is Action.FAIL]
     if failures:
         raise CannotRewrite(_failures(failures))
-    consumers = _consumers(the_plan, options, report)
-    namespaces = _secret_namespaces(the_plan, options, consumers)
+    consumers = _consumers(plan, options, report)
+    namespaces = _secret_namespaces(plan, options, consumers)
     for namespace in namespaces:
-        if namespace in the_plan.user_secrets:
-            doc, resource = the_plan.user_secrets[namespace]
+        if namespace in plan.user_secrets:
+            doc, resource = plan.user_secrets[namespace]
             whose = "inside a List" if resource.path else "and is not managed by rewriter"
             raise RewriterError(
                 f"a Secret named {options.secret_name!r} already exists in "
@@ -461,18 +461,18 @@ def rewrite(the_plan: Plan, options: Options, report: Reporter) -> Rendered:
 
     # Each document's edits are made just before it is written, from its own images (the
     # plan lists them in document order): nothing per image outlives its document.
-    out: list[bytes] = [the_plan.bom]
-    found = the_plan.found
+    out: list[bytes] = [plan.bom]
+    found = plan.found
     at = 0
     with _collector_paused():  # each edited document is parsed again, to be checked
-        for item in the_plan.items:
+        for item in plan.items:
             if isinstance(item, Chunk):
                 out.append(item.data)
                 continue
             mine = at
             while at < len(found) and found[at].doc is item:
                 at += 1
-            if item.index in the_plan.managed_secrets:
+            if item.index in plan.managed_secrets:
                 continue
             own = found[mine:at]
             if item.released and own and isinstance(own[0], Repeated):  # read from events
@@ -499,7 +499,7 @@ def rewrite(the_plan: Plan, options: Options, report: Reporter) -> Rendered:
     return Rendered(out, _secrets(namespaces, consumers, options))
 
 
-def _consumers(the_plan: Plan, options: Options, report: Reporter) -> dict[str | None, Consumers]:
+def _consumers(plan: Plan, options: Options, report: Reporter) -> dict[str | None, Consumers]:
     """The workloads that need our Secret, by namespace; warns about images whose kind
     takes no pull secrets."""
     consumers: dict[str | None, Consumers] = {}
@@ -507,7 +507,7 @@ def _consumers(the_plan: Plan, options: Options, report: Reporter) -> dict[str |
         return consumers
     holders_done: set[str] = set()  # by field path, in the current document
     current: Document | None = None
-    for found in the_plan.found:
+    for found in plan.found:
         decision = found.decision
         assert decision is not None
         if not decision.needs_secret:
@@ -758,12 +758,12 @@ def _route(doc: Document, path: str) -> Route:
 
 
 def _secret_namespaces(
-    the_plan: Plan, options: Options, consumers: Mapping[str | None, Consumers]
+    plan: Plan, options: Options, consumers: Mapping[str | None, Consumers]
 ) -> list[str | None]:
     wanted: set[str | None] = set(consumers)
     for namespace in options.additional_namespaces:
         if namespace == ALL_NAMESPACES:
-            wanted.update(the_plan.namespaces)
+            wanted.update(plan.namespaces)
         else:
             wanted.add(namespace)
     # Secrets follow the documents sorted by namespace; the namespace-less one first.

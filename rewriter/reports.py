@@ -20,9 +20,9 @@ from rewriter.render import Found, Plan, Prober
 SCHEMA_VERSION = 1
 
 
-def rows(the_plan: Plan) -> list[dict[str, Any]]:
+def rows(plan: Plan) -> list[dict[str, Any]]:
     result = []
-    for found in the_plan.found:
+    for found in plan.found:
         decision, probe, resource = found.decision, found.probe, found.site.resource
         assert decision is not None
         result.append(
@@ -59,17 +59,17 @@ def _file_keys(doc: Document, line: int) -> dict[str, Any]:
     return {"file": origin.name, "file_document": chunk.number, "file_line": chunk.line(line)}
 
 
-def as_json(the_plan: Plan, with_unclaimed: bool = False) -> str:
-    report: dict[str, Any] = {"version": SCHEMA_VERSION, "images": rows(the_plan)}
+def as_json(plan: Plan, with_unclaimed: bool = False) -> str:
+    report: dict[str, Any] = {"version": SCHEMA_VERSION, "images": rows(plan)}
     if with_unclaimed:
-        report["unclaimed"] = unclaimed_rows(the_plan)
+        report["unclaimed"] = unclaimed_rows(plan)
     return json.dumps(report, indent=2) + "\n"
 
 
-def as_table(the_plan: Plan) -> str:
+def as_table(plan: Plan) -> str:
     header = ("DOC", "RESOURCE", "FIELD", "IMAGE", "ACTION", "REASON", "NEW IMAGE")
     lines = [header]
-    for row, found in zip(rows(the_plan), the_plan.found, strict=True):
+    for row, found in zip(rows(plan), plan.found, strict=True):
         lines.append(
             (
                 found.doc.chunk.short(),
@@ -89,10 +89,10 @@ def as_table(the_plan: Plan) -> str:
     return "".join(line.rstrip() + "\n" for line in padded)
 
 
-def unclaimed_table(the_plan: Plan) -> str:
+def unclaimed_table(plan: Plan) -> str:
     """Strings that look like images in no known field, for `scan --unclaimed`."""
     lines = ["", "Unclaimed (look like images, in no known field; add them with --config):"]
-    for item in unclaimed(the_plan):
+    for item in unclaimed(plan):
         where = f"{item.doc.chunk.name()} {item.resource.label().replace(' ', '/', 1)}"
         lines.append(f"  {where} {item.path}: {item.image}")
     if len(lines) == 2:
@@ -100,7 +100,7 @@ def unclaimed_table(the_plan: Plan) -> str:
     return "\n".join(lines) + "\n"
 
 
-def unclaimed_rows(the_plan: Plan) -> list[dict[str, Any]]:
+def unclaimed_rows(plan: Plan) -> list[dict[str, Any]]:
     return [
         {
             "document": item.doc.index,
@@ -110,13 +110,13 @@ def unclaimed_rows(the_plan: Plan) -> list[dict[str, Any]]:
             "field": item.path,
             "image": item.image,
         }
-        for item in unclaimed(the_plan)
+        for item in unclaimed(plan)
     ]
 
 
-def unclaimed(the_plan: Plan) -> Iterator[Unclaimed]:
-    claimed = {(found.doc.index, found.site.start) for found in the_plan.found}
-    for item in the_plan.items:
+def unclaimed(plan: Plan) -> Iterator[Unclaimed]:
+    claimed = {(found.doc.index, found.site.start) for found in plan.found}
+    for item in plan.items:
         if isinstance(item, Document):
             yield from find_unclaimed(item, claimed)
 
@@ -126,7 +126,7 @@ def images_list(rows: list[dict[str, Any]]) -> str:
     return "".join(f"{row['source']} {row['target']}\n" for row in rows)
 
 
-def image_rows(the_plan: Plan, additional: Sequence[Decided] = ()) -> list[dict[str, Any]]:
+def image_rows(plan: Plan, additional: Sequence[Decided] = ()) -> list[dict[str, Any]]:
     """The distinct images in first-seen order (the manifests', then a KOTS Application's
     additionalImages), with the name each becomes.
 
@@ -136,7 +136,7 @@ def image_rows(the_plan: Plan, additional: Sequence[Decided] = ()) -> list[dict[
     any image cannot be rewritten: a copy loop must never get `SOURCE SOURCE` for it.
     """
     decided: dict[ImageRef, Decision] = {}
-    for found in the_plan.found:
+    for found in plan.found:
         assert found.decision is not None
         decided.setdefault(found.ref, found.decision)
     for ref, decision in additional:

@@ -36,7 +36,8 @@ from rewriter.decide import Rules  # noqa: E402
 from rewriter.diagnostics import Reporter  # noqa: E402
 from rewriter.errors import RewriterError  # noqa: E402
 from rewriter.manifest.stream import split  # noqa: E402
-from rewriter.render import Options, plan, rewrite  # noqa: E402
+from rewriter.render import find_and_decide, rewrite  # noqa: E402
+from rewriter.render_options import Options  # noqa: E402
 from rewriter.secrets import license_credentials  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpus"
@@ -119,7 +120,8 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
 
 def render(data: bytes) -> bytes:
     report = Reporter(stream=io.StringIO())
-    return rewrite(plan(data, OPTIONS, lambda refs: {}, report), OPTIONS, report).stream()
+    plan = find_and_decide(data, OPTIONS, lambda refs: {}, report)
+    return rewrite(plan, OPTIONS, report).stream()
 
 
 def check(data: bytes) -> str:

@@ -4,7 +4,7 @@ kustomize runs a function with a ResourceList on stdin: `items` are the resource
 `functionConfig` is the resource that declared the function. It expects the same list
 back: items are matched to its own copies through their `config.k8s.io/id` annotation,
 an item missing from the output is deleted, and an item without an id is a new
-resource. So the list is edited as text like any other stream: `render.plan()` reads a
+resource. So the list is edited as text like any other stream: `render.find_and_decide()` reads a
 `*List` document's `items` as resources and edits them in place, which keeps every other
 byte, the internal annotations included. Only our Secrets (appended to `items`) and
 `results` are new text.
@@ -30,7 +30,7 @@ from rewriter.manifest import edit
 from rewriter.manifest.document import get, scalar
 from rewriter.manifest.stream import BOM
 from rewriter.options import BY_NAME, Flags
-from rewriter.render import Found, Plan, Prober, located, plan, rewrite
+from rewriter.render import Found, Plan, Prober, find_and_decide, located, rewrite
 from rewriter.secrets import MANAGED_BY, MANAGED_BY_LABEL
 from rewriter.settings import Settings, resolve
 
@@ -103,7 +103,7 @@ def run(
     exits non-zero with the message on stderr.
     """
     results = _Results(reporter)
-    the_plan: Plan | None = None
+    plan: Plan | None = None
     try:
         root = _read_resource_list(data)
         results.items = _item_refs(root)
@@ -113,15 +113,15 @@ def run(
         settings = replace(settings, cache=absolute_cache(settings.cache))
         if settings.log_file is not None and reporter.log is None:
             reporter.open_log(settings.log_file)
-        the_plan = plan(data, settings.options, make_prober(settings, results), results)
+        plan = find_and_decide(data, settings.options, make_prober(settings, results), results)
         if reporter.verbose:
-            tell_decisions(reporter, ((f.ref.text, f.decision) for f in the_plan.found))
-        rendered = rewrite(the_plan, settings.options, results)
+            tell_decisions(reporter, ((f.ref.text, f.decision) for f in plan.found))
+        rendered = rewrite(plan, settings.options, results)
         output = _with_secrets(_decode(rendered.documents), rendered.secrets, settings)
-        output = _with_results(output, results.entries(the_plan))
+        output = _with_results(output, results.entries(plan))
     except RewriterError as exc:
         message = exc.told(results.place)
-        entries = results.entries(the_plan)
+        entries = results.entries(plan)
         entries.extend(results.errors(exc))
         out.write(_failed(data, entries).encode("utf-8"))
         out.flush()
@@ -544,11 +544,11 @@ class _Results(Reporter):
             return where.text()
         return f"{item.label()} {where.field}" if where.field else item.label()
 
-    def entries(self, the_plan: Plan | None) -> list[dict[str, Any]]:
+    def entries(self, plan: Plan | None) -> list[dict[str, Any]]:
         # A warning about one image (e.g. a 404) has no location of its own: it points
         # at the image's first site.
         first: dict[str, Found] = {}
-        for found in the_plan.found if the_plan is not None else []:
+        for found in plan.found if plan is not None else []:
             first.setdefault(found.ref.text, found)
         entries: list[dict[str, Any]] = []
         for notice in self.kept:

@@ -35,7 +35,7 @@ from rewriter.diagnostics import Reporter, tell_decisions
 from rewriter.errors import RewriterError
 from rewriter.manifest.stream import BOM, split
 from rewriter.reference import ImageRef, InvalidReference
-from rewriter.render import Prober, plan, rewrite
+from rewriter.render import Prober, find_and_decide, rewrite
 from rewriter.settings import Settings
 
 KUSTOMIZATION = "kustomization.yaml"
@@ -434,11 +434,11 @@ def midstream(
     read from a file).
     """
     options = settings.options
-    the_plan = plan(built, options, prober, reporter)
+    plan = find_and_decide(built, options, prober, reporter)
     if reporter.verbose:  # -v as for render: each image's decision
-        tell_decisions(reporter, ((f.ref.text, f.decision) for f in the_plan.found))
-    rendered = rewrite(the_plan, options, reporter)
-    if the_plan.managed_secrets:
+        tell_decisions(reporter, ((f.ref.text, f.decision) for f in plan.found))
+    rendered = rewrite(plan, options, reporter)
+    if plan.managed_secrets:
         raise RewriterError(
             "the base already holds rewriter's pull Secret (output of an earlier render); "
             "generate the midstream from the original base"

@@ -36,7 +36,7 @@ Reading = tuple[str | None, ...]  # a field as the check of edits reads it: see 
 class Resource:
     """A Kubernetes object inside a document: the document root, or an item of a `*List`.
 
-    Not frozen: a render drops `node` once the document has been visited (render.plan),
+    Not frozen: a render drops `node` once the document has been visited (render.find_and_decide),
     keeping only what the rewrite needs: names, annotations and the identity fields.
     """
 

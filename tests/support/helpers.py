@@ -16,7 +16,7 @@ from rewriter.diagnostics import Reporter
 from rewriter.probe.policy import ProbeSettings
 from rewriter.probe.verdict import ProbeKey, ProbeResult, Verdict
 from rewriter.reference import ImageRef
-from rewriter.render import plan, rewrite
+from rewriter.render import find_and_decide, rewrite
 from rewriter.render_options import Options
 from rewriter.secrets import license_credentials
 from support.registries import Route, StubRegistry, stub_registry
@@ -38,8 +38,8 @@ def render(data: bytes | str, opts: Options | None = None, prober=None) -> bytes
         data = data.encode()
     opts = opts or options()
     report = Reporter(stream=open(os.devnull, "w"))  # noqa: SIM115
-    the_plan = plan(data, opts, prober or (lambda refs: {}), report)
-    return rewrite(the_plan, opts, report).stream()
+    plan = find_and_decide(data, opts, prober or (lambda refs: {}), report)
+    return rewrite(plan, opts, report).stream()
 
 
 def run(

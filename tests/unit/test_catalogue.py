@@ -13,7 +13,7 @@ from rewriter.diagnostics import Reporter
 from rewriter.manifest import catalogue
 from rewriter.manifest.document import Document, parse
 from rewriter.manifest.fields import FieldTable, ImageField, PodSpecField, find_images, format_path
-from rewriter.render import plan
+from rewriter.render import find_and_decide
 from rewriter.render_options import Options
 
 TABLE = catalogue.builtin()
@@ -62,9 +62,9 @@ def corpus_hits() -> dict[str, int]:
     hits: collections.Counter[str] = collections.Counter()
     for path in REAL_DOCUMENTS:
         opts = Options(rules=Rules(app_slug="a", public=("*",)), secret_name="s", fields=TABLE)
-        the_plan = plan(path.read_bytes(), opts, lambda refs: {}, Reporter(io.StringIO()))
+        plan = find_and_decide(path.read_bytes(), opts, lambda refs: {}, Reporter(io.StringIO()))
         # The plan lets go of the trees it has visited: compose the documents it parsed.
-        for doc in (parse(item.chunk) for item in the_plan.items if isinstance(item, Document)):
+        for doc in (parse(item.chunk) for item in plan.items if isinstance(item, Document)):
             for resource in doc.resources():
                 for entry in TABLE.pod_specs[4:]:
                     single = FieldTable(pod_specs=(entry,))

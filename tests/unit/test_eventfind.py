@@ -1,4 +1,4 @@
-"""Big documents read from libyaml's events (rewriter/manifest/eventfind.py, plan(lean=True)):
+"""Big documents read from libyaml's events (rewriter/manifest/eventfind.py, find_and_decide(lean=True)):
 the render writes the same bytes, warnings and errors as when they are composed, and
 holds no tree or object per image."""
 
@@ -16,7 +16,7 @@ from rewriter.diagnostics import Reporter
 from rewriter.errors import RewriterError
 from rewriter.manifest import eventfind
 from rewriter.manifest.fields import FieldTable
-from rewriter.render import Repeated, plan, rewrite
+from rewriter.render import Repeated, find_and_decide, rewrite
 
 POD = """\
 apiVersion: v1
@@ -87,7 +87,7 @@ def _render(data: bytes, lean: bool, **kwargs: object) -> tuple[bytes | str, str
     report = Reporter(stream=stream)
     opts = options(**kwargs)
     try:
-        out: bytes | str = rewrite(plan(data, opts, lambda refs: {}, report, lean=lean), opts, report).stream()
+        out: bytes | str = rewrite(find_and_decide(data, opts, lambda refs: {}, report, lean=lean), opts, report).stream()
     except RewriterError as exc:
         out = str(exc)
     return out, stream.getvalue()
@@ -115,9 +115,9 @@ def test_the_corpus_renders_the_same_either_way(monkeypatch: pytest.MonkeyPatch)
 def test_repeated_images_are_one_found_with_compact_sites(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(render_module, "LEAN_SIZE", 0)
     data = CASES["block"].encode()
-    the_plan = plan(data, options(), lambda refs: {}, Reporter(stream=io.StringIO()), lean=True)
-    assert [type(f) for f in the_plan.found] == [Repeated, Repeated, Repeated]
-    first = the_plan.found[0]
+    plan = find_and_decide(data, options(), lambda refs: {}, Reporter(stream=io.StringIO()), lean=True)
+    assert [type(f) for f in plan.found] == [Repeated, Repeated, Repeated]
+    first = plan.found[0]
     assert isinstance(first, Repeated)
     assert [path for _, _, _, path in first.sites()] == [
         "spec.containers[0].image",

@@ -20,7 +20,7 @@ from support.helpers import options
 from rewriter.diagnostics import Reporter
 from rewriter.errors import RewriterError
 from rewriter.reference import ImageRef, InvalidReference
-from rewriter.render import plan, rewrite
+from rewriter.render import find_and_decide, rewrite
 
 EXAMPLES = int(os.environ.get("REWRITER_FUZZ", "200"))
 PROFILE = settings(
@@ -34,7 +34,7 @@ PROFILE = settings(
 def render(data: bytes) -> bytes:
     opts = options()
     report = Reporter(stream=io.StringIO())
-    return rewrite(plan(data, opts, lambda refs: {}, report), opts, report).stream()
+    return rewrite(find_and_decide(data, opts, lambda refs: {}, report), opts, report).stream()
 
 
 REFERENCE_CHARS = "abcz09._-/:@ABZ[]" + "sha256" + "\t {}$#'\"\\é"

@@ -17,7 +17,7 @@ from rewriter.diagnostics import Reporter
 from rewriter.errors import RewriterError
 from rewriter.manifest.readback import read_fields
 from rewriter.manifest.stream import split
-from rewriter.render import plan
+from rewriter.render import find_and_decide
 
 
 def _paths(node: Node, at: str = "") -> list[str]:
@@ -94,7 +94,7 @@ def test_not_one_document_is_a_yaml_error(text: str) -> None:
 
 def _plan_of(text: str):  # type: ignore[no-untyped-def]
     opts = options()
-    return plan(text.encode(), opts, lambda refs: {}, Reporter(stream=io.StringIO())), opts
+    return find_and_decide(text.encode(), opts, lambda refs: {}, Reporter(stream=io.StringIO())), opts
 
 
 LIST = """\
@@ -130,16 +130,16 @@ def test_a_broken_edit_is_an_internal_error(
     monkeypatch: pytest.MonkeyPatch, size: int, broken: tuple[str, str]
 ) -> None:
     monkeypatch.setattr(render_module, "READBACK_SIZE", size)
-    the_plan, _ = _plan_of(LIST)
-    doc = next(item for item in the_plan.items if isinstance(item, render_module.Document))
-    decision = the_plan.found[0].decision
+    plan, _ = _plan_of(LIST)
+    doc = next(item for item in plan.items if isinstance(item, render_module.Document))
+    decision = plan.found[0].decision
     assert decision is not None and decision.new_text
     good = LIST.replace("quay.io/acme/api:1", decision.new_text)  # the image as edited
-    render_module._verify(doc, good, the_plan.found)
+    render_module._verify(doc, good, plan.found)
     tampered = good.replace(*broken, 1)
     assert tampered != good
     with pytest.raises(RewriterError, match="internal error"):
-        render_module._verify(doc, tampered, the_plan.found)
+        render_module._verify(doc, tampered, plan.found)
 
 
 def test_renders_the_same_bytes_either_way(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,7 +9,7 @@ from support.helpers import options, render
 from rewriter.decide import Rules
 from rewriter.diagnostics import Reporter
 from rewriter.errors import RewriterError
-from rewriter.render import describe, plan, rewrite
+from rewriter.render import describe, find_and_decide, rewrite
 
 DEPLOY = """\
 apiVersion: apps/v1
@@ -209,7 +209,7 @@ def test_unparseable_values_warn_and_stay_strict_fails():
     stream = io.StringIO()
     report = Reporter(stream=stream)
     opts = options()
-    out = rewrite(plan(text.encode(), opts, lambda refs: {}, report), opts, report).stream()
+    out = rewrite(find_and_decide(text.encode(), opts, lambda refs: {}, report), opts, report).stream()
     assert out == text.encode()
     assert stream.getvalue().splitlines() == [
         "warning: document 1 (Deployment a/web, line 12): spec.template.spec.containers[0].image: invalid image reference '{{ .Values.image }}' (invalid reference format); left unchanged",
@@ -253,7 +253,7 @@ def test_custom_resource_fields_get_pull_secrets_where_the_kind_takes_them():
     stream = io.StringIO()
     report = Reporter(stream=stream)
     opts = options(fields=fields)
-    out = rewrite(plan(text.encode(), opts, lambda refs: {}, report), opts, report).stream()
+    out = rewrite(find_and_decide(text.encode(), opts, lambda refs: {}, report), opts, report).stream()
     docs = list(yaml.safe_load_all(out))
     assert docs[0]["spec"] == {
         "imagePullSecrets": [{"name": "acme-registry"}],
@@ -511,12 +511,12 @@ def test_messages_of_several_files_name_the_file_and_its_line():
     data = (first + "---\n" + second).encode()
     stream = io.StringIO()
     files = [("a.yaml", 0), ("b.yaml", len(first) + 4)]
-    the_plan = plan(data, options(), lambda refs: {}, Reporter(stream=stream), files=files)
+    plan = find_and_decide(data, options(), lambda refs: {}, Reporter(stream=stream), files=files)
     assert stream.getvalue().startswith(
         "warning: b.yaml: document 2 (Deployment b/web, line 14): "
         "spec.template.spec.containers[0].image: invalid image reference"
     )
-    assert [describe(f) for f in the_plan.found] == [
+    assert [describe(f) for f in plan.found] == [
         "a.yaml: document 1 (Deployment a/web, line 12) spec.template.spec.containers[0].image"
     ]
 

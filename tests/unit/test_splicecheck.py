@@ -15,7 +15,7 @@ from rewriter import render as render_module
 from rewriter.diagnostics import Reporter
 from rewriter.errors import RewriterError
 from rewriter.manifest import edit, splicecheck
-from rewriter.render import plan
+from rewriter.render import find_and_decide
 
 LIST = """\
 apiVersion: v1
@@ -38,11 +38,11 @@ def _edit(text: str):  # type: ignore[no-untyped-def]
     """The released document of `text`, its original text, the splices and the text
     they make."""
     opts = options()
-    the_plan = plan(text.encode(), opts, lambda refs: {}, Reporter(stream=io.StringIO()))
-    doc = next(item for item in the_plan.items if isinstance(item, render_module.Document))
+    plan = find_and_decide(text.encode(), opts, lambda refs: {}, Reporter(stream=io.StringIO()))
+    doc = next(item for item in plan.items if isinstance(item, render_module.Document))
     assert doc.released and doc.events is not None
     original = doc.chunk.data.decode()
-    replaced, inserted = render_module._released_splices(original, the_plan.found, opts)
+    replaced, inserted = render_module._released_splices(original, plan.found, opts)
     edited = edit.apply(original, [r[4] for r in replaced] + inserted)
     return doc, original, replaced, inserted, edited
 
