@@ -191,7 +191,7 @@ class Flags:
     """Every option as given on the command line or in the environment (None: not given).
 
     Field names are `Option.field`; the CLI defines one flag per field. Typed by hand
-    for the code that reads them; tests/test_options.py holds it to `OPTIONS`.
+    for the code that reads them; tests/unit/test_options.py holds it to `OPTIONS`.
     """
 
     license: Path | None = None

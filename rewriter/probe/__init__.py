@@ -11,7 +11,7 @@ first, from the registries for the rest, and those stored back in the cache.
 - cache/: the answers kept between renders, in requests-cache's format.
 
 Only this package imports urllib3, requests, requests-cache, sqlite3 or redis
-(tests/test_probe_boundary.py), and importing it imports none of them: a render whose
+(tests/integration/test_probe_boundary.py), and importing it imports none of them: a render whose
 images the rules decide loads `verdict` and nothing else of it, so every import
 `answers` needs is made inside it, when an image needs an answer.
 

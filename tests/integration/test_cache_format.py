@@ -1,7 +1,7 @@
 """requests-cache, as rewriter/probe/cache/format.py imports it: without the client
 libraries of backends rewriter never uses, and those stay importable afterwards (a fresh
 interpreter for each check). What the format itself is, is checked by writing through
-requests-cache and reading back without it (tests/test_cache_read.py)."""
+requests-cache and reading back without it (tests/integration/test_cache_read.py)."""
 
 from __future__ import annotations
 

@@ -117,7 +117,7 @@ def test_no_cache_file_means_no_answers_and_creates_nothing(tmp_path: Path) -> N
 
 def test_a_corrupt_file_is_said_and_kept_for_writing(tmp_path: Path) -> None:
     """No answer, a warning, and the cache still to be written: opening it to store the
-    answers rebuilds it and says so (tests/test_cache_write.py)."""
+    answers rebuilds it and says so (tests/integration/test_cache_write.py)."""
     cache = tmp_path / "probes.sqlite"
     cache.write_bytes(b"this is not a database" * 100)
     warnings: list[str] = []

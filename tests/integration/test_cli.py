@@ -165,7 +165,7 @@ def test_every_option_from_the_environment_and_argocd_env():
 def test_flag_beats_env_beats_config_beats_license(tmp_path):
     config = tmp_path / "c.yaml"
     # (An app slug other than the License's is an error, not a precedence: see
-    # tests/test_settings.py.)
+    # tests/integration/test_kots.py.)
     config.write_text("options:\n  license-id: from-config\n  secret-name: from-config\n")
     env = {"REWRITER_SECRET_NAME": "from-env"}
     result = run([*LICENSE, *RULES, "--config", str(config)], stdin=EXAMPLE, env=env)

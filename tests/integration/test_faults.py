@@ -5,7 +5,7 @@ the render finishes within --deadline plus one second, classifies the image per
 Each fault is a raw-socket stand-in (tests/support/faultserver.py) on its own loopback address,
 so image names carry no port: plain HTTP on port 80 (probed as an --insecure-registry)
 or TLS on 443. The per-status answers of well-behaved stubs are covered in-process by
-tests/test_probe_registry.py; this module is about what only a misbehaving peer can do,
+tests/integration/test_probe_registry.py; this module is about what only a misbehaving peer can do,
 and about the wall-clock bound of the whole process.
 """
 

@@ -11,7 +11,7 @@
   connected address with a name that resolves where it should not.
 - The license ID never reaches stderr, the log file, `scan` output or the cache.
 
-The cache file's mode is tested in-process by tests/test_cache_write.py::test_file_is_private;
+The cache file's mode is tested in-process by tests/integration/test_cache_write.py::test_file_is_private;
 here it is checked again after a real CLI render under umask 000.
 """
 

@@ -1,6 +1,6 @@
 """The probe's pure policy: what an answer means, where a registry's API lives, and the
 order images are probed in. (Where the probe may go, host_allowed and friends, is in
-tests/test_security.py.)"""
+tests/integration/test_security.py.)"""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ knows it, shared by reading (rewriter/probe/cache/read.py, without requests-cach
 writing (write.py, through requests-cache) and `cache info`/`clear` (admin.py).
 
 Known for requests-cache 1.2 and 1.3 (pyproject.toml allows >=1.2,<2; the lock file pins
-1.3.3), and checked by tests/test_cache_read.py, which writes through requests-cache and
+1.3.3), and checked by tests/integration/test_cache_read.py, which writes through requests-cache and
 reads back without it:
 
 - SQLite: the table `responses` (`key`, `value` the JSON below, `expires` unix time or
