@@ -78,7 +78,10 @@ class PrivateRegistries:
 def _helpers() -> tuple[Any, Any]:
     if str(TESTS) not in sys.path:
         sys.path.insert(0, str(TESTS))
-    return importlib.import_module("registries"), importlib.import_module("tokenserver")
+    return (
+        importlib.import_module("support.registries"),
+        importlib.import_module("support.tokenserver"),
+    )
 
 
 def unavailable() -> str | None:
