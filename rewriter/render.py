@@ -385,8 +385,9 @@ def _found(
         return site
     if release is not None and release.pull_secrets:
         if target[2] not in holders:
-            added = edit.pull_secret_change(target[0], target[1], release.secret_name)
-            holders[target[2]] = edit.splice(doc, added[1]) if added else None
+            holders[target[2]] = edit.add_pull_secret(
+                doc, target[0], target[1], release.secret_name
+            )
         site.secret = holders[target[2]]
     return site
 

@@ -202,8 +202,24 @@ def _fill(doc: Document, node: Node, change: Change) -> Splice:
 
 def add_pull_secret(doc: Document, holder: MappingNode, key: str, secret: str) -> Splice | None:
     """`pull_secret_change` made in place."""
+    if holder.value and not holder.flow_style and entry(holder, key) is None:
+        # The common case, a block pod spec without the list: the entry's text depends
+        # only on the first key's column (the same in every workload of a chart).
+        first_key: Node = holder.value[0][0]
+        at = first_key.start_mark.index
+        text, events = _new_list(key, secret, first_key.start_mark.column, doc.line_break)
+        return Splice(at, at, text, events)
     found = pull_secret_change(holder, key, secret)
     return splice(doc, found[1]) if found else None
+
+
+@functools.lru_cache(maxsize=256)
+def _new_list(key: str, secret: str, column: int, line_break: str) -> tuple[str, int]:
+    """The text and events of the splice _prepend_entry makes for a new list of `secret`
+    under `key` before a block mapping's first key at `column`."""
+    indent = " " * column
+    lines = _block_item(secret)(indent).replace("\n", line_break)
+    return f"{key}:{lines}{line_break}{indent}", 1 + flow_events(f"[{_secret_item(secret)}]")
 
 
 def set_annotation(doc: Document, resource: MappingNode, key: str, value: str) -> Splice | None:
