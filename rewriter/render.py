@@ -465,6 +465,7 @@ def rewrite(plan: Plan, options: Options, report: Reporter) -> Rendered:
     out: list[bytes] = [plan.bom]
     found = plan.found
     at = 0
+    counts = splicecheck.Counts()  # the edited documents' parser events, a batch at a time
     with _collector_paused():  # each edited document is parsed again, to be checked
         for item in plan.items:
             if isinstance(item, Chunk):
@@ -484,7 +485,7 @@ def rewrite(plan: Plan, options: Options, report: Reporter) -> Rendered:
                 text = item.chunk.data.decode("utf-8")
                 replaced, inserted = _released_splices(text, own, options)
                 if replaced or inserted:
-                    out.append(_checked(item, text, replaced, inserted, own))
+                    out.append(_checked(item, text, replaced, inserted, own, counts))
                     item.forget_input()
                 else:
                     out.append(item.chunk.data)
@@ -495,6 +496,7 @@ def rewrite(plan: Plan, options: Options, report: Reporter) -> Rendered:
                 out.append(_edited(item, made, own, item.text))
             else:
                 out.append(item.chunk.data)
+        counts.flush()
     if at != len(found):
         raise RewriterError("internal error: images out of document order")
     return Rendered(out, _secrets(namespaces, consumers, options))
@@ -783,11 +785,13 @@ def _checked(
     replaced: list[splicecheck.Replacement],
     inserted: list[edit.Splice],
     found: list[Found],
+    counts: splicecheck.Counts | None = None,
 ) -> bytes:
     """A released document edited, checked from its splices (rewriter/manifest/splicecheck.py);
-    by composing it again (_verify) where that check cannot read a scalar on its own."""
+    by composing it again (_verify) where that check cannot read a scalar on its own.
+    With `counts`, its parser events are counted when that is flushed."""
     text = edit.apply(original, [r[4] for r in replaced] + inserted)
-    if not splicecheck.check(doc, original, text, replaced, inserted):
+    if not splicecheck.check(doc, original, text, replaced, inserted, counts):
         _verify(doc, text, found)
     return text.encode("utf-8")
 
