@@ -261,6 +261,7 @@ def _parse_and_find(
         result.items.append(doc)
         release = not (keep_trees or doc.shared)
         holders: dict[str, edit.Splice | None] = {}  # pull secret entries, by holder path
+        plain = doc.plain()
         for resource in doc.resources():
             _note_resource(result, doc, resource, options)
             kind = (resource.kind, resource.api_version)
@@ -268,7 +269,7 @@ def _parse_and_find(
             if table is None:
                 table = tables[kind] = options.fields.for_resource(*kind)
             holds_images = False
-            for image in find_images(resource, table):
+            for image in find_images(resource, table, plain):
                 ref = _image_ref(doc, image, options.strict, report)
                 if ref is not None:
                     found = _found(doc, image, ref, options if release else None, holders)

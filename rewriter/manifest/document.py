@@ -92,6 +92,12 @@ class Document:
         else:
             yield _resource(self.root, "", kind_node)
 
+    def plain(self) -> bool:
+        """Whether the tree reads as written: no anchors, merge keys or complex keys, so
+        each mapping's entries are its keys, each a scalar, each once (duplicates are
+        refused), and a key can be found in one pass over them rather than by `get`."""
+        return self.events is not None and "<<" not in self.text
+
     def release(self) -> None:
         """Let go of the tree and the text (the chunk keeps the bytes); `list_items`,
         set by resources(), stays."""
