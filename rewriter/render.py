@@ -733,8 +733,10 @@ def _decide(found: list[Found], rules: Rules, prober: Prober) -> None:
     for ref in unique.values():
         decided[ref] = decide(ref, rules, answers.get(ref.probe_key))
     decided.update(collisions(decided))
+    # By text: a reference's text is hashed once, an ImageRef's fields at every lookup.
+    by_text = {text: (decided[ref], answers.get(ref.probe_key)) for text, ref in unique.items()}
     for f in found:
-        f.decision, f.probe = decided[f.ref], answers.get(f.ref.probe_key)
+        f.decision, f.probe = by_text[f.ref.text]
 
 
 def _pull_secret_target(site: ImageSite) -> tuple[MappingNode, str, str] | None:
