@@ -475,7 +475,7 @@ def rewrite(plan: Plan, options: Options, report: Reporter) -> Rendered:
             mine = at
             while at < len(found) and found[at].doc is item:
                 at += 1
-            if item.index in plan.managed_secrets:
+            if plan.managed_secrets and item.index in plan.managed_secrets:
                 continue
             own = found[mine:at]
             if item.released and own and isinstance(own[0], Repeated):  # read from events

@@ -107,7 +107,7 @@ class Document:
         """Let go of the input bytes of a released document once its edited text is made:
         on a stream of small workloads, the input and the output together were a third of
         the render's memory. (A plan is rewritten once; messages need only the numbers.)"""
-        self.chunk = Chunk(self.chunk.index, b"", self.chunk.first_line, self.chunk.origin)
+        self.chunk.data = b""
 
     def where(
         self, resource: Resource | None = None, node: Node | None = None, line: int | None = None
