@@ -36,7 +36,7 @@ from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from rewriter.errors import RewriterError
 from rewriter.manifest.document import Document, compose
-from rewriter.manifest.edit import Splice, replace_span
+from rewriter.manifest.edit import Splice, ordered, replace_span
 
 _CORE_TAG = "tag:yaml.org,2002:"
 _STR_TAG = _CORE_TAG + "str"
@@ -70,7 +70,7 @@ def check(
         now = _reads(original[start : made.start] + made.text + original[made.end : end])
         if was != before or now != after:
             _fail(doc, f"an image reads {now!r} after the edit, expected {after!r}")
-    _same_outside(doc, original, edited, sorted([r[4] for r in replaced] + list(inserted)))
+    _same_outside(doc, original, edited, ordered([r[4] for r in replaced] + list(inserted)))
     expected = doc.events + sum(s.events for s in inserted)
     if counts is None:
         _count(doc, edited, expected)
