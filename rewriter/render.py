@@ -261,6 +261,7 @@ def _parse_and_find(
         result.items.append(doc)
         release = not (keep_trees or doc.shared)
         holders: dict[str, edit.Splice | None] = {}  # pull secret entries, by holder path
+        plain = doc.plain()
         for resource in doc.resources():
             _note_resource(result, doc, resource, options)
             kind = (resource.kind, resource.api_version)
@@ -268,7 +269,7 @@ def _parse_and_find(
             if table is None:
                 table = tables[kind] = options.fields.for_resource(*kind)
             holds_images = False
-            for image in find_images(resource, table):
+            for image in find_images(resource, table, plain):
                 ref = _image_ref(doc, image, options.strict, report)
                 if ref is not None:
                     found = _found(doc, image, ref, options if release else None, holders)
@@ -385,8 +386,9 @@ def _found(
         return site
     if release is not None and release.pull_secrets:
         if target[2] not in holders:
-            added = edit.pull_secret_change(target[0], target[1], release.secret_name)
-            holders[target[2]] = edit.splice(doc, added[1]) if added else None
+            holders[target[2]] = edit.add_pull_secret(
+                doc, target[0], target[1], release.secret_name
+            )
         site.secret = holders[target[2]]
     return site
 
@@ -464,6 +466,7 @@ def rewrite(plan: Plan, options: Options, report: Reporter) -> Rendered:
     out: list[bytes] = [plan.bom]
     found = plan.found
     at = 0
+    counts = splicecheck.Counts()  # the edited documents' parser events, a batch at a time
     with _collector_paused():  # each edited document is parsed again, to be checked
         for item in plan.items:
             if isinstance(item, Chunk):
@@ -472,7 +475,7 @@ def rewrite(plan: Plan, options: Options, report: Reporter) -> Rendered:
             mine = at
             while at < len(found) and found[at].doc is item:
                 at += 1
-            if item.index in plan.managed_secrets:
+            if plan.managed_secrets and item.index in plan.managed_secrets:
                 continue
             own = found[mine:at]
             if item.released and own and isinstance(own[0], Repeated):  # read from events
@@ -483,7 +486,7 @@ def rewrite(plan: Plan, options: Options, report: Reporter) -> Rendered:
                 text = item.chunk.data.decode("utf-8")
                 replaced, inserted = _released_splices(text, own, options)
                 if replaced or inserted:
-                    out.append(_checked(item, text, replaced, inserted, own))
+                    out.append(_checked(item, text, replaced, inserted, own, counts))
                     item.forget_input()
                 else:
                     out.append(item.chunk.data)
@@ -494,6 +497,7 @@ def rewrite(plan: Plan, options: Options, report: Reporter) -> Rendered:
                 out.append(_edited(item, made, own, item.text))
             else:
                 out.append(item.chunk.data)
+        counts.flush()
     if at != len(found):
         raise RewriterError("internal error: images out of document order")
     return Rendered(out, _secrets(namespaces, consumers, options))
@@ -729,8 +733,10 @@ def _decide(found: list[Found], rules: Rules, prober: Prober) -> None:
     for ref in unique.values():
         decided[ref] = decide(ref, rules, answers.get(ref.probe_key))
     decided.update(collisions(decided))
+    # By text: a reference's text is hashed once, an ImageRef's fields at every lookup.
+    by_text = {text: (decided[ref], answers.get(ref.probe_key)) for text, ref in unique.items()}
     for f in found:
-        f.decision, f.probe = decided[f.ref], answers.get(f.ref.probe_key)
+        f.decision, f.probe = by_text[f.ref.text]
 
 
 def _pull_secret_target(site: ImageSite) -> tuple[MappingNode, str, str] | None:
@@ -782,11 +788,13 @@ def _checked(
     replaced: list[splicecheck.Replacement],
     inserted: list[edit.Splice],
     found: list[Found],
+    counts: splicecheck.Counts | None = None,
 ) -> bytes:
     """A released document edited, checked from its splices (rewriter/manifest/splicecheck.py);
-    by composing it again (_verify) where that check cannot read a scalar on its own."""
+    by composing it again (_verify) where that check cannot read a scalar on its own.
+    With `counts`, its parser events are counted when that is flushed."""
     text = edit.apply(original, [r[4] for r in replaced] + inserted)
-    if not splicecheck.check(doc, original, text, replaced, inserted):
+    if not splicecheck.check(doc, original, text, replaced, inserted, counts):
         _verify(doc, text, found)
     return text.encode("utf-8")
 

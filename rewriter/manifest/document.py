@@ -92,6 +92,12 @@ class Document:
         else:
             yield _resource(self.root, "", kind_node)
 
+    def plain(self) -> bool:
+        """Whether the tree reads as written: no anchors, merge keys or complex keys, so
+        each mapping's entries are its keys, each a scalar, each once (duplicates are
+        refused), and a key can be found in one pass over them rather than by `get`."""
+        return self.events is not None and "<<" not in self.text
+
     def release(self) -> None:
         """Let go of the tree and the text (the chunk keeps the bytes); `list_items`,
         set by resources(), stays."""
@@ -101,7 +107,7 @@ class Document:
         """Let go of the input bytes of a released document once its edited text is made:
         on a stream of small workloads, the input and the output together were a third of
         the render's memory. (A plan is rewritten once; messages need only the numbers.)"""
-        self.chunk = Chunk(self.chunk.index, b"", self.chunk.first_line, self.chunk.origin)
+        self.chunk.data = b""
 
     def where(
         self, resource: Resource | None = None, node: Node | None = None, line: int | None = None

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import yaml
@@ -22,7 +23,9 @@ from rewriter.errors import RewriterError
 from rewriter.manifest.document import MERGE_TAG, Document, Route, entry, get
 
 
-@dataclass(frozen=True, slots=True, order=True)
+# Hashable and never changed, but not frozen: a frozen __init__ sets each field through
+# object.__setattr__, four times the cost, and a render makes two per workload.
+@dataclass(slots=True, order=True, unsafe_hash=True)
 class Splice:
     start: int
     end: int
@@ -202,8 +205,24 @@ def _fill(doc: Document, node: Node, change: Change) -> Splice:
 
 def add_pull_secret(doc: Document, holder: MappingNode, key: str, secret: str) -> Splice | None:
     """`pull_secret_change` made in place."""
+    if holder.value and not holder.flow_style and entry(holder, key) is None:
+        # The common case, a block pod spec without the list: the entry's text depends
+        # only on the first key's column (the same in every workload of a chart).
+        first_key: Node = holder.value[0][0]
+        at = first_key.start_mark.index
+        text, events = _new_list(key, secret, first_key.start_mark.column, doc.line_break)
+        return Splice(at, at, text, events)
     found = pull_secret_change(holder, key, secret)
     return splice(doc, found[1]) if found else None
+
+
+@functools.lru_cache(maxsize=256)
+def _new_list(key: str, secret: str, column: int, line_break: str) -> tuple[str, int]:
+    """The text and events of the splice _prepend_entry makes for a new list of `secret`
+    under `key` before a block mapping's first key at `column`."""
+    indent = " " * column
+    lines = _block_item(secret)(indent).replace("\n", line_break)
+    return f"{key}:{lines}{line_break}{indent}", 1 + flow_events(f"[{_secret_item(secret)}]")
 
 
 def set_annotation(doc: Document, resource: MappingNode, key: str, value: str) -> Splice | None:
@@ -212,11 +231,21 @@ def set_annotation(doc: Document, resource: MappingNode, key: str, value: str) -
     return splice(doc, found[1]) if found else None
 
 
+def ordered(splices: Iterable[Splice], reverse: bool = False) -> list[Splice]:
+    """Splices sorted as their order compares them (by start, end, text, events), with
+    the fields compared in C: the dataclass's `__lt__` is a Python call per comparison,
+    and every edited document sorts its splices twice (here and in its check)."""
+    return sorted(splices, key=_ORDER, reverse=reverse)
+
+
+_ORDER = operator.attrgetter("start", "end", "text", "events")
+
+
 def apply(text: str, splices: list[Splice]) -> str:
     """Apply non-overlapping splices (in any order) to `text`."""
     pieces: list[str] = []
     position = len(text)
-    for splice in sorted(splices, reverse=True):
+    for splice in ordered(splices, reverse=True):
         pieces.append(text[splice.end : position])
         pieces.append(splice.text)
         position = splice.start

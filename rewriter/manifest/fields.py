@@ -179,11 +179,15 @@ class ImageSite:
     pull_secrets: Path | PullSecrets  # for CR fields: where that kind takes them
 
 
-def find_images(resource: Resource, table: FieldTable) -> Iterator[ImageSite]:
-    """Every image site of one resource, in document order of the tables."""
+def find_images(resource: Resource, table: FieldTable, plain: bool = False) -> list[ImageSite]:
+    """Every image site of one resource, in document order of the tables.
+
+    `plain`: the document has no anchors, merge keys or complex keys
+    (Document.plain()), so a mapping's keys are read in one pass over its entries."""
     if resource.kind in NEVER_SCANNED or resource.node is None:  # None: released
-        return
+        return []
     prefix = resource.path
+    sites: list[ImageSite] = []
     # Tables may overlap (a catalogue entry for a kind the shapes already cover): each
     # place is reported once. Places, not nodes: an alias or a `<<` merge puts one node
     # at several places, and each is a field the cluster reads (and edit.py must know
@@ -195,28 +199,59 @@ def find_images(resource: Resource, table: FieldTable) -> Iterator[ImageSite]:
         if ask and not spec_field.applies(resource):
             continue
         for spec_node, spec_path in follow(resource.node, spec_field.path, prefix):
-            if not is_pod_spec(spec_node) or spec_path in seen:
+            if not isinstance(spec_node, MappingNode) or spec_path in seen:
+                continue
+            lists = _image_lists(spec_node, plain)
+            if lists is None:
                 continue
             seen.add(spec_path)
             pod_spec = PodSpec(spec_node, spec_path)
-            for image_path in POD_SPEC_IMAGES:
-                for node, path in follow(spec_node, image_path, spec_path):
+            for first, rest in _IMAGE_STEPS:
+                holder = lists.get(first)
+                if holder is None:
+                    continue
+                for node, path in follow(holder, rest, f"{spec_path}.{first}"):
                     if isinstance(node, ScalarNode) and path not in seen:
                         seen.add(path)
-                        yield ImageSite(resource, node, path, pod_spec, PullSecrets.WARN)
+                        sites.append(ImageSite(resource, node, path, pod_spec, PullSecrets.WARN))
             if table.related_images:
                 for node, path in _related_images(spec_node, spec_path):
                     if path not in seen:
                         seen.add(path)
                         # The operator's operands pull these, with their own pods.
-                        yield ImageSite(resource, node, path, None, PullSecrets.ELSEWHERE)
+                        sites.append(ImageSite(resource, node, path, None, PullSecrets.ELSEWHERE))
     for image_field in table.images:
         if ask and not image_field.applies(resource):
             continue
         for node, path in follow(resource.node, image_field.path, prefix):
             if isinstance(node, ScalarNode) and path not in seen:
                 seen.add(path)
-                yield ImageSite(resource, node, path, None, image_field.pull_secrets)
+                sites.append(ImageSite(resource, node, path, None, image_field.pull_secrets))
+    return sites
+
+
+# POD_SPEC_IMAGES by their first segment (a key of the pod spec) and the rest.
+_IMAGE_STEPS = tuple((path[0], path[1:]) for path in POD_SPEC_IMAGES)
+_IMAGE_KEYS = frozenset(first for first, _ in _IMAGE_STEPS)
+
+
+def _image_lists(node: MappingNode, plain: bool) -> dict[str, Node] | None:
+    """The values under the first segments of POD_SPEC_IMAGES in a mapping, by key;
+    None when it is no pod spec (is_pod_spec). A pod spec has a dozen keys: one pass
+    over them (`plain`) or one lookup per segment, where asking is_pod_spec and then
+    following each path from the spec looked twice."""
+    if plain:
+        lists = {k.value: v for k, v in node.value if k.value in _IMAGE_KEYS}
+    else:
+        lists = {}
+        for first in _IMAGE_KEYS:
+            value = get(node, first)
+            if value is not None:
+                lists[first] = value
+    for key in POD_SPEC_CONTAINERS:
+        if key in lists:
+            return lists
+    return None
 
 
 def is_pod_spec(node: Node) -> TypeGuard[MappingNode]:

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import pytest
+from support import CORPUS
 
 from rewriter.errors import RewriterError
+from rewriter.manifest import catalogue
 from rewriter.manifest.document import parse
 from rewriter.manifest.fields import FieldTable, ImageField, PodSpecField, find_images, parse_path
 from rewriter.manifest.stream import split
@@ -11,11 +13,40 @@ from rewriter.manifest.stream import split
 def sites(text: str, table: FieldTable | None = None) -> list[tuple[str, str, str]]:
     _, chunks = split(text.encode())
     doc = parse(chunks[0])
-    return [
+    found = [
         (r.kind, s.path, s.node.value)
         for r in doc.resources()
         for s in find_images(r, table or FieldTable())
     ]
+    if doc.plain():  # the one-pass reading of mappings finds the same
+        assert found == [
+            (r.kind, s.path, s.node.value)
+            for r in doc.resources()
+            for s in find_images(r, table or FieldTable(), plain=True)
+        ]
+    return found
+
+
+def test_plain_documents_of_the_corpus_read_the_same_in_one_pass():
+    """find_images(plain=True) reads a mapping's keys in one pass: on every corpus
+    document without anchors, merge keys or complex keys it finds the same sites."""
+    table = catalogue.builtin()
+    plain = 0
+    for path in sorted(CORPUS.glob("*.yaml")):
+        for chunk in split(path.read_bytes())[1]:
+            if b"image" not in chunk.data or b"CustomResourceDefinition" in chunk.data:
+                continue
+            doc = parse(chunk)
+            if not doc.plain():
+                continue
+            plain += 1
+            for r in doc.resources():
+                by_lookup = find_images(r, table)
+                in_one_pass = find_images(r, table, plain=True)
+                assert [(s.path, s.node, s.pod_spec and s.pod_spec.path) for s in in_one_pass] == [
+                    (s.path, s.node, s.pod_spec and s.pod_spec.path) for s in by_lookup
+                ]
+    assert plain > 200
 
 
 POD = """kind: Pod

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+from collections.abc import Callable
 
 import pytest
 from support.helpers import options, render
@@ -131,3 +132,45 @@ def test_inserted_entries_count_their_events(holder: str, events: int) -> None:
     doc, original, replaced, inserted, edited = _edit(text)
     assert [s.events for s in inserted] == [events]
     assert splicecheck.check(doc, original, edited, replaced, inserted) is True
+
+
+def _pods(count: int) -> list[render_module.Document]:
+    """The released documents of a stream of `count` one-image Pods."""
+    stream = "".join(
+        f"---\napiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}}}\n"
+        "spec:\n  containers: [{name: a, image: quay.io/acme/api:1}]\n"
+        for i in range(count)
+    )
+    opts = options()
+    plan = find_and_decide(stream.encode(), opts, lambda refs: {}, Reporter(stream=io.StringIO()))
+    docs = [item for item in plan.items if isinstance(item, render_module.Document)]
+    assert len(docs) == count and all(doc.events for doc in docs)
+    return docs
+
+
+def test_counts_of_a_batch_add_up() -> None:
+    counts = splicecheck.Counts()
+    for doc in _pods(5):
+        assert doc.events is not None
+        text = doc.chunk.data.decode()
+        # The last one without its line break: counted alone, after the others.
+        counts.add(doc, text if doc.index < 4 else text.rstrip("\n"), doc.events)
+    counts.flush()
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        lambda text: text.replace("spec:", "spec: [", 1),  # no longer parses
+        lambda text: text.replace("{name: a,", "{name: a, x: y,", 1),  # two more events
+    ],
+    ids=["syntax", "count"],
+)
+def test_one_wrong_document_in_a_batch_is_named(broken: Callable[[str], str]) -> None:
+    counts = splicecheck.Counts()
+    for doc in _pods(5):
+        assert doc.events is not None
+        text = doc.chunk.data.decode()
+        counts.add(doc, broken(text) if doc.index == 3 else text, doc.events)
+    with pytest.raises(RewriterError, match=r"^document 4: internal error"):
+        counts.flush()
