@@ -38,7 +38,8 @@ from rewriter import cli
 from rewriter.diagnostics import Reporter
 from rewriter.manifest.stream import split
 from rewriter.options import BY_NAME, Flags
-from rewriter.render import Plan, find_and_decide, rewrite
+from rewriter.plan import Plan
+from rewriter.render import find_and_decide, rewrite
 from rewriter.settings import resolve
 
 BENCH = Path(__file__).resolve().parent

@@ -39,9 +39,10 @@ from rewriter.diagnostics import (
 )
 from rewriter.errors import RewriterError
 from rewriter.options import OPTIONS, OUTPUT, PROBE, Check, Flags, Kind, Option, one_of
+from rewriter.plan import Plan
 from rewriter.probe.verdict import ProbeKey, ProbeResult
 from rewriter.reference import ImageRef
-from rewriter.render import Plan, Prober, find_and_decide, rewrite
+from rewriter.render import Prober, find_and_decide, rewrite
 from rewriter.settings import Settings, resolve
 
 COMMANDS = ("render", "scan", "images", "cache", "krm", "kustomization", "version")

@@ -14,25 +14,23 @@ import gc
 import heapq
 import json
 import re
-from array import array
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-import yaml
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from rewriter.decide import Action, Decision, Rules, collisions, decide, decide_by_rule
 from rewriter.diagnostics import Reporter
 from rewriter.errors import CannotRewrite, RewriterError
-from rewriter.location import Location, Notice
+from rewriter.location import Notice
 from rewriter.manifest import edit, eventfind, prefilter, readback, splicecheck
 from rewriter.manifest.document import (
     Document,
     Resource,
     Route,
     annotations_of,
-    compose,
+    field_at,
     get,
     get_path,
     parse,
@@ -43,20 +41,27 @@ from rewriter.manifest.document import (
 from rewriter.manifest.fields import (
     DATA_KINDS,
     NEVER_SCANNED,
-    POD_SPEC_IMAGES,
-    POD_SPEC_PULL_SECRETS,
     FieldTable,
     ImageSite,
     PodSpec,
     PullSecrets,
     find_images,
     follow,
-    format_path,
     is_pod_spec,
 )
-from rewriter.manifest.fields import Path as FieldPath
 from rewriter.manifest.stream import Chunk, check_depth, check_syntax, split
 from rewriter.options import ORIGINAL_IMAGES
+from rewriter.plan import (
+    Found,
+    Plan,
+    Repeated,
+    Repeats,
+    failures,
+    image_path,
+    list_item,
+    located,
+    location,
+)
 from rewriter.probe.verdict import ProbeKey, ProbeResult
 from rewriter.reference import ImageRef, InvalidReference
 from rewriter.render_options import Options
@@ -79,115 +84,6 @@ _BINARY_TAG = _CORE_TAG + "binary"
 _KIND_HINT = re.compile(
     rb"^kind:[ \t]*[\"']?(?:CustomResourceDefinition|ConfigMap|Secret)\b", re.MULTILINE
 )
-
-
-@dataclass(slots=True)
-class Site:
-    """An image site as the rewrite needs it: positions, not nodes.
-
-    A composed tree costs ~50 times its text; holding every document's until the end
-    made a chart of small workloads take ~75 times its size in memory. So the finder's
-    sites are turned into these while the document is visited, and the tree goes
-    (Document.release) unless the document has anchors (edit.splices then needs the
-    nodes) or the caller wants the trees (--annotate, `scan --unclaimed`).
-    """
-
-    resource: Resource
-    path: str  # e.g. 'spec.template.spec.containers[0].image'
-    line: int  # the scalar's line in the document, 0-based
-    start: int  # the scalar's span in the document's text
-    end: int
-    style: str | None
-    pull_secrets: FieldPath | PullSecrets  # for CR fields: where that kind takes them
-    # The field path of the mapping whose list names our Secret; None when there is none
-    holder: str | None
-    # The entry that names our Secret there, made while the tree was at hand (released
-    # documents only); None when the list names it already
-    secret: edit.Splice | None = None
-
-    @property
-    def holder_key(self) -> str:
-        """The key of the holder's pull secret list (as _pull_secret_target found it):
-        a custom resource's own, else a pod spec's."""
-        if isinstance(self.pull_secrets, tuple):
-            return self.pull_secrets[-1]
-        return POD_SPEC_PULL_SECRETS[-1]
-
-
-@dataclass(slots=True, kw_only=True)
-class Found(Site):
-    """One image site, its parsed reference and the decision for it.
-
-    The site's fields are the Found's own (one object per image, not two: a chart of
-    small workloads has one image per few hundred bytes); `site` reads them as before.
-    """
-
-    doc: Document
-    ref: ImageRef
-    decision: Decision | None = None
-    probe: ProbeResult | None = None
-
-    @property
-    def site(self) -> Site:
-        return self
-
-
-@dataclass(slots=True)
-class Repeats:
-    """More sites of a Repeated: one image scalar each, as compact arrays (a Found per
-    scalar was ~300 bytes; a Pod of 200,000 containers needed 60 MiB of them)."""
-
-    spec_path: str  # the pod spec they are under
-    spec_order: int  # and its place among the document's pod specs, from 0
-    which: array[int] = field(default_factory=lambda: array("q"))  # in POD_SPEC_IMAGES
-    indexes: array[int] = field(default_factory=lambda: array("q"))  # in the list
-    starts: array[int] = field(default_factory=lambda: array("q"))
-    ends: array[int] = field(default_factory=lambda: array("q"))
-    lines: array[int] = field(default_factory=lambda: array("q"))
-
-    def path(self, at: int) -> str:
-        return _image_path(self.spec_path, self.which[at], self.indexes[at])
-
-    def place(self, at: int) -> tuple[int, int, int]:
-        """Where the finder meets the site: sites sort by this as find_images orders them."""
-        return self.spec_order, self.which[at], self.indexes[at]
-
-
-@dataclass(slots=True, kw_only=True)
-class Repeated(Found):
-    """An image site of a big document read from events (rewriter/manifest/eventfind.py) that
-    also stands for the other sites with the same image, style and pull secret list:
-    they share its decision and its Secret; only their positions differ."""
-
-    repeats: Repeats  # every site it stands for, its own first
-
-    def sites(self) -> Iterator[tuple[int, int, int, str]]:
-        """Every site it stands for: start, end, line and field path."""
-        more = self.repeats
-        for at in range(len(more.starts)):
-            yield more.starts[at], more.ends[at], more.lines[at], more.path(at)
-
-
-def _image_path(spec_path: str, which: int, index: int) -> str:
-    """`spec.containers[3].image`: a field path of POD_SPEC_IMAGES under a pod spec."""
-    return f"{spec_path}.{_IMAGE_TEMPLATES[which].format(index)}"
-
-
-_IMAGE_TEMPLATES = tuple(
-    format_path(path).replace("[*]", "[{}]") for path in POD_SPEC_IMAGES
-)
-
-
-@dataclass(slots=True)
-class Plan:
-    bom: bytes
-    items: list[Chunk | Document]  # documents in order: raw when never parsed
-    found: list[Found]
-    namespaces: set[str]  # every namespace the stream mentions, for `*`
-    managed_secrets: set[int]  # indexes of our own Secrets from an earlier pass (dropped)
-    # A Secret named like ours that is not ours to replace, by namespace
-    user_secrets: dict[str | None, tuple[Document, Resource]]
-    fields: FieldTable
 
 
 def find_and_decide(
@@ -328,7 +224,7 @@ def _find_lean(result: Plan, chunk: Chunk, options: Options, report: Reporter) -
             pod_spec = PodSpec(spec_node, spec_path)
             for which, images in eventfind.pod_spec_images(read, spec_path):
                 for at in range(len(images.values)):
-                    path = _image_path(spec_path, which, images.indexes[at])
+                    path = image_path(spec_path, which, images.indexes[at])
                     site = ImageSite(resource, images.node(at), path, pod_spec, PullSecrets.WARN)
                     ref = _image_ref(doc, site, options.strict, report)
                     if ref is None:
@@ -443,9 +339,9 @@ class Rendered:
 
 def rewrite(plan: Plan, options: Options, report: Reporter) -> Rendered:
     """Edit the documents and build the Secrets; raises on any failure."""
-    failures = [f for f in plan.found if f.decision and f.decision.action is Action.FAIL]
-    if failures:
-        raise CannotRewrite(_failures(failures))
+    failing = [f for f in plan.found if f.decision and f.decision.action is Action.FAIL]
+    if failing:
+        raise CannotRewrite(failures(failing))
     consumers = _consumers(plan, options, report)
     namespaces = _secret_namespaces(plan, options, consumers)
     for namespace in namespaces:
@@ -456,7 +352,7 @@ def rewrite(plan: Plan, options: Options, report: Reporter) -> Rendered:
                 f"a Secret named {options.secret_name!r} already exists in "
                 f"namespace {namespace or '(default)'} {whose}; "
                 "rename it or choose another name with --secret-name",
-                location(doc, item=_item(resource)),
+                location(doc, item=list_item(resource)),
             )
     if namespaces and not options.credentials:
         raise RewriterError(options.missing_credentials)
@@ -633,7 +529,7 @@ def _changes(
         decision, site = f.decision, f.site
         assert decision is not None
         if decision.new_text is not None:
-            node = _field(doc.root, site.path)
+            node = field_at(doc.root, site.path)
             assert isinstance(node, ScalarNode)
             change = edit.scalar_change(node, decision.new_text)
             changes.append((_route(doc, site.path), change))
@@ -648,7 +544,7 @@ def _changes(
         if site.holder in holders_done:
             continue
         holders_done.add(site.holder)
-        holder = _field(doc.root, site.holder)
+        holder = field_at(doc.root, site.holder)
         assert isinstance(holder, MappingNode)
         added = edit.pull_secret_change(holder, site.holder_key, options.secret_name)
         if added is not None:
@@ -799,54 +695,16 @@ def _checked(
     return text.encode("utf-8")
 
 
-# Edited documents from this many characters on are checked from libyaml's events
-# (rewriter/manifest/readback.py) instead of being composed again: the tree of a 10 MiB Pod held
-# ~350 MiB on top of the plan's own. Smaller ones compose faster than Python can follow
-# events, and their trees are small.
-READBACK_SIZE = 1 << 18
-
 # The fields that say which object a resource is to the finder (its tables apply by
 # kind and apiVersion) and to the Secrets (they go by namespace).
 _IDENTITY = ("apiVersion", "kind", "metadata.namespace")
 
 
 def _verify(doc: Document, text: str, found: list[Found]) -> None:
-    """Re-parse an edited document and check every image reads as decided.
-
-    A safety net for the text surgery: a bug there becomes an error, never a broken or
-    silently different manifest in someone's cluster. What the guarantee needs: the
-    edited text is one YAML document; it holds the same objects (the fields in
-    _IDENTITY of each, and no new List item), which decide what the finder reads; and
-    each image field found before reads as decided at its field path. Paths are followed
-    directly, not found again by walking the field tables over every resource (that
-    walk cost as much as the compose on dense streams).
-    """
+    """Compose an edited document again (or read it from events) and check every image
+    reads as decided and every resource is still the object it was (readback.verify)."""
     expected = [(f.site.path, f.decision.new_text or f.ref.text) for f in found if f.decision]
-    before = _identity_fields(doc, found)
-    paths = [path for path, _ in expected] + list(before)
-    try:
-        read = readback.read_fields(text, paths) if len(text) >= READBACK_SIZE else None
-        if read is None:
-            root = compose(text, shape_only=True)
-            read = {path: _reading(_field(root, path)) for path in paths}
-    except yaml.YAMLError as exc:
-        raise RewriterError(
-            f"{doc.where()}: internal error: edit broke the document: {exc}"
-        ) from None
-    for path, was in before.items():
-        if read.get(path, []) != was:
-            raise RewriterError(
-                f"{doc.where()}: internal error: {path or 'the document'} reads"
-                f" {read.get(path, [])!r} after the edit, was {was!r}"
-            )
-    for path, value in expected:
-        actual = read.get(path, [])
-        if actual != [value]:
-            shown = actual[0] if len(actual) == 1 else (actual or None)
-            raise RewriterError(
-                f"{doc.where()}: internal error: {path} reads {shown!r} "
-                f"after the edit, expected {value!r}"
-            )
+    readback.verify(doc, text, expected, _identity_fields(doc, found))
 
 
 def _identity_fields(doc: Document, found: list[Found]) -> dict[str, list[str | None]]:
@@ -866,35 +724,6 @@ def _identity_fields(doc: Document, found: list[Found]) -> dict[str, list[str | 
     return fields
 
 
-def _reading(node: Node | None) -> list[str | None]:
-    """A node as readback.read_fields reports it: [text] for a scalar, [None] for a
-    collection, [] when absent."""
-    if node is None:
-        return []
-    return [str(node.value)] if isinstance(node, ScalarNode) else [None]
-
-
-_FIELD_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
-
-
-def _field(root: Node | None, path: str) -> Node | None:
-    """The node at a field path as the finder writes it (`items[1].spec.containers[0].image`)."""
-    node = root
-    for name, index in _steps(path):
-        if name:
-            node = get(node, name)
-        elif isinstance(node, SequenceNode) and index < len(node.value):
-            node = node.value[index]
-        else:
-            return None
-    return node
-
-
-@functools.lru_cache(maxsize=4096)  # every Pod of a chart has the same few paths
-def _steps(path: str) -> tuple[tuple[str, int], ...]:
-    return tuple((name, int(index or 0)) for name, index in _FIELD_STEP.findall(path))
-
-
 def _secrets(
     namespaces: list[str | None], consumers: Mapping[str | None, Consumers], options: Options
 ) -> list[str]:
@@ -905,65 +734,3 @@ def _secrets(
         secret_document(options.secret_name, namespace, config, consumers.get(namespace))
         for namespace in namespaces
     ]
-
-
-def describe(found: Found) -> str:
-    """`document 3 (Deployment ns/web, line 40) spec...image` for messages."""
-    return located(found).text()
-
-
-def located(found: Found) -> Location:
-    """Where an image is: its document, resource, field and line."""
-    return location(found.doc, found.site.resource, found.site.path, found.site.line)
-
-
-def location(
-    doc: Document,
-    resource: Resource | None = None,
-    path: str | None = None,
-    line: int | None = None,
-    *,
-    item: int | None = None,
-    of_value: bool = False,
-) -> Location:
-    """A place in `doc` as warnings and errors carry it: `path` from the document's root
-    and `line` (0-based) in the document, as the finder has them."""
-    chunk = doc.chunk
-    field = path
-    if resource is not None:
-        item = _item(resource)
-        if item is not None and path is not None:
-            field = path.removeprefix(f"{resource.path}.")
-    return Location(
-        document=chunk.number,
-        file=chunk.origin.name if chunk.origin is not None else None,
-        kind=resource.kind if resource is not None else None,
-        namespace=resource.namespace if resource is not None else None,
-        name=resource.name if resource is not None else None,
-        item=item,
-        field=field,
-        line=chunk.line(line) if line is not None else None,
-        of_value=of_value,
-    )
-
-
-def _item(resource: Resource) -> int | None:
-    """The index of a List's item (`items[3]`), None for a document's root."""
-    return int(resource.path[len("items[") : -1]) if resource.path else None
-
-
-def _failures(failures: list[Found]) -> list[tuple[str, str, Location]]:
-    """Each failing site with its image and reason, in the finder's order: a Repeated's
-    sites (one Found for many) are put back in place."""
-    sites: list[tuple[int, tuple[int, ...], tuple[str, str, Location]]] = []
-    for f in failures:
-        assert f.decision is not None
-        if isinstance(f, Repeated):
-            more = f.repeats
-            for at in range(len(more.starts)):
-                where = location(f.doc, f.resource, more.path(at), more.lines[at])
-                sites.append((f.doc.index, more.place(at), (f.ref.text, f.decision.reason, where)))
-        else:
-            sites.append((f.doc.index, (len(sites),), (f.ref.text, f.decision.reason, located(f))))
-    sites.sort(key=lambda site: site[:2])
-    return [failure for *_, failure in sites]

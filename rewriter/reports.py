@@ -14,8 +14,9 @@ from rewriter.decide import Action, Decision, Rules, collisions, decide, decide_
 from rewriter.errors import RewriterError
 from rewriter.manifest.document import Document
 from rewriter.manifest.unclaimed import Unclaimed, find_unclaimed
+from rewriter.plan import Found, Plan
 from rewriter.reference import ImageRef, InvalidReference
-from rewriter.render import Found, Plan, Prober
+from rewriter.render import Prober
 
 SCHEMA_VERSION = 1
 

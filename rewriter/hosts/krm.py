@@ -30,7 +30,8 @@ from rewriter.manifest import edit
 from rewriter.manifest.document import get, scalar
 from rewriter.manifest.stream import BOM
 from rewriter.options import BY_NAME, Flags
-from rewriter.render import Found, Plan, Prober, find_and_decide, located, rewrite
+from rewriter.plan import Found, Plan, located
+from rewriter.render import Prober, find_and_decide, rewrite
 from rewriter.secrets import MANAGED_BY, MANAGED_BY_LABEL
 from rewriter.settings import Settings, resolve
 

@@ -7,6 +7,7 @@ editor change one scalar without touching the bytes around it.
 
 from __future__ import annotations
 
+import functools
 import operator
 import re
 from collections.abc import Iterator
@@ -66,7 +67,7 @@ class Document:
     # only then do edits need the alias bookkeeping of edit.py.
     shared: bool = field(default=False)
     # Whether the tree (and the text) were let go after the document was visited: the
-    # rewrite then works from positions (render.Site) and decodes the chunk again.
+    # rewrite then works from positions (plan.Site) and decodes the chunk again.
     released: bool = field(default=False)
     list_items: int | None = None  # the number of `items` of a List, kept on release
     # How many events libyaml's parser gives for the text (stream and document markers
@@ -190,7 +191,7 @@ class _Composer(CParser):
 
 class _ShapeComposer(_Composer):
     """A composer that resolves only merge keys: every other plain scalar gets the str
-    tag. For reading an edited document back (render._verify), which compares scalars by
+    tag. For reading an edited document back (readback.verify), which compares scalars by
     their text and needs `<<` to follow merges, not what type a value would load as;
     matching each plain scalar against the resolver's patterns was a fifth of the cost."""
 
@@ -522,3 +523,24 @@ def _resource(node: MappingNode, path: str, kind: Node | None = None) -> Resourc
         path=path,
         identity=(reading(api_version), reading(kind), reading(namespace)),
     )
+
+
+_FIELD_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def field_at(root: Node | None, path: str) -> Node | None:
+    """The node at a field path as the finder writes it (`items[1].spec.containers[0].image`)."""
+    node = root
+    for name, index in _steps(path):
+        if name:
+            node = get(node, name)
+        elif isinstance(node, SequenceNode) and index < len(node.value):
+            node = node.value[index]
+        else:
+            return None
+    return node
+
+
+@functools.lru_cache(maxsize=4096)  # every Pod of a chart has the same few paths
+def _steps(path: str) -> tuple[tuple[str, int], ...]:
+    return tuple((name, int(index or 0)) for name, index in _FIELD_STEP.findall(path))

@@ -54,7 +54,7 @@ def replace_span(
     quoted: str | None = None,
 ) -> Splice:
     """`replace_scalar` from the scalar's span, style and value, for documents whose
-    tree is gone (render.Site).
+    tree is gone (plan.Site).
 
     An image reference (no blanks, quotes, `#` or backslashes) is a valid plain, single-
     or double-quoted scalar as it stands; any other value comes with its `quoted` form,

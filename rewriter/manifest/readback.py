@@ -1,8 +1,10 @@
-"""Read fields back from an edited document, from libyaml's events, in constant memory.
+"""Read an edited document back and check it (`verify`): where the check from the splices
+(splicecheck.py) cannot read a scalar on its own (anchors, `--annotate`, images over
+several lines), the edited text must still be YAML, and each image and each field that
+says which object it is must read as decided at the same field path.
 
-`render._verify` checks every edited document: it must still be YAML, and each image and
-each field that says which object it is must read as decided at the same field path.
-Composing the edited text for that builds a node tree of ~35 times the text (a 10 MiB
+Fields are read from libyaml's events, in constant memory, from READBACK_SIZE on
+(`read_fields`). Composing the edited text builds a node tree of ~35 times the text (a 10 MiB
 Pod: ~350 MiB) next to the plan's own tree of the same document. Here libyaml's events
 go by one at a time and only the scalars at the wanted paths are kept: what grows with
 the document is the parse time, not the memory.
@@ -20,6 +22,11 @@ from collections.abc import Collection
 from yaml import events
 from yaml._yaml import CParser
 from yaml.composer import ComposerError
+from yaml.error import YAMLError
+from yaml.nodes import Node, ScalarNode
+
+from rewriter.errors import RewriterError
+from rewriter.manifest.document import Document, compose, field_at
 
 MERGE_TAG = "tag:yaml.org,2002:merge"
 _NOT_A_NAME = frozenset(".[]")  # a key with these could spell another field's path
@@ -128,3 +135,61 @@ def read_fields(text: str, paths: Collection[str]) -> dict[str, list[str | None]
                     skip = 1
     finally:
         parser.dispose()
+
+
+# Edited documents from this many characters on are checked from libyaml's events
+# (read_fields) instead of being composed again: the tree of a 10 MiB Pod held
+# ~350 MiB on top of the plan's own. Smaller ones compose faster than Python can follow
+# events, and their trees are small.
+READBACK_SIZE = 1 << 18
+
+
+def verify(
+    doc: Document,
+    text: str,
+    expected: list[tuple[str, str]],
+    identity: dict[str, list[str | None]],
+) -> None:
+    """Re-parse an edited document and check every image reads as decided.
+
+    A safety net for the text surgery: a bug there becomes an error, never a broken or
+    silently different manifest in someone's cluster. What the guarantee needs: the
+    edited text is one YAML document; it holds the same objects (`identity`: the fields
+    that say which object each resource is, and no new List item, by field path), which
+    decide what the finder reads; and each image found before reads as decided at its
+    field path (`expected`). Paths are followed directly, not found again by walking the
+    field tables over every resource (that walk cost as much as the compose on dense
+    streams).
+    """
+    paths = [path for path, _ in expected] + list(identity)
+    try:
+        read = read_fields(text, paths) if len(text) >= READBACK_SIZE else None
+        if read is None:
+            root = compose(text, shape_only=True)
+            read = {path: _reading(field_at(root, path)) for path in paths}
+    except YAMLError as exc:
+        raise RewriterError(
+            f"{doc.where()}: internal error: edit broke the document: {exc}"
+        ) from None
+    for path, was in identity.items():
+        if read.get(path, []) != was:
+            raise RewriterError(
+                f"{doc.where()}: internal error: {path or 'the document'} reads"
+                f" {read.get(path, [])!r} after the edit, was {was!r}"
+            )
+    for path, value in expected:
+        actual = read.get(path, [])
+        if actual != [value]:
+            shown = actual[0] if len(actual) == 1 else (actual or None)
+            raise RewriterError(
+                f"{doc.where()}: internal error: {path} reads {shown!r} "
+                f"after the edit, expected {value!r}"
+            )
+
+
+def _reading(node: Node | None) -> list[str | None]:
+    """A node as readback.read_fields reports it: [text] for a scalar, [None] for a
+    collection, [] when absent."""
+    if node is None:
+        return []
+    return [str(node.value)] if isinstance(node, ScalarNode) else [None]

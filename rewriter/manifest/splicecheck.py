@@ -4,7 +4,7 @@ Every edited document is checked before it is written, so that a bug in the text
 surgery becomes an error rather than a broken or silently different manifest. The check
 used to compose the edited text again and read every image and identity field back at
 its path: on a stream of small workloads that second compose was a quarter of the
-render. For documents without anchors (released after the finder's visit: render.Site)
+render. For documents without anchors (released after the finder's visit: plan.Site)
 the splices themselves say what the edited text must be, and that is checked instead:
 
 - the edited text is the original with the splices applied, and nothing else changed:

@@ -16,7 +16,8 @@ from rewriter.diagnostics import Reporter
 from rewriter.errors import RewriterError
 from rewriter.manifest import eventfind
 from rewriter.manifest.fields import FieldTable
-from rewriter.render import Repeated, find_and_decide, rewrite
+from rewriter.plan import Repeated
+from rewriter.render import find_and_decide, rewrite
 
 POD = """\
 apiVersion: v1

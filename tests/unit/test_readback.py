@@ -1,4 +1,4 @@
-"""The check of edited documents (render._verify) read from libyaml's events
+"""The check of edited documents (readback.verify) read from libyaml's events
 (rewriter/manifest/readback.py): it must read what the composed tree reads, find what the tree
 check finds, and render the same bytes."""
 
@@ -15,6 +15,8 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from rewriter import render as render_module
 from rewriter.diagnostics import Reporter
 from rewriter.errors import RewriterError
+from rewriter.manifest import readback
+from rewriter.manifest.document import field_at
 from rewriter.manifest.readback import read_fields
 from rewriter.manifest.stream import split
 from rewriter.render import find_and_decide
@@ -65,7 +67,7 @@ def test_reads_what_the_composed_tree_reads() -> None:
             assert "*" in text or "<<" in text
             continue
         for path in paths:
-            node = render_module._field(root, path) if path else root
+            node = field_at(root, path) if path else root
             assert read.get(path, []) == _composed(node), path
         checked += 1
     assert checked > 50
@@ -129,7 +131,7 @@ items:
 def test_a_broken_edit_is_an_internal_error(
     monkeypatch: pytest.MonkeyPatch, size: int, broken: tuple[str, str]
 ) -> None:
-    monkeypatch.setattr(render_module, "READBACK_SIZE", size)
+    monkeypatch.setattr(readback, "READBACK_SIZE", size)
     plan, _ = _plan_of(LIST)
     doc = next(item for item in plan.items if isinstance(item, render_module.Document))
     decision = plan.found[0].decision
@@ -148,7 +150,7 @@ def test_renders_the_same_bytes_either_way(monkeypatch: pytest.MonkeyPatch) -> N
         data = path.read_bytes()
         outcomes: list[bytes | str] = []
         for size in (1 << 30, 0):
-            monkeypatch.setattr(render_module, "READBACK_SIZE", size)
+            monkeypatch.setattr(readback, "READBACK_SIZE", size)
             try:
                 outcomes.append(render(data, options(annotate=True)))
             except RewriterError as exc:

@@ -9,7 +9,8 @@ from support.helpers import options, render
 from rewriter.decide import Rules
 from rewriter.diagnostics import Reporter
 from rewriter.errors import RewriterError
-from rewriter.render import describe, find_and_decide, rewrite
+from rewriter.plan import describe
+from rewriter.render import find_and_decide, rewrite
 
 DEPLOY = """\
 apiVersion: apps/v1
