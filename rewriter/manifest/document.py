@@ -178,14 +178,7 @@ class _Composer(CParser):
 
     def resolve(self, kind: type[Node], value: str, implicit: tuple[bool, bool]) -> str:
         if kind is ScalarNode:
-            if implicit[0]:
-                for tag, regexp in _IMPLICIT.get(value[:1], ()):
-                    if regexp.match(value):
-                        return tag
-                for tag, regexp in _ANY_FIRST:
-                    if regexp.match(value):
-                        return tag
-            return _STR
+            return _implicit_tag(value) if implicit[0] else _STR
         return _SEQ if kind is SequenceNode else _MAP
 
 
@@ -226,7 +219,12 @@ def tag_of(node: Node) -> str:
     """A node's tag as CSafeLoader resolves it, whichever composer made the node."""
     if node.tag != PLAIN:
         return str(node.tag)
-    value = str(node.value)
+    return _implicit_tag(str(node.value))
+
+
+def _implicit_tag(value: str) -> str:
+    """The tag CSafeLoader's resolver gives a plain scalar: the same table, in the same
+    order (by first character, then the patterns for any); str when none matches."""
     for tag, regexp in _IMPLICIT.get(value[:1], ()):
         if regexp.match(value):
             return tag
