@@ -41,12 +41,7 @@ def read_file(path: Path | str, option: str, what: str, cap: int = FILE_CAP) -> 
     except OSError as exc:
         raise RewriterError(f"cannot read {what} {path}: {exc.strerror}") from None
     try:
-        info = os.fstat(fd)
-        kind = not_regular(info)
-        if kind is not None:
-            raise UnfitFile(f"{option} {path}: {kind}, not a regular file")
-        if is_standard_stream(info, 0):
-            raise UnfitFile(f"{option} {path}: the standard input, not a file of its own")
+        _refuse_unfit(fd, f"{option} {path}", 0, "the standard input, not a file of its own")
         chunks: list[bytes] = []
         size = 0
         try:
@@ -63,6 +58,17 @@ def read_file(path: Path | str, option: str, what: str, cap: int = FILE_CAP) -> 
     if size > cap:
         raise UnfitFile(f"{option} {path}: larger than {cap // MIB} MiB")
     return b"".join(chunks)
+
+
+def _refuse_unfit(fd: int, named: str, stream: int, stream_is: str) -> None:
+    """Refuse an opened file (`named` as the option gives it) that is not a regular file,
+    or that is standard stream `stream` itself (`stream_is` says what that means)."""
+    info = os.fstat(fd)
+    kind = not_regular(info)
+    if kind is not None:
+        raise UnfitFile(f"{named}: {kind}, not a regular file")
+    if is_standard_stream(info, stream):
+        raise UnfitFile(f"{named}: {stream_is}")
 
 
 def not_regular(info: os.stat_result) -> str | None:
@@ -107,12 +113,7 @@ def open_log(path: Path | str) -> TextIO:
             raise RewriterError(f"--log-file {path}: {kind}, not a regular file") from None
         raise RewriterError(f"cannot open log file {path}: {exc.strerror}") from None
     try:
-        info = os.fstat(fd)
-        kind = not_regular(info)
-        if kind is not None:
-            raise RewriterError(f"--log-file {path}: {kind}, not a regular file")
-        if is_standard_stream(info, 1):
-            raise RewriterError(f"--log-file {path}: the file stdout writes to (the manifests)")
+        _refuse_unfit(fd, f"--log-file {path}", 1, "the file stdout writes to (the manifests)")
         os.set_blocking(fd, True)
         return open(fd, "a", encoding="utf-8", closefd=True)
     except BaseException:
