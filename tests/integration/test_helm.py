@@ -107,9 +107,9 @@ class Helm:
         return Path(self.env["XDG_STATE_HOME"]) / "rewriter" / "helm-post-renderer.log"
 
 
-def helm_environment(tmp_path: Path) -> dict[str, str]:
-    """A clean environment (nothing of the caller's HELM_*, KUBECONFIG or REWRITER_*):
-    rewriter on PATH, every directory helm or rewriter may write under tmp_path."""
+def user_environment(tmp_path: Path) -> dict[str, str]:
+    """The environment of a user running helm: rewriter on PATH, its own HOME, the
+    license ID in a file (REWRITER_LICENSE_ID_FILE), nothing of the caller's."""
     home = tmp_path / "home"
     home.mkdir()
     license_file = tmp_path / "license-id"
@@ -117,8 +117,19 @@ def helm_environment(tmp_path: Path) -> dict[str, str]:
     return {
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
         "HOME": str(home),
-        "XDG_CONFIG_HOME": str(home / ".config"),
         "XDG_CACHE_HOME": str(home / ".cache"),
+        "REWRITER_LICENSE_ID_FILE": str(license_file),
+    }
+
+
+def helm_environment(tmp_path: Path) -> dict[str, str]:
+    """A user's environment (nothing of the caller's HELM_*, KUBECONFIG or REWRITER_*)
+    with every directory helm or rewriter may write under tmp_path."""
+    env = user_environment(tmp_path)
+    home = Path(env["HOME"])
+    return {
+        **env,
+        "XDG_CONFIG_HOME": str(home / ".config"),
         "XDG_DATA_HOME": str(home / ".local" / "share"),
         "XDG_STATE_HOME": str(home / ".local" / "state"),
         "HELM_CONFIG_HOME": str(home / "helm" / "config"),
@@ -129,7 +140,6 @@ def helm_environment(tmp_path: Path) -> dict[str, str]:
         "HELM_PLUGINS": str(home / "helm" / "data" / "plugins"),
         # No cluster unless a test starts the stand-in (kubeapi.py).
         "KUBECONFIG": str(home / ".kube" / "config"),
-        "REWRITER_LICENSE_ID_FILE": str(license_file),
     }
 
 
@@ -475,17 +485,8 @@ class Run:
 
 @pytest.fixture
 def user_env(tmp_path: Path) -> dict[str, str]:
-    """The environment of a user running helm: rewriter on PATH, its own HOME."""
-    home = tmp_path / "home"
-    home.mkdir()
-    license_file = tmp_path / "license-id"
-    license_file.write_text(LICENSE_ID + "\n")
-    return {
-        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
-        "HOME": str(home),
-        "XDG_CACHE_HOME": str(home / ".cache"),
-        "REWRITER_LICENSE_ID_FILE": str(license_file),
-    }
+    """A user's environment, XDG_STATE_HOME unset (the log's default place is tested)."""
+    return user_environment(tmp_path)
 
 
 def helm4_post_render(args: list[str], stdin: str, env: dict[str, str]) -> Run:
