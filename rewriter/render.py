@@ -33,6 +33,7 @@ from rewriter.manifest.document import (
     field_at,
     get,
     get_path,
+    line_break_of,
     parse,
     route,
     scalar,
@@ -201,7 +202,8 @@ def _find_lean(result: Plan, chunk: Chunk, options: Options, report: Reporter) -
     read = eventfind.read(data, options.fields)
     if read is None:
         return False
-    doc = Document(chunk, data.decode("ascii"), read.root, _line_break(data), events=read.events)
+    text = data.decode("ascii")
+    doc = Document(chunk, text, read.root, line_break_of(text), events=read.events)
     (resource,) = doc.resources()
     table = options.fields.for_resource(resource.kind, resource.api_version)
     if (
@@ -248,10 +250,6 @@ def _find_lean(result: Plan, chunk: Chunk, options: Options, report: Reporter) -
     resource.node = None
     doc.release()
     return True
-
-
-def _line_break(data: bytes) -> str:
-    return "\r\n" if b"\r\n" in data else "\n"
 
 
 def _found(

@@ -149,8 +149,12 @@ def parse(chunk: Chunk, lazy_tags: bool = False) -> Document:
     if shared:
         _refuse_cycles(chunk, root)
     events = _refuse_duplicate_keys(chunk, root, shared)
-    line_break = "\r\n" if "\r\n" in text else "\n"
-    return Document(chunk, text, root, line_break, shared, events=events)
+    return Document(chunk, text, root, line_break_of(text), shared, events=events)
+
+
+def line_break_of(text: str) -> str:
+    """The line break a document's inserted lines use: CRLF when the document has one."""
+    return "\r\n" if "\r\n" in text else "\n"
 
 
 # CSafeLoader's table (a class attribute): first character -> [(tag, pattern)]
