@@ -147,8 +147,8 @@ def checked_options(options: Mapping[str, Any]) -> dict[str, Value]:
     """A config's options, each a known option with a value of its type.
 
     A list option also takes one string (`private: quay.io/x/*` is one glob, not a
-    list of its characters). Numbers are checked with the option's own words where they
-    are used (`invalid --timeout -1: ...`).
+    list of its characters). Numbers are checked and converted by the option's own check,
+    in the command line's words (`invalid --timeout -1: ...`).
     """
     unknown = set(options) - set(BY_NAME)
     if unknown:
@@ -171,7 +171,16 @@ def _typed(option: Option, value: Any) -> Value:
     if option.kind in (float, int):
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise RewriterError(f"config option {option.name}: {_expected(option)}")
-        return value
+        if option.check is None:
+            return value
+        # The table's own check, in the command line's words (`invalid --timeout -1: ...`):
+        # a bad value in a file is an input error (exit 1), not a usage error.
+        try:
+            return option.check.convert(str(value))
+        except ValueError:
+            raise RewriterError(
+                f"invalid --{option.name} {value!r}: {option.check.expected}"
+            ) from None
     if not isinstance(value, str):
         raise RewriterError(f"config option {option.name}: a string")
     return Path(value) if option.kind is Path and value else value

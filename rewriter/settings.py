@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from rewriter.config import (
     Application,
@@ -82,10 +83,11 @@ def resolve(flags: Flags, environ: Mapping[str, str], base: ConfigFile | None = 
         ),
         offline=bool(value.offline),
         cache=value.cache or "",
-        cache_ttl=_positive(value.cache_ttl, "cache-ttl"),
-        timeout=_positive(value.timeout, "timeout"),
-        deadline=_positive(value.deadline, "deadline"),
-        concurrency=int(_positive(value.concurrency, "concurrency")),
+        # Checked where given (the parser, config.checked_options); defaults are the table's.
+        cache_ttl=_given(value.cache_ttl),
+        timeout=_given(value.timeout),
+        deadline=_given(value.deadline),
+        concurrency=_given(value.concurrency),
         insecure_registries=frozenset(h.lower() for h in value.insecure_registry or ()),
         ca_bundle=_ca_bundle(value.ca_bundle),
         log_file=value.log_file or None,
@@ -339,15 +341,10 @@ def _host(text: str | None, what: str) -> str:
     return text.lower()
 
 
-def _positive(raw: float | str | None, name: str) -> float:
-    """A number of seconds or workers from a config file (the command line checked its
-    own), said in the words of the command line's check of the same option."""
-    try:
-        number = float(raw)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        number = 0.0
-    if not number > 0:
-        check = BY_NAME[name].check
-        expected = check.expected if check is not None else "a number greater than 0"
-        raise RewriterError(f"invalid --{name} {raw!r}: {expected}")
-    return number
+T = TypeVar("T")
+
+
+def _given(value: T | None) -> T:
+    """An option with a default in the table: never None once with_defaults has run."""
+    assert value is not None
+    return value
