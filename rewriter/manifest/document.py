@@ -160,7 +160,9 @@ def line_break_of(text: str) -> str:
 # CSafeLoader's table (a class attribute): first character -> [(tag, pattern)]
 _IMPLICIT: dict[str | None, list[tuple[str, re.Pattern[str]]]] = Resolver.yaml_implicit_resolvers
 _ANY_FIRST = _IMPLICIT.get(None, [])
-_STR, _SEQ, _MAP = (f"tag:yaml.org,2002:{name}" for name in ("str", "seq", "map"))
+# The core tags a composer gives (shared with eventfind, which builds nodes of its own).
+STR_TAG, SEQ_TAG, MAP_TAG = (f"tag:yaml.org,2002:{name}" for name in ("str", "seq", "map"))
+_STR, _SEQ, _MAP = STR_TAG, SEQ_TAG, MAP_TAG
 
 
 class _Composer(CParser):

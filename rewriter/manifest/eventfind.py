@@ -43,11 +43,13 @@ from yaml.events import (
 )
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from rewriter.manifest.document import MAP_TAG as _MAP
 from rewriter.manifest.document import MERGE_TAG, PLAIN
+from rewriter.manifest.document import SEQ_TAG as _SEQ
+from rewriter.manifest.document import STR_TAG as _STR
 from rewriter.manifest.fields import POD_SPEC_CONTAINERS, POD_SPEC_IMAGES, FieldTable
 from rewriter.manifest.fields import Path as FieldPath
 
-_STR, _SEQ, _MAP = (f"tag:yaml.org,2002:{name}" for name in ("str", "seq", "map"))
 _IDENTITY: tuple[FieldPath, ...] = (
     ("apiVersion",),
     ("kind",),

@@ -26,9 +26,8 @@ from yaml.error import YAMLError
 from yaml.nodes import Node, ScalarNode
 
 from rewriter.errors import RewriterError
-from rewriter.manifest.document import Document, compose, field_at
+from rewriter.manifest.document import MERGE_TAG, Document, compose, field_at
 
-MERGE_TAG = "tag:yaml.org,2002:merge"
 _NOT_A_NAME = frozenset(".[]")  # a key with these could spell another field's path
 
 _STARTS = (events.MappingStartEvent, events.SequenceStartEvent)
