@@ -53,7 +53,7 @@ class Site:
 
     @property
     def holder_key(self) -> str:
-        """The key of the holder's pull secret list (as _pull_secret_target found it):
+        """The key of the holder's pull secret list (as fields.pull_secret_target found it):
         a custom resource's own, else a pod spec's."""
         if isinstance(self.pull_secrets, tuple):
             return self.pull_secrets[-1]

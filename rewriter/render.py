@@ -18,13 +18,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from yaml.nodes import MappingNode, ScalarNode, SequenceNode
+from yaml.nodes import MappingNode, ScalarNode
 
+from rewriter import editcheck
 from rewriter.decide import Action, Decision, Rules, collisions, decide, decide_by_rule
 from rewriter.diagnostics import Reporter
 from rewriter.errors import CannotRewrite, RewriterError
 from rewriter.location import Notice
-from rewriter.manifest import edit, eventfind, prefilter, readback, splicecheck
+from rewriter.manifest import edit, eventfind, prefilter, splicecheck
 from rewriter.manifest.document import (
     Document,
     Resource,
@@ -49,6 +50,7 @@ from rewriter.manifest.fields import (
     find_images,
     follow,
     is_pod_spec,
+    pull_secret_target,
 )
 from rewriter.manifest.stream import Chunk, check_depth, check_syntax, split
 from rewriter.options import ORIGINAL_IMAGES
@@ -263,7 +265,7 @@ def _found(
     """An image site by its positions; with `release` (the document's tree is about to
     go), also the entry that would name our Secret in its pull secrets."""
     node = image.node
-    target = _pull_secret_target(image)
+    target = pull_secret_target(image)
     site = (Found if repeats is None else functools.partial(Repeated, repeats=repeats))(
         resource=image.resource,
         path=image.path,
@@ -380,7 +382,9 @@ def rewrite(plan: Plan, options: Options, report: Reporter) -> Rendered:
                 text = item.chunk.data.decode("utf-8")
                 replaced, inserted = _released_splices(text, own, options)
                 if replaced or inserted:
-                    out.append(_checked(item, text, replaced, inserted, own, counts))
+                    out.append(
+                        editcheck.checked(item, text, replaced, inserted, _expected(own), counts)
+                    )
                     item.forget_input()
                 else:
                     out.append(item.chunk.data)
@@ -388,7 +392,7 @@ def rewrite(plan: Plan, options: Options, report: Reporter) -> Rendered:
             changes = _changes(item, own, options)
             made = edit.splices(item, changes) if changes else []
             if made:
-                out.append(_edited(item, made, own, item.text))
+                out.append(editcheck.edited(item, made, _expected(own)))
             else:
                 out.append(item.chunk.data)
         counts.flush()
@@ -633,20 +637,6 @@ def _decide(found: list[Found], rules: Rules, prober: Prober) -> None:
         f.decision, f.probe = by_text[f.ref.text]
 
 
-def _pull_secret_target(site: ImageSite) -> tuple[MappingNode, str, str] | None:
-    """The mapping and key whose list should name our Secret, if the site has one, and
-    the mapping's field path."""
-    if site.pod_spec is not None:
-        return site.pod_spec.node, "imagePullSecrets", site.pod_spec.path
-    if not isinstance(site.pull_secrets, tuple):
-        return None
-    holder = get_path(site.resource.node, *site.pull_secrets[:-1])
-    if isinstance(holder, MappingNode):
-        path = ".".join((site.resource.path, *site.pull_secrets[:-1])).lstrip(".")
-        return holder, site.pull_secrets[-1], path
-    return None
-
-
 def _route(doc: Document, path: str) -> Route:
     """The steps to a field, needed only where anchors let one node be read twice."""
     if not doc.shared:
@@ -670,56 +660,9 @@ def _secret_namespaces(
     return sorted(wanted, key=lambda ns: (ns is not None, ns or ""))
 
 
-def _edited(doc: Document, splices: list[edit.Splice], found: list[Found], original: str) -> bytes:
-    text = edit.apply(original, splices)
-    _verify(doc, text, found)
-    return text.encode("utf-8")
-
-
-def _checked(
-    doc: Document,
-    original: str,
-    replaced: list[splicecheck.Replacement],
-    inserted: list[edit.Splice],
-    found: list[Found],
-    counts: splicecheck.Counts | None = None,
-) -> bytes:
-    """A released document edited, checked from its splices (rewriter/manifest/splicecheck.py);
-    by composing it again (_verify) where that check cannot read a scalar on its own.
-    With `counts`, its parser events are counted when that is flushed."""
-    text = edit.apply(original, [r[4] for r in replaced] + inserted)
-    if not splicecheck.check(doc, original, text, replaced, inserted, counts):
-        _verify(doc, text, found)
-    return text.encode("utf-8")
-
-
-# The fields that say which object a resource is to the finder (its tables apply by
-# kind and apiVersion) and to the Secrets (they go by namespace).
-_IDENTITY = ("apiVersion", "kind", "metadata.namespace")
-
-
-def _verify(doc: Document, text: str, found: list[Found]) -> None:
-    """Compose an edited document again (or read it from events) and check every image
-    reads as decided and every resource is still the object it was (readback.verify)."""
-    expected = [(f.site.path, f.decision.new_text or f.ref.text) for f in found if f.decision]
-    readback.verify(doc, text, expected, _identity_fields(doc, found))
-
-
-def _identity_fields(doc: Document, found: list[Found]) -> dict[str, list[str | None]]:
-    """How the fields in _IDENTITY of each resource holding an image read in the document
-    as composed, by path; and an absent List item after the last."""
-    fields: dict[str, list[str | None]] = {}
-    for resource in {f.site.resource.path: f.site.resource for f in found}.values():
-        for name, value in zip(_IDENTITY, resource.identity, strict=True):
-            fields[f"{resource.path}.{name}" if resource.path else name] = list(value)
-    if doc.released:
-        count = doc.list_items
-    else:
-        items = get(doc.root, "items")
-        count = len(items.value) if isinstance(items, SequenceNode) else None
-    if count is not None and any(path.startswith("items[") for path in fields):
-        fields[f"items[{count}]"] = []
-    return fields
+def _expected(found: list[Found]) -> editcheck.Expected:
+    """What each site must read as after the edit, as editcheck takes it."""
+    return [(f.path, f.decision.new_text or f.ref.text, f.resource) for f in found if f.decision]
 
 
 def _secrets(

@@ -17,7 +17,7 @@ from typing import TypeGuard
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from rewriter.errors import RewriterError
-from rewriter.manifest.document import Resource, get
+from rewriter.manifest.document import Resource, get, get_path
 
 Path = tuple[str, ...]  # segments; '[*]' after a segment means "every item of this list"
 
@@ -177,6 +177,20 @@ class ImageSite:
     path: str  # e.g. 'spec.template.spec.containers[0].image'
     pod_spec: PodSpec | None  # where imagePullSecrets goes; None for CR fields
     pull_secrets: Path | PullSecrets  # for CR fields: where that kind takes them
+
+
+def pull_secret_target(site: ImageSite) -> tuple[MappingNode, str, str] | None:
+    """The mapping and key whose list should name our Secret, if the site has one, and
+    the mapping's field path."""
+    if site.pod_spec is not None:
+        return site.pod_spec.node, "imagePullSecrets", site.pod_spec.path
+    if not isinstance(site.pull_secrets, tuple):
+        return None
+    holder = get_path(site.resource.node, *site.pull_secrets[:-1])
+    if isinstance(holder, MappingNode):
+        path = ".".join((site.resource.path, *site.pull_secrets[:-1])).lstrip(".")
+        return holder, site.pull_secrets[-1], path
+    return None
 
 
 def find_images(resource: Resource, table: FieldTable, plain: bool = False) -> list[ImageSite]:

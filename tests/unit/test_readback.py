@@ -12,6 +12,7 @@ from support import CORPUS, FIXTURES
 from support.helpers import options, render
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from rewriter import editcheck
 from rewriter import render as render_module
 from rewriter.diagnostics import Reporter
 from rewriter.errors import RewriterError
@@ -137,11 +138,11 @@ def test_a_broken_edit_is_an_internal_error(
     decision = plan.found[0].decision
     assert decision is not None and decision.new_text
     good = LIST.replace("quay.io/acme/api:1", decision.new_text)  # the image as edited
-    render_module._verify(doc, good, plan.found)
+    editcheck.verify(doc, good, render_module._expected(plan.found))
     tampered = good.replace(*broken, 1)
     assert tampered != good
     with pytest.raises(RewriterError, match="internal error"):
-        render_module._verify(doc, tampered, plan.found)
+        editcheck.verify(doc, tampered, render_module._expected(plan.found))
 
 
 def test_renders_the_same_bytes_either_way(monkeypatch: pytest.MonkeyPatch) -> None:
