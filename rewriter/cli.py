@@ -316,7 +316,7 @@ def images(
 
 def _tell_decisions(plan: Plan, reporter: Reporter) -> None:
     if reporter.verbose:
-        tell_decisions(reporter, ((f.ref.text, f.decision) for f in plan.found))
+        tell_decisions(reporter, plan.decided.items())
 
 
 @app.command(epilog=ENVIRONMENT)

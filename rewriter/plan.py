@@ -25,6 +25,7 @@ from rewriter.manifest.fields import Path as FieldPath
 from rewriter.manifest.stream import Chunk
 from rewriter.probe.verdict import ProbeResult
 from rewriter.reference import ImageRef
+from rewriter.secrets import Consumers
 
 
 @dataclass(slots=True)
@@ -119,24 +120,47 @@ def image_path(spec_path: str, which: int, index: int) -> str:
     return f"{spec_path}.{_IMAGE_TEMPLATES[which].format(index)}"
 
 
-_IMAGE_TEMPLATES = tuple(
-    format_path(path).replace("[*]", "[{}]") for path in POD_SPEC_IMAGES
-)
+_IMAGE_TEMPLATES = tuple(format_path(path).replace("[*]", "[{}]") for path in POD_SPEC_IMAGES)
+
+
+@dataclass(slots=True)
+class Settled:
+    """A document whose every image a rule decided while it was visited, and the edits
+    that makes (rewriter/settled.py): written without a Found per site, nor a Document
+    (a stream of small workloads holds a hundred thousand of these)."""
+
+    chunk: Chunk
+    events: int  # libyaml's events for its text (Document.events), for the check
+    # Each replaced image scalar: its span and style, the image it reads as and the
+    # image it must read as
+    replaced: tuple[tuple[int, int, str | None, str, str], ...]
+    inserted: tuple[edit.Splice, ...]  # the entries naming our Secret in pull secret lists
 
 
 @dataclass(slots=True)
 class Plan:
     """The stream as found and decided: its documents in order (raw chunks where nothing
-    needed parsing) and every image site with its decision, in document order."""
+    needed parsing, the output of settled ones) and every other image site with its
+    decision, in document order."""
 
     bom: bytes
-    items: list[Chunk | Document]  # documents in order: raw when never parsed
+    items: list[Chunk | Document | Settled]  # documents in order: raw when never parsed
     found: list[Found]
     namespaces: set[str]  # every namespace the stream mentions, for `*`
     managed_secrets: set[int]  # indexes of our own Secrets from an earlier pass (dropped)
     # A Secret named like ours that is not ours to replace, by namespace
     user_secrets: dict[str | None, tuple[Document, Resource]]
     fields: FieldTable
+    # Every distinct image, in the order first found; what a rule says of each (None:
+    # only a probe can tell); and what was decided (find_and_decide)
+    refs: dict[str, ImageRef] = field(default_factory=dict)
+    by_rule: dict[str, Decision | None] = field(default_factory=dict)
+    decided: dict[str, Decision] = field(default_factory=dict)
+    # The images settled documents were written with (a failure of one is a failure of
+    # theirs), and the workloads of theirs that need our Secret, by namespace (those of
+    # the sites in `found` are added when the plan is rewritten, which it is once)
+    settled: set[str] = field(default_factory=set)
+    consumers: dict[str | None, Consumers] = field(default_factory=dict)
 
 
 def describe(found: Found) -> str:

@@ -436,7 +436,7 @@ def midstream(
     options = settings.options
     plan = find_and_decide(built, options, prober, reporter)
     if reporter.verbose:  # -v as for render: each image's decision
-        tell_decisions(reporter, ((f.ref.text, f.decision) for f in plan.found))
+        tell_decisions(reporter, plan.decided.items())
     rendered = rewrite(plan, options, reporter)
     if plan.managed_secrets:
         raise RewriterError(

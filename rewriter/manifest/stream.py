@@ -205,6 +205,8 @@ def check_depth(chunk: Chunk) -> None:
     stops at the first level past the limit, before either can happen.
     """
     data = chunk.data
+    if len(data) <= MAX_DEPTH:  # each level opens with a character of its own
+        return
     if (
         data.count(b"[") + data.count(b"{") < MAX_DEPTH // 2
         and not _DEEP_INDENT.search(data)
