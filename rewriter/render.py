@@ -503,13 +503,19 @@ def rewrite(plan: Plan, options: Options, report: Reporter) -> Rendered:
     found = plan.found
     at = 0
     counts = splicecheck.Counts()  # the edited documents' parser events, a batch at a time
+    ready: list[Settled] = []  # settled documents, written BATCH at a time
     with _collector_paused():  # each edited document is parsed again, to be checked
         for item in plan.items:
+            if isinstance(item, Settled):
+                ready.append(item)
+                if len(ready) == BATCH:
+                    out.extend(settled.write(ready, counts))
+                    ready.clear()
+                continue
+            out.extend(settled.write(ready, counts))
+            ready.clear()
             if isinstance(item, Chunk):
                 out.append(item.data)
-                continue
-            if isinstance(item, Settled):
-                out.append(settled.write(item, counts))
                 continue
             mine = at
             while at < len(found) and found[at].doc is item:
@@ -538,6 +544,7 @@ def rewrite(plan: Plan, options: Options, report: Reporter) -> Rendered:
                 out.append(editcheck.edited(item, made, _expected(own)))
             else:
                 out.append(item.chunk.data)
+        out.extend(settled.write(ready, counts))
         counts.flush()
     if at != len(found):
         raise RewriterError("internal error: images out of document order")

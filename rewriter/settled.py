@@ -88,22 +88,40 @@ def settle(
     return Settled(doc.chunk, doc.events, tuple(replaced), tuple(inserted))
 
 
-def write(settled: Settled, counts: splicecheck.Counts) -> bytes:
-    """A settled document's output: its splices applied and checked (the check's
-    parser events counted with `counts`). Its input is let go: a plan is written once."""
-    chunk = settled.chunk
-    if not settled.replaced and not settled.inserted:
-        return chunk.data
-    original = chunk.data.decode("utf-8")
-    replaced = [
-        (start, end, before, after, edit.replace_span(original, start, end, style, before, after))
-        for start, end, style, before, after in settled.replaced
-    ]
-    inserted = list(settled.inserted)
-    text = edit.apply(original, [r[4] for r in replaced] + inserted)
-    # A Document for the check's messages and its count of events (none is kept).
-    doc = Document(chunk, "", None, "", released=True, events=settled.events)
-    if not splicecheck.check(doc, original, text, replaced, inserted, counts):
-        raise RewriterError(f"{doc.where()}: internal error: a settled document is unchecked")
-    chunk.data = b""
-    return text.encode("utf-8")
+def write(batch: Sequence[Settled], counts: splicecheck.Counts) -> list[bytes]:
+    """Settled documents' output: their splices applied, then checked (the check's
+    parser events counted with `counts`), each step over the batch before the next
+    (see render.BATCH). Their input is let go: a plan is written once."""
+    edited: list[tuple[str, list[splicecheck.Replacement], list[edit.Splice], str] | None] = []
+    for settled in batch:
+        if not settled.replaced and not settled.inserted:
+            edited.append(None)
+            continue
+        original = settled.chunk.data.decode("utf-8")
+        replaced = [
+            (
+                start,
+                end,
+                before,
+                after,
+                edit.replace_span(original, start, end, style, before, after),
+            )
+            for start, end, style, before, after in settled.replaced
+        ]
+        inserted = list(settled.inserted)
+        text = edit.apply(original, [r[4] for r in replaced] + inserted)
+        edited.append((original, replaced, inserted, text))
+    out: list[bytes] = []
+    for settled, made in zip(batch, edited, strict=True):
+        chunk = settled.chunk
+        if made is None:
+            out.append(chunk.data)
+            continue
+        original, replaced, inserted, text = made
+        # A Document for the check's messages and its count of events (none is kept).
+        doc = Document(chunk, "", None, "", released=True, events=settled.events)
+        if not splicecheck.check(doc, original, text, replaced, inserted, counts):
+            raise RewriterError(f"{doc.where()}: internal error: a settled document is unchecked")
+        chunk.data = b""
+        out.append(text.encode("utf-8"))
+    return out
