@@ -175,8 +175,13 @@ def _parse_and_find(
     pool: dict[object, Any] = {}
     settle = settle and not keep_trees
     for batch in _batches(chunks, LEAN_SIZE if lean else None):
-        big = batch[0]
-        if lean and len(big.data) >= LEAN_SIZE and _find_lean(result, big, options, report):
+        big = batch[0]  # alone in its batch when it is big
+        if (
+            lean
+            and len(big.data) >= LEAN_SIZE
+            and not _passes_through(big.data, options, want_namespaces, triggers)
+            and _find_lean(result, big, options, report)
+        ):
             continue
         read, failure = _read(batch, options, want_namespaces, triggers, keep_trees)
         visited: list[tuple[Chunk | Document, list[tuple[ImageSite, ImageRef]]]] = [
