@@ -156,10 +156,8 @@ class Plan:
     refs: dict[str, ImageRef] = field(default_factory=dict)
     by_rule: dict[str, Decision | None] = field(default_factory=dict)
     decided: dict[str, Decision] = field(default_factory=dict)
-    # The images settled documents were written with (a failure of one is a failure of
-    # theirs), and the workloads of theirs that need our Secret, by namespace (those of
+    # The workloads of settled documents that need our Secret, by namespace (those of
     # the sites in `found` are added when the plan is rewritten, which it is once)
-    settled: set[str] = field(default_factory=set)
     consumers: dict[str | None, Consumers] = field(default_factory=dict)
 
 

@@ -112,11 +112,11 @@ def find_and_decide(
     bom, chunks = split(data, files)
     del data  # the chunks hold the bytes now; one copy of a large stream is enough
     plan = _find(bom, chunks, options, report, parse_all, lean, settle=lean)
-    answers = _ask(plan, options.rules, prober)
+    answers = _ask(plan, prober)
     failed = _decide(plan, options.rules, answers)
-    if any(ref.text in plan.settled for ref in failed):
-        # Documents were settled with a decision that failed once every image was
-        # known (two images sent to one name): visit the stream again keeping every
+    if failed and any(isinstance(item, Settled) for item in plan.items):
+        # Documents may have been settled with a decision that failed once every image
+        # was known (two images sent to one name): visit the stream again keeping every
         # site, so that the failure names each. Its warnings were told already.
         plan = _find(bom, chunks, options, Reporter(io.StringIO()), parse_all, lean, settle=False)
         _decide(plan, options.rules, answers)
@@ -270,15 +270,19 @@ def _image_sites(
         for image in find_images(resource, table, plain):
             ref = _image_ref(doc, image, options.strict, report)
             if ref is not None:
-                sites.append((image, result.refs.setdefault(ref.text, ref)))
+                sites.append((image, _distinct(result, ref, options.rules)))
     return sites
 
 
-def _by_rule(plan: Plan, ref: ImageRef, rules: Rules) -> Decision | None:
-    """What a rule says of an image (None: only a probe can tell), asked once per image."""
-    if ref.text not in plan.by_rule:
-        plan.by_rule[ref.text] = decide_by_rule(ref, rules)
-    return plan.by_rule[ref.text]
+def _distinct(plan: Plan, ref: ImageRef, rules: Rules) -> ImageRef:
+    """The plan's one copy of an image; the first time it is found, a rule's decision
+    on it is noted too (None: only a probe can tell)."""
+    known = plan.refs.get(ref.text)
+    if known is not None:
+        return known
+    plan.refs[ref.text] = ref
+    plan.by_rule[ref.text] = decide_by_rule(ref, rules)
+    return ref
 
 
 def _settled(
@@ -289,14 +293,12 @@ def _settled(
     pool: dict[object, Any],
 ) -> bool:
     """Whether the document was settled (rewriter/settled.py), its tree let go."""
-    if doc.shared or doc.index in result.managed_secrets:
+    if doc.shared or (result.managed_secrets and doc.index in result.managed_secrets):
         return False
-    rules = [_by_rule(result, ref, options.rules) for _, ref in sites]
-    edits = settled.settle(doc, sites, rules, options, result.consumers, pool)
+    edits = settled.settle(doc, sites, result.by_rule, options, result.consumers, pool)
     if edits is None:
         return False
     result.items.append(edits)
-    result.settled.update(ref.text for _, ref in sites)
     doc.release()
     return True
 
@@ -377,7 +379,7 @@ def _find_lean(result: Plan, chunk: Chunk, options: Options, report: Reporter) -
                     ref = _image_ref(doc, site, options.strict, report)
                     if ref is None:
                         continue
-                    ref = result.refs.setdefault(ref.text, ref)
+                    ref = _distinct(result, ref, options.rules)
                     key = (ref.text, site.node.style, spec_path)
                     group = groups.get(key)
                     if group is None:
@@ -775,9 +777,9 @@ def _parses(text: str) -> bool:
     return True
 
 
-def _ask(plan: Plan, rules: Rules, prober: Prober) -> Mapping[ProbeKey, ProbeResult]:
+def _ask(plan: Plan, prober: Prober) -> Mapping[ProbeKey, ProbeResult]:
     """The probe's answers for the distinct images no rule decides, asked all at once."""
-    to_probe = [ref for ref in plan.refs.values() if _by_rule(plan, ref, rules) is None]
+    to_probe = [ref for text, ref in plan.refs.items() if plan.by_rule[text] is None]
     return prober(to_probe) if to_probe else {}
 
 

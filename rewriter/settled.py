@@ -22,7 +22,7 @@ failure names each of them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rewriter.decide import Action, Decision
@@ -39,16 +39,17 @@ from rewriter.secrets import Consumers
 def settle(
     doc: Document,
     sites: Sequence[tuple[ImageSite, ImageRef]],
-    decisions: Sequence[Decision | None],
+    by_rule: Mapping[str, Decision | None],
     options: Options,
     consumers: dict[str | None, Consumers],
     pool: dict[object, Any],
 ) -> Settled | None:
     """`doc`'s edits, or None when it cannot be settled (see above).
 
-    `sites`: its image sites with their references, in the finder's order; `decisions`:
-    what a rule says of each (None: only a probe can tell). When it is settled, each of
-    its lists of pull secrets that must name our Secret is noted in `consumers`, once.
+    `sites`: its image sites with their references, in the finder's order; `by_rule`:
+    what a rule says of each image, by its text (None: only a probe can tell). When it
+    is settled, each of its lists of pull secrets that must name our Secret is noted in
+    `consumers`, once.
     `pool` keeps one copy of equal entries (workloads laid out alike get the same).
     """
     if doc.events is None:
@@ -58,7 +59,8 @@ def settle(
     # (an image's own path where there is none), and the entries naming it there
     consumer: dict[str, Resource] = {}
     inserted: list[edit.Splice] = []
-    for (site, ref), decision in zip(sites, decisions, strict=True):
+    for site, ref in sites:
+        decision = by_rule[ref.text]
         if decision is None or decision.action is Action.FAIL:
             return None
         new = decision.new_text
