@@ -34,8 +34,9 @@ def checked(
     """A document without anchors edited, checked from its splices; by reading it back
     where that check cannot read a scalar on its own. With `counts`, its parser events
     are counted when that is flushed."""
-    text = edit.apply(original, [r[4] for r in replaced] + inserted)
-    if not splicecheck.check(doc, original, text, replaced, inserted, counts):
+    text = splicecheck.edited(doc, original, replaced, inserted, counts)
+    if text is None:
+        text = edit.apply(original, [r[4] for r in replaced] + inserted)
         verify(doc, text, expected)
     return text.encode("utf-8")
 

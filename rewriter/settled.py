@@ -91,13 +91,13 @@ def settle(
 
 
 def write(batch: Sequence[Settled], counts: splicecheck.Counts) -> list[bytes]:
-    """Settled documents' output: their splices applied, then checked (the check's
-    parser events counted with `counts`), each step over the batch before the next
-    (see render.BATCH). Their input is let go: a plan is written once."""
-    edited: list[tuple[str, list[splicecheck.Replacement], list[edit.Splice], str] | None] = []
+    """Settled documents' output: their splices made, then applied and checked (the
+    check's parser events counted with `counts`), each step over the batch before the
+    next (see render.BATCH). Their input is let go: a plan is written once."""
+    made: list[tuple[str, list[splicecheck.Replacement]] | None] = []
     for settled in batch:
         if not settled.replaced and not settled.inserted:
-            edited.append(None)
+            made.append(None)
             continue
         original = settled.chunk.data.decode("utf-8")
         replaced = [
@@ -110,19 +110,18 @@ def write(batch: Sequence[Settled], counts: splicecheck.Counts) -> list[bytes]:
             )
             for start, end, style, before, after in settled.replaced
         ]
-        inserted = list(settled.inserted)
-        text = edit.apply(original, [r[4] for r in replaced] + inserted)
-        edited.append((original, replaced, inserted, text))
+        made.append((original, replaced))
     out: list[bytes] = []
-    for settled, made in zip(batch, edited, strict=True):
+    for settled, splices in zip(batch, made, strict=True):
         chunk = settled.chunk
-        if made is None:
+        if splices is None:
             out.append(chunk.data)
             continue
-        original, replaced, inserted, text = made
+        original, replaced = splices
         # A Document for the check's messages and its count of events (none is kept).
         doc = Document(chunk, "", None, "", released=True, events=settled.events)
-        if not splicecheck.check(doc, original, text, replaced, inserted, counts):
+        text = splicecheck.edited(doc, original, replaced, settled.inserted, counts)
+        if text is None:
             raise RewriterError(f"{doc.where()}: internal error: a settled document is unchecked")
         chunk.data = b""
         out.append(text.encode("utf-8"))

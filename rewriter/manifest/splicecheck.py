@@ -8,7 +8,8 @@ render. For documents without anchors (released after the finder's visit: plan.S
 the splices themselves say what the edited text must be, and that is checked instead:
 
 - the edited text is the original with the splices applied, and nothing else changed:
-  the splices do not overlap and every byte between them is the original's;
+  it is made here (`edited`), from the original and the splices checked, which must
+  not overlap, so every byte between them is the original's;
 - each replaced span is the image scalar the finder read (its text, tags and quotes
   included, reads as the image found, as a block value and as a flow item) and its new
   text reads as the decided image, a string, in both contexts;
@@ -20,7 +21,7 @@ the splices themselves say what the edited text must be, and that is checked ins
 
 Readings of a scalar are memoized by its text: a chart repeats a few images thousands of
 times. Where the original scalar cannot be read on its own (it spans lines: block and
-folded scalars), `check` answers False and the caller composes the edited text as before.
+folded scalars), `edited` answers None and the caller composes the edited text as before.
 """
 
 from __future__ import annotations
@@ -46,37 +47,37 @@ _STR_TAG = _CORE_TAG + "str"
 Replacement = tuple[int, int, str, str, Splice]
 
 
-def check(
+def edited(
     doc: Document,
     original: str,
-    edited: str,
     replaced: Sequence[Replacement],
     inserted: Sequence[Splice],
     counts: Counts | None = None,
-) -> bool:
-    """Raise RewriterError (an internal error) when `edited` is not what the splices
-    make of `original`; False when a replaced scalar cannot be read on its own (the
-    caller then checks by composing). With `counts`, the parser events are counted with
-    other documents' (see Counts), by the time its `flush()` returns."""
+) -> str | None:
+    """The edited text: `original` with the splices applied, checked; raises
+    RewriterError (an internal error) when they do not do what they should. None when a
+    replaced scalar cannot be read on its own (the caller then applies the splices and
+    checks by composing). With `counts`, the parser events are counted with other
+    documents' (see Counts), by the time its `flush()` returns."""
     if doc.events is None:
-        return False
+        return None
     for start, end, before, after, made in replaced:
         if not (start <= made.start <= made.end <= end):
             _fail(doc, f"a splice at {made.start} leaves the image scalar at {start}")
         raw = original[start:end]
         was = _reads(raw) if "\n" not in raw and "\r" not in raw else None
         if was is None:
-            return False  # a scalar over several lines, read only in its context
+            return None  # a scalar over several lines, read only in its context
         now = _reads(original[start : made.start] + made.text + original[made.end : end])
         if was != before or now != after:
             _fail(doc, f"an image reads {now!r} after the edit, expected {after!r}")
-    _same_outside(doc, original, edited, ordered([r[4] for r in replaced] + list(inserted)))
+    text = _applied(doc, original, ordered([r[4] for r in replaced] + list(inserted)))
     expected = doc.events + sum(s.events for s in inserted)
     if counts is None:
-        _count(doc, edited, expected)
+        _count(doc, text, expected)
     else:
-        counts.add(doc, edited, expected)
-    return True
+        counts.add(doc, text, expected)
+    return text
 
 
 class Counts:
@@ -126,22 +127,20 @@ class Counts:
 _MARKER = re.compile(r"---(?:[ \t\r\n]|$)")
 
 
-def _same_outside(doc: Document, original: str, edited: str, splices: list[Splice]) -> None:
-    """The edited text is the original with `splices` (sorted) applied, byte for byte."""
+def _applied(doc: Document, original: str, splices: list[Splice]) -> str:
+    """`original` with `splices` (sorted) applied, which must not overlap. The edited
+    text is made here, from the original and the splices checked, and nowhere else: no
+    byte outside them can differ."""
+    pieces: list[str] = []
     at = 0  # in the original
-    out = 0  # in the edited text
     for made in splices:
         if made.start < at:
             _fail(doc, f"splices overlap at {made.start}")
-        between = original[at : made.start]
-        if not edited.startswith(between, out) or not edited.startswith(
-            made.text, out + len(between)
-        ):
-            _fail(doc, f"the text around {made.start} changed beyond the splices")
-        out += len(between) + len(made.text)
+        pieces.append(original[at : made.start])
+        pieces.append(made.text)
         at = made.end
-    if len(edited) - out != len(original) - at or not edited.startswith(original[at:], out):
-        _fail(doc, "the text after the last splice changed")
+    pieces.append(original[at:])
+    return "".join(pieces)
 
 
 # One edit of a big document (render._rewrite_lean), in text order: the span replaced,

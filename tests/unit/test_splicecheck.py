@@ -1,7 +1,7 @@
-"""The check of a released document's edits (rewriter/manifest/splicecheck.py): what the
-splices make of the original passes; a bug in the surgery (text changed beyond the
-splices, an image that reads otherwise, a count of parser events that does not add up)
-is an internal error."""
+"""The check of a released document's edits (rewriter/manifest/splicecheck.py): the
+edited text it makes is the original with the splices, and nothing else; a bug in the
+surgery (overlapping splices, an image that reads otherwise, an insertion whose count of
+parser events does not add up) is an internal error."""
 
 from __future__ import annotations
 
@@ -48,37 +48,46 @@ def _edit(text: str):  # type: ignore[no-untyped-def]
     return doc, original, replaced, inserted, edited
 
 
-def test_the_splices_as_made_pass() -> None:
-    doc, original, replaced, inserted, edited = _edit(LIST)
+def test_the_splices_as_made_pass_and_make_the_edited_text() -> None:
+    doc, original, replaced, inserted, applied = _edit(LIST)
     assert [s.events for s in inserted] == [7]  # imagePullSecrets: [{name: ...}]
-    assert splicecheck.check(doc, original, edited, replaced, inserted) is True
+    assert splicecheck.edited(doc, original, replaced, inserted) == applied
+
+
+def test_overlapping_splices_are_an_internal_error() -> None:
+    doc, original, replaced, inserted, _ = _edit(LIST)
+    start = replaced[0][4].start
+    over = edit.Splice(start - 2, start + 1, "x")
+    with pytest.raises(RewriterError, match="internal error: splices overlap"):
+        splicecheck.edited(doc, original, replaced, [*inserted, over])
 
 
 @pytest.mark.parametrize(
     "broken",
     [
-        ("kind: Deployment", "kind: Deploymentx"),  # another object
-        ("namespace: shop", "namespace: other"),
-        ("            - name: a\n", "            - name: a\n          x:\n"),  # re-parented
-        ("items:\n", "items:\n  - {kind: Pod}\n"),  # a new List item
-        ("kind: List\n", "kind: List\n---\n"),  # two documents
-        ("- name: a\n", "- name: a\n\n"),  # even a blank line
+        ("            - name: a\n", "          x:\n"),  # re-parented
+        ("items:\n", "  - {kind: Pod}\n"),  # a new List item
+        ("kind: List\n", "---\n"),  # two documents
     ],
 )
-def test_text_changed_beyond_the_splices_is_an_internal_error(broken: tuple[str, str]) -> None:
-    doc, original, replaced, inserted, edited = _edit(LIST)
-    tampered = edited.replace(*broken, 1)
-    assert tampered != edited
+def test_an_entry_inserted_where_it_changes_the_shape_is_an_internal_error(
+    broken: tuple[str, str],
+) -> None:
+    """An edit bug that inserts text, counted as adding no events: the parser's count
+    of the edited text tells."""
+    doc, original, replaced, inserted, _ = _edit(LIST)
+    after, text = broken
+    at = original.index(after) + len(after)
+    rogue = edit.Splice(at, at, text)
     with pytest.raises(RewriterError, match="internal error"):
-        splicecheck.check(doc, original, tampered, replaced, inserted)
+        splicecheck.edited(doc, original, replaced, [*inserted, rogue])
 
 
 def _tamper_replacement(source: str, index: int, **change: object):  # type: ignore[no-untyped-def]
     doc, original, replaced, inserted, _ = _edit(source)
     start, end, before, after, made = replaced[index]
     replaced[index] = (start, end, before, after, dataclasses.replace(made, **change))
-    edited = edit.apply(original, [r[4] for r in replaced] + inserted)
-    return doc, original, edited, replaced, inserted
+    return doc, original, replaced, inserted
 
 
 @pytest.mark.parametrize("index", [0, 1], ids=["plain", "quoted"])
@@ -86,9 +95,9 @@ def _tamper_replacement(source: str, index: int, **change: object):  # type: ign
     "text", ["quay.io/acme/api:2", "[proxy", "42", "'x'", "a # b"], ids=str
 )
 def test_a_replacement_that_reads_otherwise_is_an_internal_error(index: int, text: str) -> None:
-    doc, original, edited, replaced, inserted = _tamper_replacement(LIST, index, text=text)
+    doc, original, replaced, inserted = _tamper_replacement(LIST, index, text=text)
     with pytest.raises(RewriterError, match="internal error"):
-        splicecheck.check(doc, original, edited, replaced, inserted)
+        splicecheck.edited(doc, original, replaced, inserted)
 
 
 def test_a_splice_beyond_its_scalar_is_an_internal_error() -> None:
@@ -96,24 +105,22 @@ def test_a_splice_beyond_its_scalar_is_an_internal_error() -> None:
     start, end, before, after, made = replaced[0]
     wider = dataclasses.replace(made, end=made.end + 1)
     replaced[0] = (start, end, before, after, wider)
-    edited = edit.apply(original, [r[4] for r in replaced] + inserted)
     with pytest.raises(RewriterError, match="leaves the image scalar"):
-        splicecheck.check(doc, original, edited, replaced, inserted)
+        splicecheck.edited(doc, original, replaced, inserted)
 
 
 def test_an_insertion_that_adds_other_events_is_an_internal_error() -> None:
     doc, original, replaced, inserted, _ = _edit(LIST)
     # The block entry as an edit bug might write it: the list item's mapping lost.
     bad = dataclasses.replace(inserted[0], text=inserted[0].text.replace("- name: ", "- "))
-    edited = edit.apply(original, [r[4] for r in replaced] + [bad])
     with pytest.raises(RewriterError, match="parser events"):
-        splicecheck.check(doc, original, edited, replaced, [bad])
+        splicecheck.edited(doc, original, replaced, [bad])
 
 
 def test_a_block_scalar_image_is_checked_by_composing() -> None:
     text = LIST.replace("image: quay.io/acme/api:1", "image: >-\n                quay.io/acme/api:1")
-    doc, original, replaced, inserted, edited = _edit(text)
-    assert splicecheck.check(doc, original, edited, replaced, inserted) is False
+    doc, original, replaced, inserted, _ = _edit(text)
+    assert splicecheck.edited(doc, original, replaced, inserted) is None
     out = render(text).decode()
     assert 'image: "proxy.replicated.com/proxy/acme/quay.io/acme/api:1"' in out
 
@@ -129,9 +136,9 @@ def test_a_block_scalar_image_is_checked_by_composing() -> None:
 )
 def test_inserted_entries_count_their_events(holder: str, events: int) -> None:
     text = LIST.replace("          containers:\n", holder + "          containers:\n")
-    doc, original, replaced, inserted, edited = _edit(text)
+    doc, original, replaced, inserted, applied = _edit(text)
     assert [s.events for s in inserted] == [events]
-    assert splicecheck.check(doc, original, edited, replaced, inserted) is True
+    assert splicecheck.edited(doc, original, replaced, inserted) == applied
 
 
 def _pods(count: int) -> list[render_module.Document]:
