@@ -53,7 +53,11 @@ class Decision:
 
     @property
     def needs_secret(self) -> bool:
-        return self.action in (Action.PROXY, Action.LICENSED, Action.LOCAL)
+        return self.action in _NEEDS_SECRET
+
+
+# (Named once: an enum member read from its class costs a lookup each time.)
+_NEEDS_SECRET = (Action.PROXY, Action.LICENSED, Action.LOCAL)
 
 
 def decide_by_rule(ref: ImageRef, rules: Rules) -> Decision | None:

@@ -311,7 +311,7 @@ def follow(node: Node, path: Path, at: str) -> list[tuple[Node, str]]:
         if segment == "[*]":
             for parent, where in found:
                 if isinstance(parent, SequenceNode):
-                    step.extend((item, f"{where}[{i}]") for i, item in enumerate(parent.value))
+                    step += [(item, f"{where}[{i}]") for i, item in enumerate(parent.value)]
         else:
             for parent, where in found:
                 child = get(parent, segment)
