@@ -4,7 +4,9 @@
 Takes the corpus documents that hold images, applies random byte- and token-level
 mutations, renders each result in-process, and checks that every input either renders
 (output parses, a second pass is identical) or fails with a RewriterError (the CLI's
-clean `error:` path). Anything else is a crash, saved under --out for replay.
+clean `error:` path), and that `rewriter render`'s lean plan (documents settled while
+visited, big ones read from events) gives what a plan keeping every site gives, output
+or error. Anything else is a crash, saved under --out for replay.
 
 With `--oracle N`, the first N inputs that render are also judged by kubectl
 (tests/support/kubeoracle.py): what kubectl reads after `rewriter render` (the CLI, same rules)
@@ -118,17 +120,26 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
     return data
 
 
-def render(data: bytes) -> bytes:
+def render(data: bytes, lean: bool = True) -> bytes:
+    """As `rewriter render` does (`lean`: documents settled while visited, big ones read
+    from events), or keeping every site as scan and the KRM function do."""
     report = Reporter(stream=io.StringIO())
-    plan = find_and_decide(data, OPTIONS, lambda refs: {}, report)
+    plan = find_and_decide(data, OPTIONS, lambda refs: {}, report, lean=lean)
     return rewrite(plan, OPTIONS, report).stream()
+
+
+def outcome(data: bytes, lean: bool) -> bytes | str:
+    try:
+        return render(data, lean)
+    except RewriterError as exc:
+        return f"error: {exc}"
 
 
 def check(data: bytes) -> str:
     """'rendered' or 'error'; raises AssertionError (or anything) on a broken property."""
-    try:
-        out = render(data)
-    except RewriterError:
+    out = outcome(data, lean=True)
+    assert outcome(data, lean=False) == out, "the lean render differs from the kept one"
+    if isinstance(out, str):
         return "error"
     list(yaml.compose_all(out, Loader=yaml.CSafeLoader))
     assert render(out) == out, "second pass differs"
