@@ -21,6 +21,24 @@ from rewriter.render_options import Options
 from rewriter.secrets import license_credentials
 from support.registries import Route, StubRegistry, stub_registry
 
+# A List holding one Deployment with two images, one in a flow mapping and quoted: the
+# edits' checks (test_splicecheck, test_editcheck) tamper with what is made of it.
+DEPLOYMENT_LIST = """\
+apiVersion: v1
+kind: List
+items:
+  - apiVersion: apps/v1
+    kind: Deployment
+    metadata: {name: web, namespace: shop}
+    spec:
+      template:
+        spec:
+          containers:
+            - name: a
+              image: quay.io/acme/api:1
+            - {name: b, image: 'quay.io/acme/api:1'}
+"""
+
 
 def options(**kwargs: object) -> Options:
     rules = kwargs.pop("rules", None) or Rules(app_slug="acme", private=("*",))
@@ -134,4 +152,3 @@ def stub_settings(stub: StubRegistry, **changes: object) -> ProbeSettings:
 def by_repository(answers: Mapping[ProbeKey, ProbeResult]) -> dict[str, ProbeResult]:
     """Probe answers by repository name, for tests whose stub serves one registry."""
     return {key[1]: answer for key, answer in answers.items()}
-

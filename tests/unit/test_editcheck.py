@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 
 import pytest
+from support.helpers import DEPLOYMENT_LIST as LIST
 from support.helpers import options
 
 from rewriter import editcheck
@@ -21,22 +22,6 @@ def _plan_of(text: str):  # type: ignore[no-untyped-def]
     opts = options()
     report = Reporter(stream=io.StringIO())
     return find_and_decide(text.encode(), opts, lambda refs: {}, report), opts
-
-
-LIST = """\
-apiVersion: v1
-kind: List
-items:
-  - apiVersion: apps/v1
-    kind: Deployment
-    metadata: {name: web, namespace: shop}
-    spec:
-      template:
-        spec:
-          containers:
-            - name: a
-              image: quay.io/acme/api:1
-"""
 
 
 @pytest.mark.parametrize("size", [0, 1 << 30], ids=["events", "compose"])

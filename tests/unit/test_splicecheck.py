@@ -10,6 +10,7 @@ import io
 from collections.abc import Callable
 
 import pytest
+from support.helpers import DEPLOYMENT_LIST as LIST
 from support.helpers import options, render
 
 from rewriter import render as render_module
@@ -17,22 +18,6 @@ from rewriter.diagnostics import Reporter
 from rewriter.errors import RewriterError
 from rewriter.manifest import edit, splicecheck
 from rewriter.render import find_and_decide
-
-LIST = """\
-apiVersion: v1
-kind: List
-items:
-  - apiVersion: apps/v1
-    kind: Deployment
-    metadata: {name: web, namespace: shop}
-    spec:
-      template:
-        spec:
-          containers:
-            - name: a
-              image: quay.io/acme/api:1
-            - {name: b, image: 'quay.io/acme/api:1'}
-"""
 
 
 def _edit(text: str):  # type: ignore[no-untyped-def]
@@ -91,9 +76,7 @@ def _tamper_replacement(source: str, index: int, **change: object):  # type: ign
 
 
 @pytest.mark.parametrize("index", [0, 1], ids=["plain", "quoted"])
-@pytest.mark.parametrize(
-    "text", ["quay.io/acme/api:2", "[proxy", "42", "'x'", "a # b"], ids=str
-)
+@pytest.mark.parametrize("text", ["quay.io/acme/api:2", "[proxy", "42", "'x'", "a # b"], ids=str)
 def test_a_replacement_that_reads_otherwise_is_an_internal_error(index: int, text: str) -> None:
     doc, original, replaced, inserted = _tamper_replacement(LIST, index, text=text)
     with pytest.raises(RewriterError, match="internal error"):
@@ -118,7 +101,9 @@ def test_an_insertion_that_adds_other_events_is_an_internal_error() -> None:
 
 
 def test_a_block_scalar_image_is_checked_by_composing() -> None:
-    text = LIST.replace("image: quay.io/acme/api:1", "image: >-\n                quay.io/acme/api:1")
+    text = LIST.replace(
+        "image: quay.io/acme/api:1", "image: >-\n                quay.io/acme/api:1"
+    )
     doc, original, replaced, inserted, _ = _edit(text)
     assert splicecheck.edited(doc, original, replaced, inserted) is None
     out = render(text).decode()
