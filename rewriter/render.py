@@ -105,9 +105,9 @@ def find_and_decide(
     `parse_all` parses every document but CRDs, for reports that look beyond the fields.
     `files` names the input files of a stream read from several (see stream.split).
     `lean`, for callers that only rewrite (reports want a Found per site): documents
-    whose every image a rule decides are edited as they are visited
-    (rewriter/settled.py), and big documents are read from events, never composed
-    whole, their sites with the same image and pull secret list one Repeated.
+    whose every image a rule decides get their edits as they are visited, not a Found
+    per site (rewriter/settled.py), and big documents are read from events, never
+    composed whole, their sites with the same image and pull secret list one Repeated.
     """
     bom, chunks = split(data, files)
     del data  # the chunks hold the bytes now; one copy of a large stream is enough
@@ -132,6 +132,7 @@ def _find(
     lean: bool,
     settle: bool,
 ) -> Plan:
+    """The stream's documents and image sites, nothing decided yet but by rule."""
     want_namespaces = parse_all or ALL_NAMESPACES in options.additional_namespaces
     triggers = options.fields.trigger_words() | {b"Secret"}
     plan = Plan(bom, [], [], set(), set(), {}, options.fields)

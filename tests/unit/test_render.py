@@ -210,7 +210,9 @@ def test_unparseable_values_warn_and_stay_strict_fails():
     stream = io.StringIO()
     report = Reporter(stream=stream)
     opts = options()
-    out = rewrite(find_and_decide(text.encode(), opts, lambda refs: {}, report), opts, report).stream()
+    out = rewrite(
+        find_and_decide(text.encode(), opts, lambda refs: {}, report), opts, report
+    ).stream()
     assert out == text.encode()
     assert stream.getvalue().splitlines() == [
         "warning: document 1 (Deployment a/web, line 12): spec.template.spec.containers[0].image: invalid image reference '{{ .Values.image }}' (invalid reference format); left unchanged",
@@ -254,7 +256,9 @@ def test_custom_resource_fields_get_pull_secrets_where_the_kind_takes_them():
     stream = io.StringIO()
     report = Reporter(stream=stream)
     opts = options(fields=fields)
-    out = rewrite(find_and_decide(text.encode(), opts, lambda refs: {}, report), opts, report).stream()
+    out = rewrite(
+        find_and_decide(text.encode(), opts, lambda refs: {}, report), opts, report
+    ).stream()
     docs = list(yaml.safe_load_all(out))
     assert docs[0]["spec"] == {
         "imagePullSecrets": [{"name": "acme-registry"}],
@@ -356,7 +360,9 @@ def test_a_crd_line_inside_a_scalar_does_not_skip_the_deployment() -> None:
 
 def test_a_duplicate_kind_is_refused() -> None:
     text = "kind: CustomResourceDefinition\n" + DEPLOY.format(ns="a")
-    with pytest.raises(RewriterError, match=r"^document 1 \(\? a/web, line 3\): duplicate key 'kind'$"):
+    with pytest.raises(
+        RewriterError, match=r"^document 1 \(\? a/web, line 3\): duplicate key 'kind'$"
+    ):
         render(text)
 
 
@@ -529,7 +535,8 @@ def test_messages_of_several_files_name_the_file_and_its_line():
 def test_annotate_replaces_a_non_string_annotation_value(value: str) -> None:
     # Never a second `rewriter/original-images` key: consumers disagree on which wins.
     text = DEPLOY.format(ns="a").replace(
-        "  annotations: {}\n", f"  annotations:\n    rewriter/original-images:{value}\n    keep: me\n"
+        "  annotations: {}\n",
+        f"  annotations:\n    rewriter/original-images:{value}\n    keep: me\n",
     )
     out = render(text, options(annotate=True))
     assert out.count(b"rewriter/original-images") == 1
@@ -538,3 +545,29 @@ def test_annotate_replaces_a_non_string_annotation_value(value: str) -> None:
         "rewriter/original-images": '{"spec.template.spec.containers[0].image":"quay.io/acme/web:1"}',
         "keep": "me",
     }
+
+
+@pytest.mark.parametrize("lean", [False, True], ids=["kept", "lean"])
+def test_a_document_that_cannot_be_read_stops_the_render_after_the_warnings_before_it(
+    lean: bool,
+) -> None:
+    """Documents are read a batch at a time (render.BATCH), but what the user is told
+    comes in document order: the warnings of the documents before the broken one, then
+    its error, and none of the documents after it."""
+    good = "apiVersion: v1\nkind: Pod\nmetadata: {name: p%d}\nspec:\n  containers: [{name: a, image: '%s'}]\n"
+    stream = "---\n".join(
+        [
+            good % (1, "BAD IMAGE"),
+            good % (2, "quay.io/a/b:1"),
+            "kind: Pod\nspec: [\n",
+            good % (4, "ALSO BAD"),
+        ]
+    )
+    said = io.StringIO()
+    with pytest.raises(RewriterError, match=r"^document 3"):
+        find_and_decide(
+            stream.encode(), options(), lambda refs: {}, Reporter(stream=said), lean=lean
+        )
+    warnings = said.getvalue()
+    assert "document 1 (Pod p1" in warnings and "invalid image reference 'BAD IMAGE'" in warnings
+    assert "ALSO BAD" not in warnings
