@@ -85,10 +85,16 @@ ALL_NAMESPACES = "*"
 _CORE_TAG = "tag:yaml.org,2002:"
 _STR_TAG = _CORE_TAG + "str"
 _BINARY_TAG = _CORE_TAG + "binary"
-# Kinds worth proving from the bytes (rewriter/manifest/prefilter.py): a cheap gate before libyaml.
-_KIND_HINT = re.compile(
-    rb"^kind:[ \t]*[\"']?(?:CustomResourceDefinition|ConfigMap|Secret)\b", re.MULTILINE
-)
+# Kinds worth proving from the bytes (rewriter/manifest/prefilter.py): a cheap gate before
+# libyaml. A `kind:` line at column 0, looked for after a line break (a literal prefix,
+# which `re` finds at memchr speed; `^` in MULTILINE mode is tried at every byte: 0.85 to
+# 0.23 us on a Pod) and at the very start.
+_KIND_LINE = rb"kind:[ \t]*[\"']?(?:CustomResourceDefinition|ConfigMap|Secret)\b"
+_KIND_HINT, _KIND_FIRST = re.compile(rb"\n" + _KIND_LINE), re.compile(_KIND_LINE)
+
+
+def _kind_hinted(data: bytes) -> bool:
+    return _KIND_HINT.search(data) is not None or _KIND_FIRST.match(data) is not None
 
 
 def find_and_decide(
@@ -444,7 +450,7 @@ def _passes_through(
     none of our Secrets and, when `*` namespaces are wanted, no namespace."""
     if not want_namespaces and not prefilter.could_spell(data, triggers):
         return True
-    kind = prefilter.root_kind(data) if _KIND_HINT.search(data) else None
+    kind = prefilter.root_kind(data) if _kind_hinted(data) else None
     if kind in NEVER_SCANNED:
         return True
     if want_namespaces or kind not in DATA_KINDS or options.fields.names_kind(kind):
