@@ -311,7 +311,10 @@ def follow(node: Node, path: Path, at: str) -> list[tuple[Node, str]]:
         if segment == "[*]":
             for parent, where in found:
                 if isinstance(parent, SequenceNode):
-                    step += [(item, f"{where}[{i}]") for i, item in enumerate(parent.value)]
+                    # A loop, not a comprehension: a list here has one or two items,
+                    # and a comprehension is a function call of its own.
+                    for i, item in enumerate(parent.value):
+                        step.append((item, f"{where}[{i}]"))
         else:
             for parent, where in found:
                 child = get(parent, segment)
