@@ -1,7 +1,9 @@
 """What a render knows before it writes: every image site found, with its parsed
 reference and its decision, and the documents they are in (`Plan`, made by
 render.find_and_decide and read by render.rewrite, `scan`, `images` and the KRM
-function), and where each site is, as warnings and errors tell it (`located`).
+function), and where each site is, as warnings and errors tell it (`located`). In the
+lean plan of `rewriter render`, a document whose every image a rule decides keeps its
+edits instead of its sites (`Settled`, rewriter/settled.py).
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@ those no rule settles, all at once), then rewrite, then add the Secrets.
 
 `find_and_decide()` does the finding and deciding and is shared by `render` and `scan`;
 `rewrite()` turns a plan into the output bytes. Failures of any image are reported
-together, and nothing is written unless the whole stream succeeds.
+together, and nothing is written unless the whole stream succeeds. Documents go through
+each step a batch at a time (BATCH); `rewriter render`'s documents that a rule settles
+get their edits while they are visited (rewriter/settled.py).
 """
 
 from __future__ import annotations
