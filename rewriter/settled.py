@@ -94,7 +94,7 @@ def settle(
 def write(batch: Sequence[Settled], counts: splicecheck.Counts) -> list[bytes]:
     """Settled documents' output: their splices made, then applied and checked (the
     check's parser events counted with `counts`), each step over the batch before the
-    next (see render.BATCH). Their input is let go: a plan is written once."""
+    next (see visit.BATCH). Their input is let go: a plan is written once."""
     made: list[tuple[str, list[splicecheck.Replacement]] | None] = []
     for settled in batch:
         if not settled.replaced and not settled.inserted:

@@ -240,7 +240,7 @@ def _reads(raw: str) -> str | None:
             node = root.value[0]
         if not isinstance(node, ScalarNode):
             return None
-        # As render._image_ref takes it: a string, or a custom tag (a string to kubectl).
+        # As visit._image_ref takes it: a string, or a custom tag (a string to kubectl).
         if node.tag != _STR_TAG and node.tag.startswith(_CORE_TAG):
             return None
         read.add(str(node.value))

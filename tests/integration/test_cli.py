@@ -13,7 +13,7 @@ import yaml
 from support import ROOT
 from support.helpers import PYTHON, render, run
 
-from rewriter import render as render_module
+from rewriter import visit
 from rewriter.cli import main
 from rewriter.render import Rendered
 
@@ -795,7 +795,7 @@ def test_a_big_document_renders_from_events_as_a_composed_one() -> None:
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: wide\n  namespace: shop\nspec:\n"
         "  containers:\n" + containers
     )
-    assert len(text) > render_module.LEAN_SIZE
+    assert len(text) > visit.LEAN_SIZE
     result = run(["--app-slug", "acme", "--license-id", "L", "--private", "*", "--offline"], text)
     assert result.returncode == 0, result.stderr
     assert result.stdout == render(text)

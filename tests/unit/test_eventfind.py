@@ -11,6 +11,7 @@ from support import CORPUS, FIXTURES
 from support.helpers import options
 
 from rewriter import render as render_module
+from rewriter import visit
 from rewriter.decide import Rules
 from rewriter.diagnostics import Reporter
 from rewriter.errors import RewriterError
@@ -96,7 +97,7 @@ def _render(data: bytes, lean: bool, **kwargs: object) -> tuple[bytes | str, str
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_events_render_what_the_tree_renders(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
-    monkeypatch.setattr(render_module, "LEAN_SIZE", 0)
+    monkeypatch.setattr(visit, "LEAN_SIZE", 0)
     data = CASES[name].encode()
     assert _render(data, True) == _render(data, False)
     strict = _render(data, True, strict=True)
@@ -106,7 +107,7 @@ def test_events_render_what_the_tree_renders(monkeypatch: pytest.MonkeyPatch, na
 
 
 def test_the_corpus_renders_the_same_either_way(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(render_module, "LEAN_SIZE", 0)
+    monkeypatch.setattr(visit, "LEAN_SIZE", 0)
     files = sorted(CORPUS.glob("*.yaml"))[::2] + sorted((FIXTURES / "semantics").glob("*.yaml"))
     for path in files:
         data = path.read_bytes()
@@ -114,7 +115,7 @@ def test_the_corpus_renders_the_same_either_way(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_repeated_images_are_one_found_with_compact_sites(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(render_module, "LEAN_SIZE", 0)
+    monkeypatch.setattr(visit, "LEAN_SIZE", 0)
     data = CASES["block"].encode()
     plan = find_and_decide(data, options(), lambda refs: {}, Reporter(stream=io.StringIO()), lean=True)
     assert [type(f) for f in plan.found] == [Repeated, Repeated, Repeated]
@@ -154,7 +155,7 @@ def test_a_big_document_edited_otherwise_is_an_internal_error(
 ) -> None:  # type: ignore[no-untyped-def]
     from rewriter.manifest import splicecheck
 
-    monkeypatch.setattr(render_module, "LEAN_SIZE", 0)
+    monkeypatch.setattr(visit, "LEAN_SIZE", 0)
     check = splicecheck.check_stream
     monkeypatch.setattr(
         splicecheck, "check_stream", lambda doc, data, pieces, *rest: check(doc, data, tamper(pieces), *rest)
@@ -164,7 +165,7 @@ def test_a_big_document_edited_otherwise_is_an_internal_error(
 
 
 def test_a_big_document_is_written_in_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(render_module, "LEAN_SIZE", 0)
+    monkeypatch.setattr(visit, "LEAN_SIZE", 0)
     monkeypatch.setattr(render_module, "_PIECE", 64)
     data = CASES["block"].encode()
     assert _render(data, True) == _render(data, False)
