@@ -749,16 +749,21 @@ def test_values_file_outside_the_repository_is_refused(cmp: CmpServer) -> None:
 # --- the probe cache -----------------------------------------------------------------
 
 
-def test_cache_lands_on_the_sidecar_volume_not_home(cmp: CmpServer) -> None:
+def _render_probing(cmp: CmpServer) -> Path:
+    """Render an app with no rule for its images, so they are probed and the cache is
+    opened to store the answers; every host is denied, so that nothing is sent."""
     app = cmp.checkout(APPS / "plain-app", "apps/plain")
-    # No rule for these images, so they are probed and the cache is opened to store the
-    # answers; every host is denied, so that nothing is sent.
     result = cmp.generate(
         app,
         plugin_env={"REWRITER_PROBE_DENY": "*"},
         parameters=[{"name": "app-slug", "string": "my-kots-app"}],
     )
     assert result.returncode == 0, result.stderr
+    return app
+
+
+def test_cache_lands_on_the_sidecar_volume_not_home(cmp: CmpServer) -> None:
+    app = _render_probing(cmp)
     assert cmp.cache.is_file()
     assert list(cmp.home.iterdir()) == []
     assert not app.joinpath("probes.sqlite").exists()
@@ -766,13 +771,7 @@ def test_cache_lands_on_the_sidecar_volume_not_home(cmp: CmpServer) -> None:
 
 def test_cache_defaults_to_the_sidecar_tmp_when_unset(cmp: CmpServer) -> None:
     del cmp.env["REWRITER_CACHE"]
-    app = cmp.checkout(APPS / "plain-app", "apps/plain")
-    result = cmp.generate(
-        app,
-        plugin_env={"REWRITER_PROBE_DENY": "*"},
-        parameters=[{"name": "app-slug", "string": "my-kots-app"}],
-    )
-    assert result.returncode == 0, result.stderr
+    _render_probing(cmp)
     assert (cmp.tmp / "rewriter" / "probes.sqlite").is_file()
 
 

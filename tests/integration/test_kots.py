@@ -143,18 +143,14 @@ def test_images_lists_the_applications_additional_images(tmp_path: Path) -> None
     assert b"operand" not in rendered.stdout
 
 
+def _air_gap_images(app: Path, registry: str) -> list[str]:
+    """`rewriter images` for air gap, with a KOTS Application."""
+    return ["images", "--app-slug", "acme", "--application", str(app), "--local-registry", registry]
+
+
 def test_images_air_gap_with_additional_images(tmp_path: Path) -> None:
     app = application_file(tmp_path, additionalImages=["quay.io/acme/operand:2"])
-    args = [
-        "images",
-        "--app-slug",
-        "acme",
-        "--application",
-        str(app),
-        "--local-registry",
-        "reg.local/ns",
-    ]
-    result = run(args, stdin=POD)
+    result = run(_air_gap_images(app, "reg.local/ns"), stdin=POD)
     assert result.stdout.decode().splitlines() == [
         "quay.io/acme/api:1 reg.local/ns/api:1",
         "quay.io/acme/operand:2 reg.local/ns/operand:2",
@@ -209,16 +205,7 @@ def test_images_that_cannot_be_rewritten_fail_the_command(tmp_path: Path) -> Non
 
 def test_additional_image_colliding_with_a_manifest_image_fails(tmp_path: Path) -> None:
     app = application_file(tmp_path, additionalImages=["ghcr.io/else/api:2"])
-    args = [
-        "images",
-        "--app-slug",
-        "acme",
-        "--application",
-        str(app),
-        "--local-registry",
-        "reg.local",
-    ]
-    result = run(args, stdin=POD)
+    result = run(_air_gap_images(app, "reg.local"), stdin=POD)
     assert result.returncode == 1
     assert (
         "ghcr.io/else/api:2: local registry; ghcr.io/else/api and quay.io/acme/api"

@@ -106,6 +106,17 @@ def free_port(host: str = "127.0.0.1") -> int:
 # -- certificates -------------------------------------------------------------------------
 
 
+def _terminate(process: subprocess.Popen[bytes]) -> None:
+    """Stop a server process: asked first, killed when it does not stop in 5 s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
@@ -266,13 +277,8 @@ class Registry:
         return sum(1 for line in text.splitlines() if _ACCESS_LINE.search(line))
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            _terminate(self.process)
 
 
 def start_registry(
@@ -638,13 +644,7 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        _terminate(self.process)
 
 
 def start_redis(workdir: Path, password: str | None = None) -> RedisServer:
