@@ -316,7 +316,7 @@ def images(
 
 def _tell_decisions(plan: Plan, reporter: Reporter) -> None:
     if reporter.verbose:
-        tell_decisions(reporter, plan.decided.items())
+        tell_decisions(reporter, plan.decided)
 
 
 @app.command(epilog=ENVIRONMENT)

@@ -194,12 +194,9 @@ def probe_warnings(
     return notices
 
 
-def tell_decisions(reporter: Reporter, decided: Iterable[tuple[str, Decision | None]]) -> None:
-    """--verbose: `IMAGE: ACTION (REASON) -> NEW` once per distinct image, in order."""
-    seen: set[str] = set()
-    for text, decision in decided:
-        if decision is None or text in seen:
-            continue
-        seen.add(text)
+def tell_decisions(reporter: Reporter, decided: Mapping[str, Decision]) -> None:
+    """--verbose: `IMAGE: ACTION (REASON) -> NEW` for each distinct image (Plan.decided),
+    in the order first found."""
+    for text, decision in decided.items():
         line = f"{text}: {decision.action.value} ({decision.reason})"
         reporter.info(line + (f" -> {decision.new_text}" if decision.new_text else ""))

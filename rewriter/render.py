@@ -348,7 +348,10 @@ def _decide(
 ) -> dict[ImageRef, Decision]:
     """Decide each distinct image once, and each kept site by it; returns the decisions
     that failed only because of another image (decide.collisions)."""
-    decided = {ref: decide(ref, rules, answers.get(ref.probe_key)) for ref in plan.refs.values()}
+    decided = {
+        ref: plan.by_rule[text] or decide(ref, rules, answers.get(ref.probe_key))
+        for text, ref in plan.refs.items()
+    }
     failed = collisions(decided)
     decided.update(failed)
     # By text: a reference's text is hashed once, an ImageRef's fields at every lookup.

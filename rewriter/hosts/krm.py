@@ -116,7 +116,7 @@ def run(
             reporter.open_log(settings.log_file)
         plan = find_and_decide(data, settings.options, make_prober(settings, results), results)
         if reporter.verbose:
-            tell_decisions(reporter, plan.decided.items())
+            tell_decisions(reporter, plan.decided)
         rendered = rewrite(plan, settings.options, results)
         output = _with_secrets(_decode(rendered.documents), rendered.secrets, settings)
         output = _with_results(output, results.entries(plan))

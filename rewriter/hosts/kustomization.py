@@ -436,7 +436,7 @@ def midstream(
     options = settings.options
     plan = find_and_decide(built, options, prober, reporter)
     if reporter.verbose:  # -v as for render: each image's decision
-        tell_decisions(reporter, plan.decided.items())
+        tell_decisions(reporter, plan.decided)
     rendered = rewrite(plan, options, reporter)
     if plan.managed_secrets:
         raise RewriterError(
